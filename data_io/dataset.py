@@ -1,0 +1,186 @@
+"""The on-disk dataset: one Parquet file per split (histories as list columns) plus
+`dataset.json` holding a DatasetInfo with a content fingerprint. Loading gives padded numpy
+matrices (tensorised once) that Ray can share zero-copy through its object store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data_io.errors import DataError
+from data_io.prepare import SEQ_FEATURES, SPLITS, PrepareParams, Samples
+
+FORMAT_VERSION = 1
+INFO_FILE = "dataset.json"
+
+
+@dataclass
+class DatasetInfo:
+    name: str
+    n_locations: int  # classes, including 0 = padding and 1 = unseen in train
+    n_users: int  # user embedding rows, including 0 = padding
+    cardinalities: dict[str, int]  # per history feature: number of distinct codes
+    split_sizes: dict[str, int]
+    max_history: int
+    params: dict  # the preprocessing parameters
+    source: dict = field(default_factory=dict)  # where it came from (files or generator settings)
+    fingerprint: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "DatasetInfo":
+        return cls(**raw)
+
+
+@dataclass
+class SplitArrays:
+    """One split, tensorised: int64 matrices padded on the right to the longest history."""
+
+    sample_id: np.ndarray  # [N]
+    user: np.ndarray  # [N]
+    target: np.ndarray  # [N]
+    lengths: np.ndarray  # [N]
+    seq: dict[str, np.ndarray]  # each [N, L]
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+
+@dataclass
+class Dataset:
+    info: DatasetInfo
+    splits: dict[str, SplitArrays]
+    path: Path | None = None
+
+    def __getitem__(self, split: str) -> SplitArrays:
+        return self.splits[split]
+
+
+def to_table(samples: Samples) -> pa.Table:
+    offsets = pa.array(samples.offsets.astype(np.int32))
+    columns = {
+        "sample_id": pa.array(samples.sample_id),
+        "user": pa.array(samples.user),
+        "target": pa.array(samples.target),
+    }
+    for name in SEQ_FEATURES:
+        columns[name] = pa.ListArray.from_arrays(offsets, pa.array(samples.seq[name].astype(np.int64)))
+    return pa.table(columns)
+
+
+def fingerprint(tables: dict[str, pa.Table], params: dict) -> str:
+    """sha256 over every column's values of every split plus the parameters (not file bytes,
+    so a different pyarrow writing the same data gives the same fingerprint)."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
+    for split in SPLITS:
+        for name in tables[split].column_names:
+            col = tables[split].column(name).combine_chunks()
+            if isinstance(col, pa.ListArray):
+                digest.update(np.asarray(col.offsets).astype(np.int64).tobytes())
+                col = col.values
+            digest.update(f"{split}/{name}".encode())
+            digest.update(np.asarray(col).astype(np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def make_info(name: str, splits: dict[str, Samples], vocab: dict, params: PrepareParams,
+              source: dict, tables: dict[str, pa.Table]) -> DatasetInfo:
+    max_hist = max(int(np.diff(s.offsets).max(initial=0)) for s in splits.values())
+    cards = {
+        "loc": vocab["n_locations"],
+        "user": vocab["n_users"],
+        "weekday": 7,
+        "tod": 1440 // params.tod_minutes,
+        "dur": params.duration_cap // params.dur_minutes + 1,
+        "days_before": params.window_days + 1,
+        "position": max_hist,
+    }
+    return DatasetInfo(
+        name=name, n_locations=vocab["n_locations"], n_users=vocab["n_users"], cardinalities=cards,
+        split_sizes={k: len(v) for k, v in splits.items()}, max_history=max_hist,
+        params=params.to_dict(), source=source, fingerprint=fingerprint(tables, params.to_dict()),
+    )
+
+
+def write_dataset(out: str | Path, name: str, splits: dict[str, Samples], vocab: dict,
+                  params: PrepareParams, source: dict, overwrite: bool = False) -> DatasetInfo:
+    """Write atomically: everything goes to a temp dir beside `out`, renamed at the end."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise DataError(f"{out}: already exists; choose another --out or pass --overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tables = {k: to_table(v) for k, v in splits.items()}
+    info = make_info(name, splits, vocab, params, source, tables)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        for split, table in tables.items():
+            pq.write_table(table, tmp / f"{split}.parquet")
+        (tmp / INFO_FILE).write_text(info.to_json() + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return info
+
+
+def read_info(path: str | Path) -> DatasetInfo:
+    path = Path(path)
+    info_file = path / INFO_FILE
+    if not info_file.is_file():
+        raise DataError(f"{path}: not a nextsweep dataset (no {INFO_FILE}); create one with `nextsweep data prepare` or `nextsweep data synth`")
+    try:
+        raw = json.loads(info_file.read_text())
+        info = DatasetInfo.from_dict(raw)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{info_file}: unreadable dataset info ({exc}); prepare the dataset again") from None
+    if info.format_version != FORMAT_VERSION:
+        raise DataError(f"{info_file}: format version {info.format_version}, this nextsweep reads {FORMAT_VERSION}; prepare the dataset again")
+    return info
+
+
+def pad_lists(column: pa.ChunkedArray, n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A list column -> (right-padded int64 matrix [n, width], lengths), with no per-row Python."""
+    col = column.combine_chunks()
+    offsets = np.asarray(col.offsets, dtype=np.int64)
+    values = np.asarray(col.values, dtype=np.int64)
+    lengths = np.diff(offsets)
+    rows = np.repeat(np.arange(n), lengths)
+    cols = np.arange(len(values)) - np.repeat(offsets[:-1], lengths)
+    out = np.zeros((n, width), dtype=np.int64)
+    out[rows, cols] = values
+    return out, lengths
+
+
+def load_split(path: Path, split: str) -> SplitArrays:
+    file = path / f"{split}.parquet"
+    if not file.is_file():
+        raise DataError(f"{file}: missing split file; prepare the dataset again")
+    table = pq.read_table(file)
+    n = table.num_rows
+    width = max(1, int(pa.compute.max(pa.compute.list_value_length(table.column("loc"))).as_py() or 1))
+    seq, lengths = {}, None
+    for name in SEQ_FEATURES:
+        seq[name], lengths = pad_lists(table.column(name), n, width)
+    scalar = {k: table.column(k).to_numpy().astype(np.int64) for k in ("sample_id", "user", "target")}
+    return SplitArrays(lengths=lengths, seq=seq, **scalar)
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    path = Path(path)
+    info = read_info(path)
+    return Dataset(info, {s: load_split(path, s) for s in SPLITS}, path)

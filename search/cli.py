@@ -1,0 +1,153 @@
+"""The `nextsweep` command line. Errors a user can cause print one line and exit with code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from data_io import DataError, PrepareParams, read_info
+
+USER_ERRORS: tuple[type[Exception], ...] = (DataError,)
+
+
+def _prep_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("preprocessing")
+    g.add_argument("--train-frac", type=float, default=0.6, help="share of each user's tracked days for training (default 0.6)")
+    g.add_argument("--val-frac", type=float, default=0.2, help="share for validation (default 0.2); test gets the rest")
+    g.add_argument("--window-days", type=int, default=7, help="history = stays in the N previous days (default 7)")
+    g.add_argument("--min-history", type=int, default=3, help="drop targets with fewer previous stays (default 3)")
+    g.add_argument("--duration-cap", type=int, default=2879, help="cap durations at this many minutes (default 2879)")
+
+
+def _params(a: argparse.Namespace) -> PrepareParams:
+    return PrepareParams(train_frac=a.train_frac, val_frac=a.val_frac, window_days=a.window_days,
+                         min_history=a.min_history, duration_cap=a.duration_cap)
+
+
+def _column_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("columns (defaults match the Geolife table)")
+    for opt, default, what in [
+        ("user", "user_id", "user id (integer)"), ("location", "location_id", "location id (integer)"),
+        ("start", None, "start timestamp (instead of --day-col/--minute-col)"),
+        ("day", "start_day", "start day number"), ("minute", "start_min", "start minute after midnight"),
+        ("duration", "duration", "duration in minutes (set to '' to use an end column)"),
+        ("end", None, "end timestamp (with --start-col)"), ("end-day", None, "end day number"),
+        ("end-minute", None, "end minute after midnight"), ("weekday", None, "weekday 0=Monday (default: from timestamps, else day %% 7)"),
+        ("id", None, "staypoint id, matched by --valid-ids (default: row number)"),
+    ]:
+        g.add_argument(f"--{opt}-col", default=default, help=what + (f" (default {default})" if default else ""))
+
+
+def cmd_prepare_geolife(a: argparse.Namespace) -> int:
+    from data_io.geolife import prepare_geolife
+    t = time.perf_counter()
+    info = prepare_geolife(a.staypoints, a.valid_ids, a.out, a.overwrite)
+    print(f"wrote {a.out} in {time.perf_counter() - t:.2f} s")
+    print_info(info)
+    return 0
+
+
+def cmd_prepare_table(a: argparse.Namespace) -> int:
+    from data_io.dataset import write_dataset
+    from data_io.prepare import build_samples
+    from data_io.tables import Columns, read_id_list, read_staypoints
+    cols = Columns(user=a.user_col, location=a.location_col, start=a.start_col,
+                   day=None if a.start_col else a.day_col, minute=None if a.start_col else a.minute_col,
+                   duration=a.duration_col or None, end=a.end_col, end_day=a.end_day_col,
+                   end_minute=a.end_minute_col, weekday=a.weekday_col, id=a.id_col)
+    t = time.perf_counter()
+    sp = read_staypoints(a.table, cols)
+    ids = read_id_list(a.valid_ids) if a.valid_ids else None
+    splits, vocab = build_samples(sp, _params(a), ids, source=a.table)
+    source = {"table": str(a.table), "valid_ids": a.valid_ids and str(a.valid_ids)}
+    info = write_dataset(a.out, a.name or Path(a.table).stem, splits, vocab, _params(a), source, a.overwrite)
+    print(f"wrote {a.out} in {time.perf_counter() - t:.2f} s")
+    print_info(info)
+    return 0
+
+
+def cmd_synth(a: argparse.Namespace) -> int:
+    from data_io.synthetic import SynthParams, synthesize
+    t = time.perf_counter()
+    info = synthesize(SynthParams(a.users, a.days, a.locations, a.seed), a.out, _params(a), a.table, a.overwrite)
+    print(f"wrote {a.out} in {time.perf_counter() - t:.2f} s")
+    print_info(info)
+    return 0
+
+
+def print_info(info) -> None:
+    s = info.split_sizes
+    print(f"dataset      {info.name}")
+    print(f"samples      train {s['train']:,} / val {s['val']:,} / test {s['test']:,}")
+    print(f"locations    {info.n_locations:,} classes (0 = padding, 1 = unseen in train)")
+    print(f"users        {info.n_users - 1:,}")
+    print(f"history      up to {info.max_history} stays")
+    print("features     " + ", ".join(f"{k} {v}" for k, v in info.cardinalities.items()))
+    print("params       " + ", ".join(f"{k}={v}" for k, v in info.params.items()))
+    print(f"source       {info.source}")
+    print(f"fingerprint  {info.fingerprint}")
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    print_info(read_info(a.path))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nextsweep", description=(
+        "Hyperparameter search for next-location models under a hard parameter budget."))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="prepare, generate and inspect datasets").add_subparsers(dest="data_command", required=True)
+    prep = data.add_parser("prepare", help="turn a staypoint table into a dataset").add_subparsers(dest="preset", required=True)
+
+    g = prep.add_parser("geolife", help="the Geolife benchmark protocol (exact published split)")
+    g.add_argument("--staypoints", required=True, help="dataSet_geolife.csv")
+    g.add_argument("--valid-ids", required=True, help="valid_ids_geolife.csv")
+    g.add_argument("--out", required=True, help="dataset directory to create")
+    g.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    g.set_defaults(func=cmd_prepare_geolife)
+
+    t = prep.add_parser("table", help="any staypoint / check-in table (CSV or Parquet)")
+    t.add_argument("table", help="CSV (.csv, .csv.gz, .tsv) or Parquet (.parquet) file")
+    t.add_argument("--out", required=True, help="dataset directory to create")
+    t.add_argument("--name", help="dataset name (default: the file name)")
+    t.add_argument("--valid-ids", help="file of staypoint ids that may be targets (matched against --id-col)")
+    t.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _column_options(t)
+    _prep_options(t)
+    t.set_defaults(func=cmd_prepare_table)
+
+    s = data.add_parser("synth", help="generate the built-in synthetic mobility dataset")
+    s.add_argument("--out", required=True, help="dataset directory to create")
+    s.add_argument("--users", type=int, default=50, help="number of users (default 50)")
+    s.add_argument("--days", type=int, default=120, help="days per user (default 120)")
+    s.add_argument("--locations", type=int, default=300, help="number of places (default 300)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--table", help="also write the raw staypoint table to this CSV")
+    s.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _prep_options(s)
+    s.set_defaults(func=cmd_synth)
+
+    i = data.add_parser("info", help="print a dataset's DatasetInfo")
+    i.add_argument("path", help="dataset directory")
+    i.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as exc:
+        print(f"nextsweep: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nextsweep: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
