@@ -1,0 +1,38 @@
+"""Building models from configs, and exact parameter counts without allocating weights."""
+
+from __future__ import annotations
+
+import torch
+
+from data_io import DatasetInfo
+from models.config import ModelConfig, ModelError, split_config
+from models.networks import NextLocationModel
+
+
+def _model_config(config: ModelConfig | dict) -> ModelConfig:
+    if isinstance(config, ModelConfig):
+        config.check()
+        return config
+    return split_config(config)[0]
+
+
+def _cards(info: DatasetInfo) -> dict[str, int]:
+    cards = dict(info.cardinalities)
+    missing = {"loc", "user", "tod", "weekday", "dur", "days_before", "position"} - set(cards)
+    if missing:
+        raise ModelError(f"dataset info lacks cardinalities {sorted(missing)}; prepare the dataset again")
+    cards["position"] = max(1, cards["position"])
+    return cards
+
+
+def build_model(config: ModelConfig | dict, info: DatasetInfo) -> NextLocationModel:
+    """The model for a config (a ModelConfig or a flat dict that may also hold training keys)."""
+    return NextLocationModel(_model_config(config), _cards(info))
+
+
+def count_params(config: ModelConfig | dict, info: DatasetInfo) -> int:
+    """Exact trainable parameter count (a tied head counted once), built on the meta device so
+    no weight memory is allocated."""
+    with torch.device("meta"):
+        model = build_model(config, info)
+    return sum(p.numel() for p in model.parameters())

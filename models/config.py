@@ -1,0 +1,124 @@
+"""Model and training configurations: flat dicts (what a search space yields) <-> dataclasses."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, fields
+
+FAMILIES = ("transformer", "gru", "lstm", "hybrid", "pointer", "hrm")
+LOSSES = ("ce", "label_smoothing", "weighted_ce", "focal")
+SAMPLERS = ("uniform", "balanced")
+SCHEDULES = ("cosine", "onecycle", "constant")
+METRICS = ("val_hit5", "val_acc1", "val_hit10", "val_mrr", "val_ndcg10", "val_f1", "val_loss")
+FEATURES = ("user", "tod", "weekday", "dur", "days_before", "position")
+
+
+class ModelError(Exception):
+    """A configuration the engine cannot build or train: names the key, the value and the fix."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN/inf loss; the fit stops and the caller records the failure."""
+
+
+@dataclass
+class ModelConfig:
+    family: str = "transformer"
+    d_model: int = 64  # width of the sequence model
+    emb_dim: int = 0  # embedding width; 0 = d_model
+    layers: int = 2
+    heads: int = 4
+    ff_ratio: float = 2.0  # feed-forward width / d_model
+    dropout: float = 0.1
+    tied_head: bool = False  # output layer shares the location embedding
+    use_user: bool = True
+    use_tod: bool = True
+    use_weekday: bool = True
+    use_dur: bool = True
+    use_days_before: bool = True
+    use_position: bool = True
+    h_cycles: int = 2  # hrm: cycles of the slow high-level module
+    l_cycles: int = 2  # hrm: fast low-level steps per cycle
+
+    @property
+    def emb(self) -> int:
+        return self.emb_dim or self.d_model
+
+    def check(self) -> None:
+        _choice("family", self.family, FAMILIES)
+        for key in ("d_model", "layers", "h_cycles", "l_cycles"):
+            if getattr(self, key) < 1:
+                raise ModelError(f"{key}={getattr(self, key)}: must be >= 1")
+        if self.emb_dim < 0:
+            raise ModelError(f"emb_dim={self.emb_dim}: must be >= 0 (0 = same as d_model)")
+        if not 0 <= self.dropout < 1:
+            raise ModelError(f"dropout={self.dropout}: must be in [0, 1)")
+        if self.ff_ratio <= 0:
+            raise ModelError(f"ff_ratio={self.ff_ratio}: must be > 0")
+        if self.uses_attention and (self.heads < 1 or self.d_model % self.heads):
+            raise ModelError(f"heads={self.heads}: must divide d_model={self.d_model} for family {self.family}")
+
+    @property
+    def uses_attention(self) -> bool:
+        return self.family in ("transformer", "hybrid", "pointer", "hrm")
+
+
+@dataclass
+class TrainConfig:
+    loss: str = "ce"
+    label_smoothing: float = 0.1  # loss = label_smoothing
+    focal_gamma: float = 2.0  # loss = focal
+    weight_clip: float = 10.0  # loss = weighted_ce: class weights are clipped to this
+    sampler: str = "uniform"
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    batch_size: int = 128
+    schedule: str = "cosine"
+    warmup_frac: float = 0.05  # cosine: share of steps spent warming up
+    grad_clip: float = 1.0  # max gradient norm; 0 = off
+    epochs: int = 20
+    patience: int = 5  # stop after this many epochs without improving `metric`
+    metric: str = "val_hit5"
+    seed: int = 0
+
+    def check(self) -> None:
+        _choice("loss", self.loss, LOSSES)
+        _choice("sampler", self.sampler, SAMPLERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("metric", self.metric, METRICS)
+        if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1 or self.patience < 1:
+            raise ModelError(f"lr={self.lr}, batch_size={self.batch_size}, epochs={self.epochs}, "
+                             f"patience={self.patience}: all must be positive")
+        if not 0 <= self.label_smoothing < 1:
+            raise ModelError(f"label_smoothing={self.label_smoothing}: must be in [0, 1)")
+
+    @property
+    def maximize(self) -> bool:
+        return self.metric != "val_loss"
+
+
+MODEL_KEYS = tuple(f.name for f in fields(ModelConfig))
+TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
+
+
+def _choice(key: str, value, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ModelError(f"{key}={value!r}: not supported; use one of {', '.join(allowed)}")
+
+
+def split_config(flat: dict) -> tuple[ModelConfig, TrainConfig]:
+    """A flat {name: value} dict -> (ModelConfig, TrainConfig); unknown keys are an error."""
+    unknown = [k for k in flat if k not in MODEL_KEYS and k not in TRAIN_KEYS]
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], MODEL_KEYS + TRAIN_KEYS, n=1)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        raise ModelError(f"unknown config key '{unknown[0]}'{hint}")
+    model = ModelConfig(**{k: v for k, v in flat.items() if k in MODEL_KEYS})
+    train = TrainConfig(**{k: v for k, v in flat.items() if k in TRAIN_KEYS})
+    model.check()
+    train.check()
+    return model, train
+
+
+def to_flat(model: ModelConfig, train: TrainConfig) -> dict:
+    return {**asdict(model), **asdict(train)}
