@@ -90,7 +90,16 @@ def run_family(name: str, ds, bs: int, rounds: int) -> dict:
             rates[side].append(n / secs)
     eng, dl = max(rates["engine"]), max(rates["dataloader"])
     return {"family": name, "params": count_params(cfg, ds.info), "batch_size": bs,
-            "engine_samples_s": eng, "dataloader_samples_s": dl, "ratio": eng / dl, "all": rates}
+            "engine_samples_s": eng, "dataloader_samples_s": dl, "ratio": eng / dl, "all": rates,
+            "data_only": {side: data_only_rate(batches(0)) for side, batches in sides.items()}}
+
+
+def data_only_rate(batches) -> float:
+    """Samples/s of producing the batches alone (no model): the data path's own cost."""
+    n, start = 0, time.perf_counter()
+    for _, _, _, target in batches:
+        n += len(target)
+    return n / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -106,9 +115,11 @@ def main() -> None:
         ds = load_dataset(Path(tmp) / "gl")
     rows = [run_family(f, ds, a.batch_size, a.rounds) for f in a.families]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, Geolife train ({len(ds['train'])} samples), batch {a.batch_size}")
-    print(f"{'family':<12}{'params':>9}{'engine/s':>11}{'DataLoader/s':>14}{'ratio':>8}")
+    print(f"{'family':<12}{'params':>9}{'engine/s':>11}{'DataLoader/s':>14}{'ratio':>8}{'data path only':>22}")
     for r in rows:
-        print(f"{r['family']:<12}{r['params']:>9,}{r['engine_samples_s']:>11.0f}{r['dataloader_samples_s']:>14.0f}{r['ratio']:>7.2f}x")
+        d = r["data_only"]
+        print(f"{r['family']:<12}{r['params']:>9,}{r['engine_samples_s']:>11.0f}{r['dataloader_samples_s']:>14.0f}"
+              f"{r['ratio']:>7.2f}x{d['engine']:>10.0f} vs {d['dataloader']:.0f}/s")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(rows, indent=2) + "\n")
 

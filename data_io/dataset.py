@@ -170,7 +170,10 @@ def load_split(path: Path, split: str) -> SplitArrays:
     file = path / f"{split}.parquet"
     if not file.is_file():
         raise DataError(f"{file}: missing split file; prepare the dataset again")
-    table = pq.read_table(file)
+    return split_arrays(pq.read_table(file))
+
+
+def split_arrays(table: pa.Table) -> SplitArrays:
     n = table.num_rows
     width = max(1, int(pa.compute.max(pa.compute.list_value_length(table.column("loc"))).as_py() or 1))
     seq, lengths = {}, None
@@ -178,6 +181,13 @@ def load_split(path: Path, split: str) -> SplitArrays:
         seq[name], lengths = pad_lists(table.column(name), n, width)
     scalar = {k: table.column(k).to_numpy().astype(np.int64) for k in ("sample_id", "user", "target")}
     return SplitArrays(lengths=lengths, seq=seq, **scalar)
+
+
+def in_memory(name: str, splits: dict[str, Samples], vocab: dict, params: PrepareParams, source: dict) -> Dataset:
+    """The Dataset that write_dataset + load_dataset would give, without touching the disk."""
+    tables = {k: to_table(v) for k, v in splits.items()}
+    info = make_info(name, splits, vocab, params, source, tables)
+    return Dataset(info, {k: split_arrays(t) for k, t in tables.items()})
 
 
 def load_dataset(path: str | Path) -> Dataset:

@@ -36,3 +36,17 @@ def count_params(config: ModelConfig | dict, info: DatasetInfo) -> int:
     with torch.device("meta"):
         model = build_model(config, info)
     return sum(p.numel() for p in model.parameters())
+
+
+def param_breakdown(config: ModelConfig | dict, info: DatasetInfo) -> list[tuple[str, int]]:
+    """Parameters per part of the model (e.g. 'encoder.loc 1187x64'), largest first."""
+    with torch.device("meta"):
+        model = build_model(config, info)
+    parts: dict[str, list] = {}
+    for name, p in model.named_parameters():
+        parts.setdefault(".".join(name.split(".")[:2]), []).append(p)
+    rows = []
+    for part, ps in parts.items():
+        label = f"{part} {'x'.join(map(str, ps[0].shape))}" if len(ps) == 1 else part
+        rows.append((label, sum(p.numel() for p in ps)))
+    return sorted(rows, key=lambda r: -r[1])

@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 
 from data_io import DataError, PrepareParams, read_info
+from models import ModelError
+from spaces import SpaceError
 
-USER_ERRORS: tuple[type[Exception], ...] = (DataError,)
+USER_ERRORS: tuple[type[Exception], ...] = (DataError, ModelError, SpaceError)
 
 
 def _prep_options(p: argparse.ArgumentParser) -> None:
@@ -95,6 +97,32 @@ def cmd_info(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_space_check(a: argparse.Namespace) -> int:
+    from spaces import load_space
+    from spaces.check import check_space, describe_param
+    from spaces.data import load_space_info
+    space = load_space(a.file)
+    info = load_space_info(space)
+    print(f"space        {space.name}  ({a.file})")
+    print(f"data         {info.name}: {info.n_locations:,} location classes, train {info.split_sizes['train']:,} samples")
+    print(f"objective    {space.metric} ({space.mode}); ASHA max_epochs {space.asha.max_epochs}, "
+          f"grace {space.asha.grace_period}, reduction {space.asha.reduction_factor:g}")
+    budget = f"{space.max_params:,} parameters" if space.max_params else "none"
+    print(f"budget       {budget}" + (f"; width fitted: {space.width}" if space.max_params and space.width else ""))
+    print("params")
+    for p in space.params:
+        print(f"  {p.name:<16} {describe_param(p)}")
+    r = check_space(space, info, samples=a.samples, seed=a.seed)
+    shown = lambda cfg: ", ".join(f"{k}={v}" for k, v in cfg.items() if k in ("family", "layers", "d_model", "emb_dim", "tied_head"))
+    print(f"param count  {int(r.n_min):,} ({shown(r.min_config)})")
+    print(f"          .. {int(r.n_max):,} ({shown(r.max_config)})")
+    if space.max_params:
+        print(f"feasible     {r.feasible_fitted:.1%} of {r.samples} random proposals with the width fitted "
+              f"(vs {r.feasible_naive:.1%} drawing the width blindly); {r.median_ms:.1f} ms per proposal")
+    print("ok")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nextsweep", description=(
         "Hyperparameter search for next-location models under a hard parameter budget."))
@@ -134,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     i = data.add_parser("info", help="print a dataset's DatasetInfo")
     i.add_argument("path", help="dataset directory")
     i.set_defaults(func=cmd_info)
+
+    space = sub.add_parser("space", help="search spaces").add_subparsers(dest="space_command", required=True)
+    c = space.add_parser("check", help="validate a space, show its parameter-count range and feasible share")
+    c.add_argument("file", help="space YAML file (e.g. spaces/quickstart.yaml)")
+    c.add_argument("--samples", type=int, default=300, help="random proposals for the feasible share (default 300)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the random proposals (default 0)")
+    c.set_defaults(func=cmd_space_check)
     return parser
 
 

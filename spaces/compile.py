@@ -1,0 +1,87 @@
+"""A space compiled to an Optuna define-by-run function that proposes budget-checked configs.
+
+The same space always yields the same Optuna parameter names, so the dashboard groups trials.
+With a budget and a width parameter, the width is suggested as `<width>_frac` in [0, 1]: the
+fraction of the way from the smallest width to the largest one that fits the other choices;
+the width itself is stored in the proposal (and by the sweep as a user attribute).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import optuna
+
+from data_io import DatasetInfo
+from spaces.budget import ParamCounter, widest_fit, width_grid
+from spaces.schema import ParamSpec, Space
+
+REJECT_KEY = "params_over_budget"  # Optuna constraint: > 0 means infeasible (c-TPE style)
+
+
+@dataclass
+class Proposal:
+    config: dict  # flat engine config (model + training keys), ready for models.fit
+    n_params: int
+    feasible: bool  # n_params <= budget; an infeasible proposal never reaches a trainer
+    seconds: float = 0.0  # time spent proposing, budget check included
+    extra: dict = field(default_factory=dict)  # e.g. the fitted width and its upper bound
+
+
+def suggest(trial: optuna.Trial, p: ParamSpec):
+    if p.kind == "fixed":
+        return p.value
+    if p.kind == "categorical":
+        return trial.suggest_categorical(p.name, p.choices)
+    if p.kind == "int":
+        return trial.suggest_int(p.name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+    return trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
+
+
+class CompiledSpace:
+    """`propose(trial)` samples one configuration. `fit_width=False` gives the naive form (the
+    width sampled like any other parameter, over-budget samples left to the caller to reject),
+    kept for comparisons."""
+
+    def __init__(self, space: Space, info: DatasetInfo, fit_width: bool = True):
+        self.space, self.info = space, info
+        self.count = ParamCounter(info)
+        self.fit_width = fit_width and space.max_params is not None and space.width is not None
+
+    def base_config(self) -> dict:
+        return {"epochs": self.space.asha.max_epochs, "metric": self.space.metric}
+
+    def propose(self, trial: optuna.Trial) -> Proposal:
+        start = time.perf_counter()
+        config = self.base_config()
+        for p in self.space.params:
+            if p.active(config) and not (self.fit_width and p.name == self.space.width):
+                config[p.name] = suggest(trial, p)
+        extra = self._fit_width(trial, config) if self.fit_width else {}
+        n = extra.pop("n_min", None) or self.count.safe(config)
+        if n == math.inf:  # the engine cannot build it (e.g. heads do not divide the width)
+            return Proposal(config, -1, False, time.perf_counter() - start, {"error": "cannot be built"})
+        feasible = self.space.max_params is None or n <= self.space.max_params
+        return Proposal(config, int(n), feasible, time.perf_counter() - start, extra)
+
+    def _fit_width(self, trial: optuna.Trial, config: dict) -> dict:
+        spec = self.space.param(self.space.width)
+        if not spec.active(config):
+            return {}
+        grid = width_grid(spec, config)
+        top = widest_fit(grid, spec.name, config, self.space.max_params, self.count) if grid else -1
+        if top < 0:  # even the smallest width is over budget: the other choices are infeasible
+            return {"n_min": self.count.safe({**config, spec.name: grid[0]}) if grid else math.inf}
+        frac = trial.suggest_float(f"{spec.name}_frac", 0.0, 1.0)
+        config[spec.name] = grid[round(frac * top)]
+        return {"width_max": grid[top], "frac": frac}
+
+
+def record_rejection(trial: optuna.Trial, proposal: Proposal, max_params: int) -> None:
+    """Mark an over-budget proposal on its Optuna trial: a constraint value (how far over,
+    relative to the budget) that lets TPE learn which structural choices cannot fit."""
+    trial.set_constraint(REJECT_KEY, (proposal.n_params - max_params) / max_params)
+    trial.set_user_attr("rejected", "over budget")
+    trial.set_user_attr("n_params", proposal.n_params)

@@ -1,0 +1,277 @@
+"""The YAML search-space schema: parsing and validation with one clear line per error.
+
+A space file:
+
+    name: geolife_500k
+    data: {geolife: ../../shared/data/geolife}    # or {path: DIR} or {synthetic: {users: 50}}
+    objective: {metric: val_hit5, mode: max}
+    budget: {max_params: 500000, width: d_model}  # width: the int param fitted to the budget
+    asha: {max_epochs: 12, grace_period: 2, reduction_factor: 3}
+    params:
+      family: {type: categorical, choices: [transformer, pointer, gru]}
+      d_model: {type: int, low: 32, high: 256, step: 16}
+      heads: {type: categorical, choices: [2, 4], when: {family: [transformer, pointer]}}
+      lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+      batch_size: 128                            # a fixed value
+
+Relative paths are resolved against the space file's folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from models.config import FAMILIES, LOSSES, METRICS, SAMPLERS, SCHEDULES, ModelConfig, TrainConfig
+
+
+class SpaceError(Exception):
+    """A space file the user must fix: the message names the file, the key path and the fix."""
+
+
+TOP_KEYS = ("name", "description", "data", "objective", "budget", "asha", "params")
+SPEC_KEYS = ("type", "low", "high", "step", "log", "choices", "when")
+DATA_KINDS = ("synthetic", "path", "geolife")
+SYNTH_KEYS = ("users", "days", "locations", "seed")
+# Keys the sweep sets itself, so a space may not: epochs (from asha), seed (per trial), metric (objective).
+RESERVED = {"epochs": "set asha.max_epochs instead", "seed": "the sweep gives each trial its seed",
+            "metric": "set objective.metric instead"}
+ENUMS = {"family": FAMILIES, "loss": LOSSES, "sampler": SAMPLERS, "schedule": SCHEDULES}
+FIELD_TYPES = {f.name: f.type for f in fields(ModelConfig) + fields(TrainConfig)}
+
+
+@dataclass
+class ParamSpec:
+    name: str
+    kind: str  # int | float | categorical | fixed
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    choices: list = field(default_factory=list)
+    value: Any = None  # kind == fixed
+    when: dict[str, list] = field(default_factory=dict)
+
+    def active(self, chosen: dict) -> bool:
+        """A conditional parameter exists only when every named parameter has an allowed value."""
+        return all(chosen.get(k) in allowed for k, allowed in self.when.items())
+
+    def values(self) -> list:
+        """The extreme or listed values (used to bound the parameter count over the space)."""
+        if self.kind == "fixed":
+            return [self.value]
+        if self.kind == "categorical":
+            return list(self.choices)
+        return [self.low, self.high]
+
+
+@dataclass
+class Asha:
+    max_epochs: int = 20
+    grace_period: int = 1
+    reduction_factor: float = 3.0
+
+
+@dataclass
+class Space:
+    name: str
+    path: Path
+    data: dict
+    metric: str = "val_hit5"
+    mode: str = "max"
+    max_params: int | None = None
+    width: str | None = None
+    asha: Asha = field(default_factory=Asha)
+    params: list[ParamSpec] = field(default_factory=list)
+    description: str = ""
+
+    def param(self, name: str) -> ParamSpec | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+class _Checker:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, key: str, msg: str) -> SpaceError:
+        return SpaceError(f"{self.path}: {key}: {msg}")
+
+    def unknown(self, key: str, name: str, allowed: tuple) -> SpaceError:
+        near = difflib.get_close_matches(str(name), allowed, n=1)
+        hint = f"did you mean '{near[0]}'?" if near else f"allowed: {', '.join(allowed)}"
+        return self.fail(key, f"unknown key '{name}'; {hint}")
+
+    def mapping(self, key: str, value, allowed: tuple | None = None) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a mapping, got {type(value).__name__} {value!r}")
+        for k in value:
+            if allowed is not None and k not in allowed:
+                raise self.unknown(f"{key}.{k}" if key else str(k), k, allowed)
+        return value
+
+    def number(self, key: str, value, kind: type = float, minimum: float | None = None):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind is int:
+            ok = ok and float(value).is_integer()
+        if not ok:
+            raise self.fail(key, f"must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise self.fail(key, f"must be >= {minimum}, got {value!r}")
+        return kind(value)
+
+
+def _check_value(c: _Checker, key: str, name: str, value) -> None:
+    """A value the engine accepts for `name` (type and, for enumerations, the allowed set)."""
+    if name in ENUMS and value not in ENUMS[name]:
+        raise c.fail(key, f"'{value}' is not supported for {name}; use one of {', '.join(ENUMS[name])}")
+    kind = FIELD_TYPES[name]
+    if kind == "bool" and not isinstance(value, bool):
+        raise c.fail(key, f"{name} must be true or false, got {value!r}")
+    if kind in ("int", "float"):
+        c.number(key, value, int if kind == "int" else float)
+    if kind == "str" and not isinstance(value, str):
+        raise c.fail(key, f"{name} must be a string, got {value!r}")
+
+
+def _parse_param(c: _Checker, name: str, raw, declared: dict[str, ParamSpec]) -> ParamSpec:
+    key = f"params.{name}"
+    if name in RESERVED:
+        raise c.fail(key, f"'{name}' cannot be searched: {RESERVED[name]}")
+    if name not in FIELD_TYPES:
+        raise c.unknown("params", name, tuple(k for k in FIELD_TYPES if k not in RESERVED))
+    if not isinstance(raw, dict):
+        _check_value(c, key, name, raw)
+        return ParamSpec(name, "fixed", value=raw)
+    c.mapping(key, raw, SPEC_KEYS)
+    kind = raw.get("type", "categorical" if "choices" in raw else None)
+    if kind not in ("int", "float", "categorical"):
+        raise c.fail(f"{key}.type", f"must be int, float or categorical, got {kind!r}")
+    spec = ParamSpec(name, kind, when=_parse_when(c, key, raw.get("when"), declared))
+    if kind == "categorical":
+        choices = raw.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise c.fail(f"{key}.choices", "must be a non-empty list")
+        for i, v in enumerate(choices):
+            _check_value(c, f"{key}.choices[{i}]", name, v)
+        spec.choices = choices
+        return spec
+    if FIELD_TYPES[name] not in ("int", "float") or (kind == "float" and FIELD_TYPES[name] == "int"):
+        raise c.fail(f"{key}.type", f"{name} takes {FIELD_TYPES[name]} values; use type: "
+                     f"{'int' if FIELD_TYPES[name] == 'int' else 'categorical'}")
+    num = int if kind == "int" else float
+    for k in ("low", "high"):
+        if k not in raw:
+            raise c.fail(key, f"a {kind} parameter needs '{k}'")
+    spec.low, spec.high = c.number(f"{key}.low", raw["low"], num), c.number(f"{key}.high", raw["high"], num)
+    if spec.low > spec.high:
+        raise c.fail(key, f"empty range: low {spec.low} > high {spec.high}")
+    spec.log = bool(raw.get("log", False))
+    if spec.log and spec.low <= 0:
+        raise c.fail(f"{key}.low", f"log scale needs low > 0, got {spec.low}")
+    if "step" in raw:
+        spec.step = c.number(f"{key}.step", raw["step"], num)
+        if spec.step <= 0:
+            raise c.fail(f"{key}.step", f"must be > 0, got {spec.step}")
+        if spec.log:
+            raise c.fail(key, "step and log cannot be combined (Optuna forbids it)")
+    for k in ("low", "high"):
+        _check_value(c, f"{key}.{k}", name, getattr(spec, k))
+    return spec
+
+
+def _parse_when(c: _Checker, key: str, raw, declared: dict[str, ParamSpec]) -> dict[str, list]:
+    if raw is None:
+        return {}
+    when = {}
+    for other, allowed in c.mapping(f"{key}.when", raw).items():
+        if other not in declared:
+            hint = " (declare it above this parameter)" if other in FIELD_TYPES else ""
+            raise c.fail(f"{key}.when.{other}", f"names unknown parameter '{other}'{hint}")
+        allowed = allowed if isinstance(allowed, list) else [allowed]
+        possible = declared[other].values() if declared[other].kind in ("categorical", "fixed") else None
+        for v in allowed:
+            if possible is not None and v not in possible:
+                raise c.fail(f"{key}.when.{other}", f"value {v!r} is never taken by {other} (it takes {possible})")
+        when[other] = allowed
+    return when
+
+
+def _parse_data(c: _Checker, raw) -> dict:
+    data = c.mapping("data", raw, DATA_KINDS)
+    if len(data) != 1:
+        raise c.fail("data", f"give exactly one of {', '.join(DATA_KINDS)}")
+    kind, value = next(iter(data.items()))
+    if kind == "synthetic":
+        settings = c.mapping("data.synthetic", value or {}, SYNTH_KEYS)
+        return {"synthetic": {k: c.number(f"data.synthetic.{k}", v, int, 1 if k != "seed" else 0)
+                              for k, v in settings.items()}}
+    if not isinstance(value, str):
+        raise c.fail(f"data.{kind}", f"must be a path, got {value!r}")
+    return {kind: (c.path.parent / value).resolve()}
+
+
+def parse_space(raw: Any, path: Path) -> Space:
+    c = _Checker(path)
+    top = c.mapping("", raw, TOP_KEYS)
+    for k in ("name", "data", "params"):
+        if k not in top:
+            raise c.fail(k, "required key is missing")
+    if not isinstance(top["name"], str) or not top["name"].strip():
+        raise c.fail("name", "must be a non-empty string")
+    space = Space(name=top["name"], path=path, data=_parse_data(c, top["data"]),
+                  description=str(top.get("description", "")))
+    obj = c.mapping("objective", top.get("objective", {}), ("metric", "mode"))
+    space.metric = obj.get("metric", "val_hit5")
+    if space.metric not in METRICS:
+        raise c.fail("objective.metric", f"'{space.metric}' is not reported; use one of {', '.join(METRICS)}")
+    space.mode = obj.get("mode", "min" if space.metric == "val_loss" else "max")
+    if space.mode not in ("max", "min"):
+        raise c.fail("objective.mode", f"must be max or min, got {space.mode!r}")
+    asha = c.mapping("asha", top.get("asha", {}), ("max_epochs", "grace_period", "reduction_factor"))
+    space.asha = Asha(c.number("asha.max_epochs", asha.get("max_epochs", 20), int, 1),
+                      c.number("asha.grace_period", asha.get("grace_period", 1), int, 1),
+                      c.number("asha.reduction_factor", asha.get("reduction_factor", 3), float, 1.01))
+    if space.asha.grace_period > space.asha.max_epochs:
+        raise c.fail("asha.grace_period", f"{space.asha.grace_period} exceeds max_epochs {space.asha.max_epochs}")
+    declared: dict[str, ParamSpec] = {}
+    params = c.mapping("params", top["params"])
+    if not params:
+        raise c.fail("params", "declare at least one parameter")
+    for name, spec in params.items():
+        declared[name] = _parse_param(c, name, spec, declared)
+    space.params = list(declared.values())
+    _parse_budget(c, space, top.get("budget", {}))
+    return space
+
+
+def _parse_budget(c: _Checker, space: Space, raw) -> None:
+    budget = c.mapping("budget", raw, ("max_params", "width"))
+    if "max_params" in budget:
+        space.max_params = c.number("budget.max_params", budget["max_params"], int, 1)
+    default = "d_model" if (p := space.param("d_model")) is not None and p.kind == "int" else None
+    space.width = budget.get("width", default)
+    if space.width is None:
+        return
+    spec = space.param(space.width)
+    if spec is None or spec.kind != "int":
+        raise c.fail("budget.width", f"'{space.width}' must name an int parameter of params (the width fitted to the budget)")
+    for p in space.params:
+        if space.width in p.when:
+            raise c.fail(f"params.{p.name}.when.{space.width}", "conditions on the fitted width are not supported")
+
+
+def load_space(path: str | Path) -> Space:
+    path = Path(path)
+    if not path.is_file():
+        raise SpaceError(f"{path}: file not found; give a space YAML file (see spaces/*.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "?"
+        raise SpaceError(f"{path}: {where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return parse_space(raw, path)
