@@ -29,6 +29,8 @@ class EpochReport:
     metrics: dict[str, float]  # train_loss, val_loss, val_acc1, val_hit5, ..., epoch_s, samples_s
     is_best: bool  # this epoch improved the selection metric
     model: nn.Module  # the live model (its weights are this epoch's)
+    best_epoch: int  # best epoch so far (this one when is_best)
+    last: bool  # the fit ends after this epoch (max epochs or patience), unless stopped earlier
 
 
 @dataclass
@@ -117,11 +119,12 @@ def fit(config: dict | tuple[ModelConfig, TrainConfig], data: Dataset,
         if improved:
             best, best_epoch = metrics[tcfg.metric], epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if on_epoch is not None and on_epoch(EpochReport(epoch, metrics, improved, model)):
+        last = epoch == tcfg.epochs or epoch - best_epoch >= tcfg.patience
+        if on_epoch is not None and on_epoch(EpochReport(epoch, metrics, improved, model, best_epoch, last)):
             stopped_by = "callback"
             break
-        if epoch - best_epoch >= tcfg.patience:
-            stopped_by = "patience"
+        if last:
+            stopped_by = "epochs" if epoch == tcfg.epochs else "patience"
             break
     return FitResult(best_epoch, history[best_epoch - 1], best_state, history,
                      sum(p.numel() for p in model.parameters()), len(history), stopped_by, meta)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from data_io import DataError, PrepareParams, read_info
 from models import ModelError
+from search.storage import SearchError
 from spaces import SpaceError
 
-USER_ERRORS: tuple[type[Exception], ...] = (DataError, ModelError, SpaceError)
+USER_ERRORS: tuple[type[Exception], ...] = (DataError, ModelError, SpaceError, SearchError)
 
 
 def _prep_options(p: argparse.ArgumentParser) -> None:
@@ -123,6 +124,17 @@ def cmd_space_check(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(a: argparse.Namespace) -> int:
+    from search.sweep import SweepOptions, parse_duration, run_sweep
+    opts = SweepOptions(space=a.space, address=a.address, storage=a.storage, study=a.study, samples=a.samples,
+                        max_concurrent=a.max_concurrent, cpus_per_trial=a.cpus_per_trial,
+                        gpus_per_trial=a.gpus_per_trial,
+                        time_budget_s=parse_duration(a.time_budget) if a.time_budget else None,
+                        sampler=a.sampler, seed=a.seed, resume=a.resume, dir=a.dir, max_failures=a.max_failures)
+    run_sweep(opts)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nextsweep", description=(
         "Hyperparameter search for next-location models under a hard parameter budget."))
@@ -169,6 +181,27 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--samples", type=int, default=300, help="random proposals for the feasible share (default 300)")
     c.add_argument("--seed", type=int, default=0, help="seed of the random proposals (default 0)")
     c.set_defaults(func=cmd_space_check)
+    w = sub.add_parser("sweep", help="run a search: Ray Tune trials, Optuna proposals, ASHA pruning",
+                       description="Run a sweep over a space file. Every trial lands in an Optuna study "
+                                   "(default: SQLite under --dir) that `nextsweep dashboard` shows.")
+    w.add_argument("space", help="space YAML file (e.g. spaces/quickstart.yaml)")
+    w.add_argument("--address", help="Ray cluster to join: 'auto' or ray://HOST:PORT (default: start a local Ray)")
+    w.add_argument("--storage", help="Optuna RDB URL (default: sqlite:///DIR/nextsweep.db); "
+                                     "e.g. postgresql://user:pass@host/db on a cluster")
+    w.add_argument("--study", help="study name (default: SPACE-NAME-YYYYmmdd-HHMMSS); an existing name needs --resume")
+    w.add_argument("--samples", type=int, default=20, help="trials to train in total, resumes included (default 20); "
+                                                          "budget rejections do not count")
+    w.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the CPUs allow)")
+    w.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
+    w.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial, fractions allowed (default 0)")
+    w.add_argument("--time-budget", help="stop starting and running trials after this long (e.g. 30m, 2h, 900)")
+    w.add_argument("--sampler", default="tpe", choices=["tpe", "random", "cmaes", "qmc", "gp"],
+                   help="Optuna sampler (default tpe: multivariate, constant liar)")
+    w.add_argument("--seed", type=int, default=0, help="sweep seed: sampler seed and per-trial training seeds (default 0)")
+    w.add_argument("--resume", action="store_true", help="continue --study after an interruption: no trial lost or repeated")
+    w.add_argument("--dir", default="runs", help="sweep directory: SQLite study, Ray results, checkpoints (default runs)")
+    w.add_argument("--max-failures", type=int, default=0, help="retries of a trial whose worker died (default 0)")
+    w.set_defaults(func=cmd_sweep)
     return parser
 
 

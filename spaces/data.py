@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 from data_io import Dataset, DataError, PrepareParams, load_dataset
 from data_io.dataset import in_memory
@@ -15,7 +16,14 @@ from spaces.schema import Space, SpaceError
 
 def load_space_data(space: Space) -> Dataset:
     """Load (or generate / prepare in memory) the space's dataset; errors name the space file."""
-    kind, value = next(iter(space.data.items()))
+    return load_data(space.data, space.path)
+
+
+def load_data(spec: dict, where) -> Dataset:
+    """A data reference ({synthetic: settings} | {geolife: DIR} | {path: DIR}) -> Dataset;
+    errors are SpaceErrors that name `where` (the file holding the reference)."""
+    kind, value = next(iter(spec.items()))
+    value = value if kind == "synthetic" else Path(value)
     try:
         if kind == "synthetic":
             p = SynthParams(**value)
@@ -29,7 +37,7 @@ def load_space_data(space: Space) -> Dataset:
             return in_memory("geolife", splits, vocab, GEOLIFE_PARAMS, source)
         return load_dataset(value)
     except DataError as exc:
-        raise SpaceError(f"{space.path}: data.{kind}: {exc}") from None
+        raise SpaceError(f"{where}: data.{kind}: {exc}") from None
 
 
 def load_space_info(space: Space):

@@ -1,0 +1,151 @@
+"""The Optuna-backed Tune searcher (driver process only) and the ASHA scheduler that records
+which trials it stopped.
+
+Outcomes told to Optuna: COMPLETE with the best epoch's value; PRUNED for a trial ASHA stopped
+(its learning curve kept as intermediate values); FAIL with the error text for a crash; budget
+rejections are told at once (constraint + user attribute) and never reach a worker.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import Searcher
+
+from spaces import CompiledSpace, record_rejection
+from search.storage import SearchError
+
+MAX_REJECTIONS_IN_A_ROW = 1000
+
+
+class RecordingASHA(ASHAScheduler):
+    """ASHA that remembers the trials it stopped, so PRUNED in Optuna matches what ASHA did."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.stopped: set[str] = set()
+
+    def on_trial_result(self, tune_controller, trial, result):
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if decision == self.STOP:
+            self.stopped.add(trial.trial_id)
+        return decision
+
+
+def is_rejected(t: optuna.trial.FrozenTrial) -> bool:
+    return "rejected" in t.user_attrs
+
+
+class BudgetSearcher(Searcher):
+    def __init__(self, study: optuna.Study, compiled: CompiledSpace, asha: RecordingASHA, *,
+                 seed: int, cpus: float, attrs: dict, orphans: list[optuna.trial.FrozenTrial]):
+        super().__init__(metric=compiled.space.metric, mode=compiled.space.mode)
+        self.study, self.compiled, self.asha = study, compiled, asha
+        self.seed, self.cpus, self.attrs = seed, cpus, attrs
+        self.orphans = list(orphans)  # trials a killed driver left RUNNING: re-run, not re-asked
+        self.live: dict[str, optuna.Trial] = {}
+        self.started: dict[str, float] = {}
+        self.last: dict[str, dict] = {}
+        self.best_rows: dict[str, dict] = {}  # the best epoch's result so far, per trial
+        self.failed: dict[str, optuna.Trial] = {}  # waiting for their error text
+        self.rejected = 0
+        self.propose_s: list[float] = []
+
+    # --- Tune's calls -------------------------------------------------------------------
+    def suggest(self, trial_id: str) -> dict | None:
+        if self.orphans:
+            frozen = self.orphans.pop(0)
+            trial = optuna.trial.Trial(self.study, frozen._trial_id)
+            config = json.loads(frozen.user_attrs["config"])
+        else:
+            trial, config = self._ask_feasible()
+        trial.set_user_attr("ray_trial_id", trial_id)
+        self.live[trial_id] = trial
+        self.started[trial_id] = time.time()
+        return {"engine": config, "cpus": self.cpus}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        trial = self.live.get(trial_id)
+        if trial is not None:
+            self._observe(trial, trial_id, result)
+
+    def _observe(self, trial: optuna.Trial, trial_id: str, result: dict | None) -> None:
+        """Keep the newest epoch's result and report its value as an intermediate value."""
+        if not result or self.metric not in result or "epoch" not in result:
+            return
+        if result["epoch"] < self.last.get(trial_id, {}).get("epoch", 0):
+            return
+        self.last[trial_id] = result
+        if result["epoch"] == result["best_epoch"]:
+            self.best_rows[trial_id] = result
+        step = int(result["epoch"])
+        if step not in trial.storage.get_trial(trial._trial_id).intermediate_values:
+            trial.report(float(result[self.metric]), step)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        trial = self.live.pop(trial_id, None)
+        if trial is None:
+            return
+        self._observe(trial, trial_id, result)  # a trainable's final result may arrive only here
+        last = self.last.pop(trial_id, {})
+        self._record_run(trial, trial_id, last)
+        if error:
+            self.failed[trial_id] = trial  # told FAIL when the error text arrives (see fail())
+        elif "epoch" not in last:
+            self.study.tell(trial, state=TrialState.FAIL)
+        elif last.get("last"):
+            self.study.tell(trial, float(last[f"best_{self.metric}"]))
+        elif trial_id in self.asha.stopped:
+            self.study.tell(trial, state=TrialState.PRUNED)
+        else:  # stopped by the sweep itself (time budget, interrupt) before finishing
+            trial.set_user_attr("error", f"stopped by the sweep at epoch {last['epoch']} (time budget or interrupt)")
+            self.study.tell(trial, state=TrialState.FAIL)
+
+    # --- our own ------------------------------------------------------------------------
+    def fail(self, trial_id: str, text: str) -> None:
+        trial = self.failed.pop(trial_id, None)
+        if trial is not None:
+            trial.set_user_attr("error", text[-2000:])
+            self.study.tell(trial, state=TrialState.FAIL)
+
+    def fail_pending(self) -> None:
+        for trial_id in list(self.failed):
+            self.fail(trial_id, "the trial raised an error (no message was recorded)")
+
+    def _ask_feasible(self) -> tuple[optuna.Trial, dict]:
+        for _ in range(MAX_REJECTIONS_IN_A_ROW):
+            trial = self.study.ask()
+            proposal = self.compiled.propose(trial)
+            self.propose_s.append(proposal.seconds)
+            if proposal.feasible:
+                break
+            record_rejection(trial, proposal, self.compiled.space.max_params)
+            self.study.tell(trial, state=TrialState.PRUNED)
+            self.rejected += 1
+        else:
+            raise SearchError(f"{self.compiled.space.path}: budget.max_params: {MAX_REJECTIONS_IN_A_ROW} proposals "
+                              "in a row were over budget; raise the budget or shrink the space")
+        config = {**proposal.config, "seed": self.seed + trial.number}
+        trial.set_user_attr("config", json.dumps(config))
+        trial.set_user_attr("n_params", proposal.n_params)
+        for key, value in {**self.attrs, **{k: v for k, v in proposal.extra.items() if v is not None}}.items():
+            trial.set_user_attr(key, value)
+        if self.compiled.space.width in config:
+            trial.set_user_attr(self.compiled.space.width, config[self.compiled.space.width])
+        return trial, config
+
+    def _record_run(self, trial: optuna.Trial, trial_id: str, last: dict) -> None:
+        wall = time.time() - self.started.pop(trial_id, time.time())
+        trial.set_user_attr("wall_s", round(wall, 2))
+        trial.set_user_attr("cpu_s", round(wall * self.cpus, 2))
+        best = self.best_rows.pop(trial_id, None)
+        if best is not None:
+            trial.set_user_attr("best_metrics", {k: round(float(v), 6) for k, v in best.items() if k.startswith("val_")})
+        if "epoch" in last:
+            trial.set_user_attr("epochs_run", int(last["epoch"]))
+            trial.set_user_attr("best_epoch", int(last["best_epoch"]))
+            trial.set_user_attr("samples_s", round(float(last["samples_s"]), 1))
