@@ -135,6 +135,46 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     return 0
 
 
+def _storage(a: argparse.Namespace) -> str:
+    from search.storage import default_storage
+    return a.storage or default_storage(Path(a.dir))
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    from search.status import print_status
+    print_status(_storage(a), a.study)
+    return 0
+
+
+def cmd_dashboard(a: argparse.Namespace) -> int:
+    from search.status import run_dashboard
+    run_dashboard(_storage(a), a.host, a.port)
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from search.export import export_top
+    for path in export_top(_storage(a), a.study, a.top, a.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_retrain(a: argparse.Namespace) -> int:
+    from search.export import print_retrain, retrain
+    from search.storage import SearchError
+    if a.seeds < 1:
+        raise SearchError(f"--seeds {a.seeds}: must be >= 1")
+    out = Path(a.out) if a.out else Path(a.config).with_suffix("")
+    print_retrain(retrain(a.config, a.seeds, out, a.force), out)
+    return 0
+
+
+def _study_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", help="Optuna RDB URL (default: sqlite:///DIR/nextsweep.db)")
+    p.add_argument("--dir", default="runs", help="sweep directory holding the default SQLite file (default runs)")
+    p.add_argument("--study", help="study name (default: the newest study in the storage)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nextsweep", description=(
         "Hyperparameter search for next-location models under a hard parameter budget."))
@@ -202,6 +242,30 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--dir", default="runs", help="sweep directory: SQLite study, Ray results, checkpoints (default runs)")
     w.add_argument("--max-failures", type=int, default=0, help="retries of a trial whose worker died (default 0)")
     w.set_defaults(func=cmd_sweep)
+
+    st = sub.add_parser("status", help="trials by state, best value and its parameters, CPU time")
+    _study_options(st)
+    st.set_defaults(func=cmd_status)
+
+    d = sub.add_parser("dashboard", help="serve optuna-dashboard for the studies (loopback only by default)")
+    d.add_argument("--storage", help="Optuna RDB URL (default: sqlite:///DIR/nextsweep.db)")
+    d.add_argument("--dir", default="runs", help="sweep directory holding the default SQLite file (default runs)")
+    d.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    d.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    d.set_defaults(func=cmd_dashboard)
+
+    e = sub.add_parser("export", help="write the best trials as YAML files that `retrain` reads")
+    _study_options(e)
+    e.add_argument("--top", type=int, default=3, help="how many of the best COMPLETE trials (default 3)")
+    e.add_argument("--out", required=True, help="folder for the YAML files")
+    e.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("retrain", help="train an exported config with several seeds; test metrics mean +- std")
+    r.add_argument("config", help="YAML written by `nextsweep export`")
+    r.add_argument("--seeds", type=int, default=5, help="number of seeds, starting at the trial's own (default 5)")
+    r.add_argument("--out", help="output folder (default: the YAML's path without .yaml)")
+    r.add_argument("--force", action="store_true", help="retrain even if the data's fingerprint changed")
+    r.set_defaults(func=cmd_retrain)
     return parser
 
 

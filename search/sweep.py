@@ -155,7 +155,7 @@ def _init_ray(opts: SweepOptions) -> None:
     if opts.address:
         ray.init(address=opts.address, log_to_driver=False)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
 
 
 def _quiet_ray() -> None:
