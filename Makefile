@@ -4,6 +4,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 RUNS ?= runs
+SAMPLES ?= 24
 
 .PHONY: sweep test bench clean
 
@@ -14,8 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 sweep: $(STAMP)
-	$(VENV)/bin/nextsweep data synth --out $(RUNS)/synthetic --overwrite
-	$(VENV)/bin/nextsweep data info $(RUNS)/synthetic
+	$(VENV)/bin/nextsweep sweep spaces/quickstart.yaml --samples $(SAMPLES) --dir $(RUNS)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)

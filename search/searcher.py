@@ -19,6 +19,8 @@ from ray.tune.search import Searcher
 from spaces import CompiledSpace, record_rejection
 from search.storage import SearchError
 
+STOPPED = "stopped by the sweep"  # error text prefix of trials the sweep itself cut short
+
 MAX_REJECTIONS_IN_A_ROW = 1000
 
 
@@ -79,6 +81,8 @@ class BudgetSearcher(Searcher):
             return
         if result["epoch"] < self.last.get(trial_id, {}).get("epoch", 0):
             return
+        if trial_id not in self.last and "node_id" in result:
+            trial.set_user_attr("node_id", result["node_id"])
         self.last[trial_id] = result
         if result["epoch"] == result["best_epoch"]:
             self.best_rows[trial_id] = result
@@ -102,7 +106,7 @@ class BudgetSearcher(Searcher):
         elif trial_id in self.asha.stopped:
             self.study.tell(trial, state=TrialState.PRUNED)
         else:  # stopped by the sweep itself (time budget, interrupt) before finishing
-            trial.set_user_attr("error", f"stopped by the sweep at epoch {last['epoch']} (time budget or interrupt)")
+            trial.set_user_attr("error", f"{STOPPED} at epoch {last['epoch']} (time budget or interrupt)")
             self.study.tell(trial, state=TrialState.FAIL)
 
     # --- our own ------------------------------------------------------------------------

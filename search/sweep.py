@@ -4,6 +4,7 @@ truth, which is what makes `--resume` after a killed driver lose and repeat noth
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from search.searcher import STOPPED
 from spaces import CompiledSpace, check_feasible, load_space, load_space_data
 from search.storage import DEFAULT_DIR, SearchError, default_storage, open_storage, redact, study_names
 
@@ -100,10 +102,12 @@ def open_study(opts: SweepOptions, space, storage) -> optuna.Study:
 
 def tally(study: optuna.Study) -> dict[str, int]:
     """Trials by outcome; budget rejections counted apart from ASHA's pruning."""
-    out = {"complete": 0, "pruned": 0, "failed": 0, "running": 0, "rejected": 0}
+    out = {"complete": 0, "pruned": 0, "failed": 0, "stopped": 0, "running": 0, "rejected": 0}
     for t in study.get_trials(deepcopy=False):
         if "rejected" in t.user_attrs:
             out["rejected"] += 1
+        elif t.user_attrs.get("error", "").startswith(STOPPED):
+            out["stopped"] += 1  # cut short by the time budget or an interrupt, not by ASHA
         elif "config" in t.user_attrs:  # handed to a trainer (not a proposal cut short by a kill)
             key = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}.get(t.state, "running")
             out[key] += 1
@@ -220,7 +224,9 @@ def print_summary(study: optuna.Study, storage_url: str, top: int = 5) -> None:
             print(f"{t.number:>5}  {t.value:>9.4f}  {t.user_attrs.get('n_params', 0):>9,}  "
                   f"{t.user_attrs.get('best_epoch', '-'):>5}  {cfg}")
         best = done[0]
-        print(f"\nbest       trial {best.number}: {metric} {best.value:.4f} with {best.user_attrs.get('n_params', 0):,} parameters")
+        print(f"\nbest       trial {best.number}: {metric} {best.value:.4f} with {best.user_attrs.get('n_params', 0):,} parameters, "
+              f"best epoch {best.user_attrs.get('best_epoch')}")
+        print("config     " + ", ".join(f"{k}={_short(v)}" for k, v in json.loads(best.user_attrs["config"]).items()))
         print(f"export     nextsweep export --storage '{redact(storage_url)}' --study {study.study_name} --top 3 --out exports/")
     print(f"dashboard  nextsweep dashboard --storage '{redact(storage_url)}'")
     sys.stdout.flush()

@@ -7,6 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import ray
 import torch
 from ray import tune
 
@@ -24,13 +25,14 @@ def train_trial(config: dict, data: Dataset) -> None:
     metric = engine.get("metric", "val_hit5")
     n_params = count_params(engine, data.info)
     start = time.perf_counter()
+    node = ray.get_runtime_context().get_node_id()  # which cluster node ran it
     history: list[float] = []
 
     def on_epoch(rep: EpochReport) -> None:
         history.append(rep.metrics[metric])
         best = history[rep.best_epoch - 1]
         result = {**rep.metrics, "best_epoch": rep.best_epoch, f"best_{metric}": best, "last": rep.last,
-                  "n_params": n_params, "wall_s": time.perf_counter() - start}
+                  "n_params": n_params, "wall_s": time.perf_counter() - start, "node_id": node}
         if not rep.is_best:
             tune.report(result)
             return

@@ -51,10 +51,19 @@ def tune_outcomes(sweep_dir: Path) -> dict[int, dict]:
     return out
 
 
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
+def storage_for(kind: str, request, tmp: Path) -> str:
+    """The same tests run with the study in SQLite and in a real PostgreSQL server."""
+    if kind == "postgres":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp / 'nextsweep.db'}"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def sweep(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sweep")
-    opts = SweepOptions(space=str(write_space(tmp)), study="e2e", samples=10, dir=str(tmp), seed=0)
+    study = f"e2e-{request.param}"
+    opts = SweepOptions(space=str(write_space(tmp)), study=study, samples=10, dir=str(tmp), seed=0,
+                        storage=storage_for(request.param, request, tmp))
     study = run_sweep(opts)
     return tmp, opts, study
 
@@ -65,7 +74,7 @@ def test_study_matches_what_tune_and_asha_did(sweep):
     assert len(trials) == 10
     states = {t.state for t in trials}
     assert TrialState.COMPLETE in states and TrialState.PRUNED in states, states
-    tune = tune_outcomes(tmp / "e2e")
+    tune = tune_outcomes(tmp / opts.study)
     for t in trials:
         ran = tune[json.loads(t.user_attrs["config"])["seed"]]
         # Every epoch Tune saw is an intermediate value of the Optuna trial.
@@ -85,7 +94,7 @@ def test_study_matches_what_tune_and_asha_did(sweep):
 
 def test_best_checkpoint_is_kept(sweep):
     tmp, _, study = sweep
-    ckpts = list((tmp / "e2e").glob("ray-*/*/checkpoint_*/model.pt"))
+    ckpts = list((tmp / sweep[1].study).glob("ray-*/*/checkpoint_*/model.pt"))
     assert ckpts, "no checkpoint written"
     import torch
     best = study.best_trial
@@ -100,7 +109,7 @@ def test_best_checkpoint_is_kept(sweep):
 
 def test_export_and_retrain_reproduce_the_best(sweep, capsys):
     tmp, opts, study = sweep
-    paths = export_top(opts.storage, "e2e", 2, tmp / "exports")
+    paths = export_top(opts.storage, opts.study, 2, tmp / "exports")
     assert len(paths) == 2
     doc = read_export(paths[0])
     assert doc["trial"] == study.best_trial.number
@@ -114,7 +123,7 @@ def test_export_and_retrain_reproduce_the_best(sweep, capsys):
 
 def test_retrain_refuses_changed_data(sweep, tmp_path, capsys):
     tmp, opts, _ = sweep
-    doc = yaml.safe_load(export_top(opts.storage, "e2e", 1, tmp_path)[0].read_text())
+    doc = yaml.safe_load(export_top(opts.storage, opts.study, 1, tmp_path)[0].read_text())
     doc["data"]["synthetic"]["seed"] = 99
     (tmp_path / "changed.yaml").write_text(yaml.safe_dump(doc))
     assert main(["retrain", str(tmp_path / "changed.yaml"), "--seeds", "1"]) == 2
@@ -123,10 +132,10 @@ def test_retrain_refuses_changed_data(sweep, tmp_path, capsys):
 
 def test_status_and_name_reuse(sweep, capsys):
     tmp, opts, study = sweep
-    assert main(["status", "--dir", str(tmp), "--study", "e2e"]) == 0
+    assert main(["status", "--storage", opts.storage, "--study", opts.study]) == 0
     out = capsys.readouterr().out
     assert f"{study.best_value:.4f}" in out and "CPU-minutes" in out
-    assert main(["sweep", opts.space, "--dir", str(tmp), "--study", "e2e", "--samples", "1"]) == 2
+    assert main(["sweep", opts.space, "--storage", opts.storage, "--study", opts.study, "--samples", "1"]) == 2
     err = capsys.readouterr().err
     assert "already exists" in err and "--resume" in err and err.count("\n") == 1
 
@@ -146,7 +155,7 @@ def test_dashboard_serves_the_study(sweep):
                 if time.time() > deadline or proc.poll() is not None:
                     pytest.fail(f"dashboard did not start: {proc.stdout.read().decode() if proc.poll() is not None else ''}")
                 time.sleep(0.5)
-        assert b'"e2e"' in body
+        assert f'"{opts.study}"'.encode() in body
     finally:
         proc.terminate()
         proc.wait(10)
@@ -169,11 +178,12 @@ def _handed(storage: str, name: str) -> list:
     return [t for t in study.get_trials() if "config" in t.user_attrs]
 
 
-def test_resume_after_sigkill(tmp_path):
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_resume_after_sigkill(tmp_path, request, kind):
     space = write_space(tmp_path, SPACE.replace("max_epochs: 4", "max_epochs: 6").replace("grace_period: 1", "grace_period: 6"))
-    storage = f"sqlite:///{tmp_path / 'nextsweep.db'}"
-    cmd = [sys.executable, "-m", "search.cli", "sweep", str(space), "--dir", str(tmp_path), "--study", "r",
-           "--samples", "6"]
+    storage = storage_for(kind, request, tmp_path)
+    cmd = [sys.executable, "-m", "search.cli", "sweep", str(space), "--dir", str(tmp_path), "--study", f"r-{kind}",
+           "--samples", "6", "--storage", storage]
     log = open(tmp_path / "first.log", "w")
     first = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -181,7 +191,7 @@ def test_resume_after_sigkill(tmp_path):
         while time.time() < deadline:  # kill once some trials finished and others are running
             time.sleep(1)
             try:
-                trials = _handed(storage, "r")
+                trials = _handed(storage, f"r-{kind}")
             except Exception:
                 continue
             done = [t for t in trials if t.state.is_finished()]
@@ -197,12 +207,12 @@ def test_resume_after_sigkill(tmp_path):
             os.killpg(first.pid, signal.SIGKILL)  # Ray processes the killed driver left behind
         except ProcessLookupError:
             pass
-    before = {t.number: t.state for t in _handed(storage, "r")}
+    before = {t.number: t.state for t in _handed(storage, f"r-{kind}")}
     assert TrialState.RUNNING in before.values()
     second = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=400)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resuming:" in second.stdout
-    after = _handed(storage, "r")
+    after = _handed(storage, f"r-{kind}")
     assert len(after) == 6  # the sample count carried over: nothing lost, nothing extra
     assert all(t.state.is_finished() for t in after)
     for number, state in before.items():  # finished trials were not run again

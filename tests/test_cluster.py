@@ -1,0 +1,204 @@
+"""A real multi-node Ray cluster on this machine (`ray start` head + workers on loopback): the
+sweep spreads over nodes, survives a worker node dying and a driver killed with SIGKILL.
+Every node is started in its own process group with --block and torn down by that group."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from conftest import free_port
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+RAY = str(Path(sys.executable).with_name("ray"))
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+SPACE = """
+name: cluster
+data: {synthetic: {users: 12, days: 40, locations: 60, seed: 3}}
+budget: {max_params: 20000}
+asha: {max_epochs: 5, grace_period: 5}
+params:
+  family: {type: categorical, choices: [gru, lstm]}
+  d_model: {type: int, low: 16, high: 48, step: 8}
+  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
+  batch_size: 64
+  patience: 5
+"""
+
+
+class Cluster:
+    def __init__(self, tmp: Path):
+        self.tmp, self.port = tmp, free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.nodes: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, head: bool = False) -> None:
+        args = ["--head", f"--port={self.port}", "--include-dashboard=false",
+                f"--ray-client-server-port={free_port()}"] if head else [f"--address={self.address}"]
+        log = open(self.tmp / f"{name}.log", "w")
+        self.nodes[name] = subprocess.Popen(
+            [RAY, "start", "--block", "--num-cpus=1", f"--resources={json.dumps({name: 1})}", *args],
+            stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
+
+    def node_ids(self) -> dict[str, str]:
+        """Alive nodes by name (each node carries a custom resource named after it)."""
+        code = ("import json, ray; ray.init(address='%s', log_to_driver=False); "
+                "print(json.dumps({k: n['NodeID'] for n in ray.nodes() if n['Alive'] for k in n['Resources'] "
+                "if k.startswith('node')}))" % self.address)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
+        return json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {}
+
+    def wait_nodes(self, n: int, timeout: float = 120) -> dict[str, str]:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            ids = self.node_ids()
+            if len(ids) >= n:
+                return ids
+            time.sleep(2)
+        raise AssertionError(f"cluster did not reach {n} nodes: " + "".join(
+            (self.tmp / f"{k}.log").read_text()[-500:] for k in self.nodes))
+
+    def kill(self, name: str) -> None:
+        proc = self.nodes.pop(name)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(15)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        try:  # anything it left in its group
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def stop(self) -> None:
+        for name in [k for k in self.nodes if k != "node_head"] + [k for k in self.nodes if k == "node_head"]:
+            self.kill(name)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        c.start("node_head", head=True)
+        c.wait_nodes(1)
+        c.start("node_w1")
+        c.start("node_w2")
+        c.ids = c.wait_nodes(3)
+        yield c
+    finally:
+        c.stop()
+
+
+def sweep_cmd(tmp: Path, cluster: Cluster, study: str, samples: int, *extra: str) -> list[str]:
+    (tmp / "space.yaml").write_text(SPACE)
+    return [sys.executable, "-m", "search.cli", "sweep", str(tmp / "space.yaml"), "--address", cluster.address,
+            "--dir", str(tmp), "--study", study, "--samples", str(samples), *extra]
+
+
+def handed(tmp: Path, study: str) -> list:
+    s = optuna.load_study(study_name=study, storage=f"sqlite:///{tmp / 'nextsweep.db'}")
+    return [t for t in s.get_trials() if "config" in t.user_attrs]
+
+
+def tune_trial_dirs(tmp: Path, study: str) -> list[Path]:
+    return [p for p in (tmp / study).glob("ray-*/train_trial_*") if p.is_dir()]
+
+
+def wait_for(pred, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            value = pred()
+        except Exception:  # the study may not exist yet
+            value = None
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_cluster_config_is_valid_for_ray_up():
+    import copy
+
+    from ray.autoscaler._private.util import prepare_config, validate_config
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "cluster.yaml").read_text())
+    validate_config(prepare_config(copy.deepcopy(raw)))
+    assert {"head", "cpu_worker", "gpu_worker"} <= set(raw["available_node_types"])
+    assert "pip install -q -e ~/nextsweep" in " ".join(raw["setup_commands"])  # pyproject's exact pins
+    assert "--dashboard-host=127.0.0.1" in " ".join(raw["head_start_ray_commands"])
+    broken = copy.deepcopy(raw)
+    broken["available_node_types"]["head"]["node_confg"] = {}
+    with pytest.raises(Exception, match="node_confg"):
+        validate_config(prepare_config(broken))
+
+
+def test_sweep_spreads_over_nodes(cluster, tmp_path):
+    start = time.time()
+    out = subprocess.run(sweep_cmd(tmp_path, cluster, "spread", 6, "--max-concurrent", "3"),
+                         capture_output=True, text=True, env=ENV, timeout=500)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    trials = handed(tmp_path, "spread")
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    nodes = {t.user_attrs["node_id"] for t in trials}
+    assert len(nodes) >= 2 and nodes <= set(cluster.ids.values())
+    print(f"multi-node sweep: {time.time() - start:.0f} s, trials on {len(nodes)} nodes")
+
+
+def test_driver_sigkill_then_resume(cluster, tmp_path):
+    cmd = sweep_cmd(tmp_path, cluster, "driver", 6, "--max-concurrent", "3")
+    first = subprocess.Popen(cmd, stdout=open(tmp_path / "first.log", "w"), stderr=subprocess.STDOUT, env=ENV,
+                             start_new_session=True)
+    try:
+        wait_for(lambda: (ts := handed(tmp_path, "driver")) and any(t.state.is_finished() for t in ts)
+                 and any(t.state == TrialState.RUNNING and t.intermediate_values for t in ts), 300, "progress")
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(30)
+    finally:
+        try:
+            os.killpg(first.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    before = {t.number: t.state for t in handed(tmp_path, "driver")}
+    second = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=ENV, timeout=500)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    after = handed(tmp_path, "driver")
+    assert len(after) == 6 and all(t.state.is_finished() for t in after)
+    for number, state in before.items():
+        if state.is_finished():
+            assert next(t for t in after if t.number == number).state == state
+    counts = {s.name: sum(t.state == s for t in after) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    print(f"driver failure: {len(after)} trials, interrupted and re-run {sum(not s.is_finished() for s in before.values())}, {counts}")
+
+
+def test_worker_node_dies_mid_sweep(cluster, tmp_path):
+    cmd = sweep_cmd(tmp_path, cluster, "worker", 6, "--max-concurrent", "3", "--max-failures", "1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    victim = cluster.ids["node_w1"]
+    on_victim = wait_for(lambda: [t.number for t in handed(tmp_path, "worker") if t.user_attrs.get("node_id") == victim
+                                  and t.state == TrialState.RUNNING], 300, "a trial on node_w1")
+    cluster.kill("node_w1")
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, out[-3000:]
+    trials = handed(tmp_path, "worker")
+    assert len(trials) == 6 and all(t.state.is_finished() for t in trials)
+    assert len(tune_trial_dirs(tmp_path, "worker")) == len(trials)  # what Tune ran, each counted once
+    assert len({t.user_attrs["ray_trial_id"] for t in trials}) == 6
+    hit = [t for t in trials if t.number in on_victim]
+    assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in hit)
+    retried = [t for t in hit if t.state == TrialState.COMPLETE]
+    counts = {s.name: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    print(f"worker failure: 6 started, {len(hit)} on the killed node, {len(retried)} retried to completion, {counts}")

@@ -1,0 +1,62 @@
+"""Study storage: two sweeps sharing one PostgreSQL database, and bad URLs failing fast."""
+
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from search.cli import main
+
+SPACE = """
+name: shared
+data: {synthetic: {users: 8, days: 30, locations: 40, seed: 4}}
+budget: {max_params: 15000}
+asha: {max_epochs: 2, grace_period: 2}
+params:
+  family: gru
+  d_model: {type: int, low: 16, high: 48, step: 8}
+  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.ray
+@pytest.mark.slow
+def test_two_sweeps_in_one_database_do_not_interfere(tmp_path, postgres_url):
+    (tmp_path / "space.yaml").write_text(SPACE)
+    procs = {name: subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "sweep", str(tmp_path / "space.yaml"), "--storage", postgres_url,
+         "--study", name, "--samples", str(n), "--seed", str(n), "--dir", str(tmp_path / name)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for name, n in (("left", 3), ("right", 4))}
+    for name, proc in procs.items():  # both ran at the same time against the same database
+        out = proc.communicate(timeout=400)[0]
+        assert proc.returncode == 0, out[-3000:]
+    for name, n in (("left", 3), ("right", 4)):
+        study = optuna.load_study(study_name=name, storage=postgres_url)
+        trials = [t for t in study.get_trials() if "config" in t.user_attrs]
+        assert len(trials) == n and all(t.state.is_finished() for t in trials)
+        assert [t.number for t in study.get_trials()] == list(range(len(study.get_trials())))
+        assert study.user_attrs["samples"] == n
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("postgresql://nobody@127.0.0.1:1/none", "cannot connect"),
+    ("nosuchdb://x/y", "cannot connect"),
+])
+def test_bad_storage_fails_fast_with_one_line(tmp_path, capsys, url, reason):
+    (tmp_path / "space.yaml").write_text(SPACE)
+    start = time.time()
+    assert main(["sweep", str(tmp_path / "space.yaml"), "--storage", url, "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and reason in err and "Traceback" not in err, err
+    assert time.time() - start < 15
+    assert not list(tmp_path.glob("*/ray-*")), "no trial may start"
+
+
+def test_password_is_not_printed(tmp_path, capsys):
+    (tmp_path / "space.yaml").write_text(SPACE)
+    assert main(["sweep", str(tmp_path / "space.yaml"), "--storage", "postgresql://u:secret@127.0.0.1:1/db"]) == 2
+    err = capsys.readouterr().err
+    assert "secret" not in err and "u:***@127.0.0.1:1/db" in err
