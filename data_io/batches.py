@@ -28,6 +28,13 @@ class Batch:
     def __len__(self) -> int:
         return len(self.target)
 
+    def to(self, device: torch.device) -> "Batch":
+        if device.type == "cpu":
+            return self
+        move = lambda t: t.to(device, non_blocking=True)
+        return Batch(move(self.index), move(self.user), move(self.target), move(self.lengths),
+                     {k: move(v) for k, v in self.seq.items()})
+
 
 def batch_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None,
                 bucket_batches: int = 50, sample: np.ndarray | None = None) -> list[np.ndarray]:

@@ -49,13 +49,20 @@ class FitResult:
 EpochCallback = Callable[[EpochReport], "bool | None"]
 
 
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The given device, else CUDA when one is visible (Ray hides GPUs from CPU-only trials)."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split: SplitArrays, n_classes: int, batch_size: int = 512) -> dict[str, float]:
     """Acc@1, Hit@5/10, MRR, NDCG@10, macro-F1 and mean NLL over a split."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     acc = RankMetrics(n_classes)
     for b in iter_batches(split, batch_size):
+        b = b.to(device)
         acc.add(model(b.seq, b.user, b.lengths), b.target)
     model.train(was_training)
     return acc.result()
@@ -94,16 +101,17 @@ def _better(value: float, best: float | None, maximize: bool) -> bool:
 
 
 def fit(config: dict | tuple[ModelConfig, TrainConfig], data: Dataset,
-        on_epoch: EpochCallback | None = None) -> FitResult:
+        on_epoch: EpochCallback | None = None, device: str | None = None) -> FitResult:
     """Train one configuration on data['train'], select on data['val']."""
     mcfg, tcfg = split_config(config) if isinstance(config, dict) else config
     torch.manual_seed(tcfg.seed)
     rng = np.random.default_rng(tcfg.seed)
     n_classes = data.info.n_locations
-    model = build_model(mcfg, data.info)
+    dev = pick_device(device)
+    model = build_model(mcfg, data.info).to(dev)
     train = data["train"]
     steps = math.ceil(len(train) / tcfg.batch_size) * tcfg.epochs
-    opt, loss_fn = _optimizer(model, tcfg), Loss(tcfg, train.target, n_classes)
+    opt, loss_fn = _optimizer(model, tcfg), Loss(tcfg, train.target, n_classes).to(dev)
     sched = _scheduler(opt, tcfg, steps)
     meta = {"over_correction": tcfg.loss == "weighted_ce" and tcfg.sampler == "balanced"}
     best, best_epoch, best_state, history, stopped_by = None, 0, None, [], "epochs"
@@ -118,7 +126,7 @@ def fit(config: dict | tuple[ModelConfig, TrainConfig], data: Dataset,
         improved = _better(metrics[tcfg.metric], best, tcfg.maximize)
         if improved:
             best, best_epoch = metrics[tcfg.metric], epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         last = epoch == tcfg.epochs or epoch - best_epoch >= tcfg.patience
         if on_epoch is not None and on_epoch(EpochReport(epoch, metrics, improved, model, best_epoch, last)):
             stopped_by = "callback"
@@ -134,7 +142,9 @@ def _train_epoch(model, train: SplitArrays, cfg: TrainConfig, opt, sched, loss_f
     model.train()
     sample = _balanced_sample(train.target, rng) if cfg.sampler == "balanced" else None
     total, seen = 0.0, 0
+    device = next(model.parameters()).device
     for b in iter_batches(train, cfg.batch_size, seed=int(rng.integers(2**31)), sample=sample):
+        b = b.to(device)
         loss = loss_fn(model(b.seq, b.user, b.lengths), b.target)
         value = loss.item()
         if not math.isfinite(value):

@@ -25,6 +25,11 @@ class Loss:
         self.cfg = cfg
         self.weight = class_weights(train_targets, n_classes, cfg.weight_clip) if cfg.loss == "weighted_ce" else None
 
+    def to(self, device: torch.device) -> "Loss":
+        if self.weight is not None:
+            self.weight = self.weight.to(device)
+        return self
+
     def __call__(self, logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         kind = self.cfg.loss
         if kind == "ce":
