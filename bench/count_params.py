@@ -11,11 +11,10 @@ import statistics
 import time
 from pathlib import Path
 
-from data_io import DatasetInfo
+from data_io.geolife import GEOLIFE_SHAPE
 from models import FAMILIES, count_params
 
-INFO = DatasetInfo(name="geolife-shape", n_locations=1187, n_users=46, split_sizes={}, max_history=54, params={},
-                   cardinalities={"loc": 1187, "user": 46, "weekday": 7, "tod": 96, "dur": 96, "days_before": 8, "position": 54})
+INFO = GEOLIFE_SHAPE
 
 
 def main() -> None:

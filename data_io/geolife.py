@@ -26,3 +26,10 @@ def prepare_geolife(staypoints: str | Path, valid_ids: str | Path, out: str | Pa
     splits, vocab = build_samples(sp, GEOLIFE_PARAMS, ids, source=staypoints)
     source = {"preset": "geolife", "staypoints": str(staypoints), "valid_ids": str(valid_ids)}
     return write_dataset(out, "geolife", splits, vocab, GEOLIFE_PARAMS, source, overwrite)
+
+
+# The shape of the prepared Geolife dataset (class and feature counts, as `prepare_geolife`
+# gives them): enough for parameter counts and budget checks without reading the data.
+GEOLIFE_SHAPE = DatasetInfo(
+    name="geolife-shape", n_locations=1187, n_users=46, split_sizes={}, max_history=54, params={},
+    cardinalities={"loc": 1187, "user": 46, "weekday": 7, "tod": 96, "dur": 96, "days_before": 8, "position": 54})

@@ -99,7 +99,8 @@ class BudgetSearcher(Searcher):
         self._record_run(trial, trial_id, last)
         if error:
             self.failed[trial_id] = trial  # told FAIL when the error text arrives (see fail())
-        elif "epoch" not in last:
+        elif "epoch" not in last:  # never trained an epoch (e.g. the time budget ran out first)
+            trial.set_user_attr("error", f"{STOPPED} before its first epoch")
             self.study.tell(trial, state=TrialState.FAIL)
         elif last.get("last"):
             self.study.tell(trial, float(last[f"best_{self.metric}"]))

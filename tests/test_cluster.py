@@ -15,7 +15,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from conftest import free_port
+from pgserver import free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -67,3 +67,11 @@ def test_cli_prepare_and_info(geolife_files, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "train 7,424 / val 3,334 / test 3,502" in printed
     assert "1,187 classes" in printed
+
+
+def test_shape_constant_matches_the_prepared_data(geolife_dir):
+    from data_io.geolife import GEOLIFE_SHAPE
+    info = read_info(geolife_dir)
+    assert info.cardinalities == GEOLIFE_SHAPE.cardinalities
+    assert (info.n_locations, info.n_users, info.max_history) == (
+        GEOLIFE_SHAPE.n_locations, GEOLIFE_SHAPE.n_users, GEOLIFE_SHAPE.max_history)

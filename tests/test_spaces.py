@@ -8,15 +8,11 @@ from pathlib import Path
 import optuna
 import pytest
 
-from data_io import DatasetInfo
+from data_io.geolife import GEOLIFE_SHAPE
 from search.cli import main
 from spaces import CompiledSpace, ParamCounter, SpaceError, check_feasible, load_space, record_rejection
 
 ROOT = Path(__file__).resolve().parents[1]
-# The shape of the Geolife dataset (class and feature counts): the budget needs nothing else.
-GEOLIFE_SHAPE = DatasetInfo(
-    name="geolife-shape", n_locations=1187, n_users=46, split_sizes={}, max_history=54, params={},
-    cardinalities={"loc": 1187, "user": 46, "weekday": 7, "tod": 96, "dur": 96, "days_before": 8, "position": 54})
 
 GOOD = """
 name: t

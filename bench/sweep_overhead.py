@@ -1,0 +1,116 @@
+"""Sweep overhead: the share of a sweep's wall time x CPUs spent inside training epochs, for
+nextsweep and for stock Ray Tune `OptunaSearch` + `ASHAScheduler` driving the same trainable on
+the same data, space and trial count. Each side runs in its own process, one after the other.
+
+    .venv/bin/python bench/sweep_overhead.py [--trials 20]
+
+Wall time runs from just before Ray starts to the end of the sweep; "inside epochs" sums the
+`epoch_s` every trial reported (training and validation of each epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SPACE = """
+name: overhead
+data: {synthetic: {users: 50, days: 120, locations: 300, seed: 0}}
+asha: {max_epochs: 6, grace_period: 2, reduction_factor: 2}
+params:
+  family: {type: categorical, choices: [gru, lstm]}
+  d_model: {type: int, low: 32, high: 96, step: 16}
+  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
+  batch_size: 128
+"""
+CPUS = 2
+
+
+def epoch_seconds(root: Path) -> tuple[float, int]:
+    total, trials = 0.0, 0
+    for result in root.glob("**/result.json"):
+        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        total += sum(r.get("epoch_s", 0.0) for r in rows)
+        trials += 1
+    return total, trials
+
+
+def run_nextsweep(space: Path, out: Path, trials: int) -> float:
+    from search.sweep import SweepOptions, run_sweep
+    start = time.perf_counter()
+    run_sweep(SweepOptions(space=str(space), study="overhead", samples=trials, dir=str(out)))
+    return time.perf_counter() - start
+
+
+def run_stock(space_file: Path, out: Path, trials: int) -> float:
+    """The usual glue: OptunaSearch over a define-by-run space + ASHAScheduler, same trainable."""
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from search.trainable import train_trial
+    from spaces import CompiledSpace, load_space, load_space_data
+
+    space = load_space(space_file)
+    data = load_space_data(space)
+    compiled = CompiledSpace(space, data.info, fit_width=False)
+
+    def define(trial):
+        return {"engine": {**compiled.propose(trial).config, "seed": trial.number}, "cpus": 1}
+
+    start = time.perf_counter()
+    ray.init(address="local", num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(train_trial, data=data), {"cpu": 1}),
+        tune_config=tune.TuneConfig(search_alg=OptunaSearch(space=define, metric="val_hit5", mode="max", seed=0),
+                                    scheduler=ASHAScheduler(time_attr="epoch", max_t=space.asha.max_epochs,
+                                                            grace_period=space.asha.grace_period,
+                                                            reduction_factor=space.asha.reduction_factor),
+                                    metric="val_hit5", mode="max", num_samples=trials),
+        run_config=tune.RunConfig(storage_path=str(out.resolve()), name="stock", verbose=0),
+    )
+    tuner.fit()
+    return time.perf_counter() - start
+
+
+def side(name: str, trials: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "space.yaml").write_text(SPACE)
+        wall = (run_nextsweep if name == "nextsweep" else run_stock)(tmp / "space.yaml", tmp, trials)
+        inside, n = epoch_seconds(tmp)
+    return {"side": name, "wall_s": wall, "epoch_s": inside, "trials": n, "cpus": CPUS,
+            "share": inside / (wall * CPUS)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--side", choices=["nextsweep", "stock"], help=argparse.SUPPRESS)
+    ap.add_argument("--out", default="bench/out/sweep_overhead.json")
+    a = ap.parse_args()
+    if a.side:  # child process: one side, result as the last stdout line
+        print(json.dumps(side(a.side, a.trials)))
+        return
+    rows = []
+    for name in ("nextsweep", "stock"):
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+        out = subprocess.run([sys.executable, __file__, "--side", name, "--trials", str(a.trials)],
+                             capture_output=True, text=True, env=env, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"{'side':<11}{'trials':>7}{'wall s':>9}{'in epochs s':>13}{'share of wall x CPUs':>22}")
+    for r in rows:
+        print(f"{r['side']:<11}{r['trials']:>7}{r['wall_s']:>9.1f}{r['epoch_s']:>13.1f}{r['share']:>21.1%}")
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
