@@ -127,21 +127,12 @@ def run_sweep(opts: SweepOptions) -> optuna.Study:
     compiled = CompiledSpace(space, data.info)
     check_feasible(space, compiled.count)
     study = open_study(opts, space, storage)
-    study.set_user_attr("space_name", space.name)
-    study.set_user_attr("space_file", str(Path(opts.space).resolve()))
-    study.set_user_attr("data", {k: (v if k == "synthetic" else str(v)) for k, v in space.data.items()})
-    study.set_user_attr("fingerprint", data.info.fingerprint)
-    study.set_user_attr("budget", space.max_params)
-    study.set_user_attr("metric", space.metric)
-    study.set_user_attr("samples", opts.samples)
-
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if "config" not in t.user_attrs and "rejected" not in t.user_attrs:
-            study.tell(t.number, state=TrialState.FAIL)  # killed before its budget check: never ran
-    handed = [t for t in study.get_trials(deepcopy=False) if "config" in t.user_attrs]
-    orphans = [t for t in handed if t.state == TrialState.RUNNING]  # a killed driver's: re-run them
-    finished = len(handed) - len(orphans)
-    todo = max(0, opts.samples - len(handed)) + len(orphans)
+    if opts.resume and study.user_attrs.get("fingerprint") not in (None, data.info.fingerprint):
+        raise SearchError(f"--resume: the data of space '{space.name}' changed since study '{opts.study}' started "
+                          "(fingerprint differs); start a new study")
+    _record_study(study, opts, space, data.info.fingerprint)
+    orphans, finished = _plan(study)
+    todo = max(0, opts.samples - finished - len(orphans)) + len(orphans)
     print(f"nextsweep: study '{opts.study}' in {redact(opts.storage)}")
     if opts.resume:
         print(f"nextsweep: resuming: {finished} trials finished, {len(orphans)} interrupted (re-run), "
@@ -150,6 +141,28 @@ def run_sweep(opts: SweepOptions) -> optuna.Study:
         _run_tune(opts, space, data, compiled, study, orphans, todo)
     print_summary(study, opts.storage)
     return study
+
+
+def _record_study(study: optuna.Study, opts: SweepOptions, space, fingerprint: str) -> None:
+    """What export and retrain need later, kept with the study itself."""
+    study.set_user_attr("space_name", space.name)
+    study.set_user_attr("space_file", str(Path(opts.space).resolve()))
+    study.set_user_attr("data", {k: (v if k == "synthetic" else str(v)) for k, v in space.data.items()})
+    study.set_user_attr("fingerprint", fingerprint)
+    study.set_user_attr("budget", space.max_params)
+    study.set_user_attr("metric", space.metric)
+    study.set_user_attr("samples", opts.samples)
+
+
+def _plan(study: optuna.Study) -> tuple[list, int]:
+    """(trials a killed driver left RUNNING, to re-run; trials finished) among those handed to a
+    trainer. A trial killed before its budget check never ran: it is closed as FAIL."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if "config" not in t.user_attrs and "rejected" not in t.user_attrs:
+            study.tell(t.number, state=TrialState.FAIL)
+    handed = [t for t in study.get_trials(deepcopy=False) if "config" in t.user_attrs]
+    orphans = [t for t in handed if t.state == TrialState.RUNNING]
+    return orphans, len(handed) - len(orphans)
 
 
 def _init_ray(opts: SweepOptions) -> None:
