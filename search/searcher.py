@@ -117,9 +117,13 @@ class BudgetSearcher(Searcher):
             trial.set_user_attr("error", text[-2000:])
             self.study.tell(trial, state=TrialState.FAIL)
 
-    def fail_pending(self) -> None:
+    def close(self) -> None:
+        """At the sweep's end: errors still waiting for their text, and trials Tune stopped
+        without telling the searcher (its time budget does that), are closed in the study."""
         for trial_id in list(self.failed):
             self.fail(trial_id, "the trial raised an error (no message was recorded)")
+        for trial_id in list(self.live):
+            self.on_trial_complete(trial_id)
 
     def _ask_feasible(self) -> tuple[optuna.Trial, dict]:
         for _ in range(MAX_REJECTIONS_IN_A_ROW):
@@ -144,7 +148,8 @@ class BudgetSearcher(Searcher):
         return trial, config
 
     def _record_run(self, trial: optuna.Trial, trial_id: str, last: dict) -> None:
-        wall = time.time() - self.started.pop(trial_id, time.time())
+        queued = time.time() - self.started.pop(trial_id, time.time())
+        wall = float(last.get("wall_s", queued))  # time inside the trainable, not waiting for a slot
         trial.set_user_attr("wall_s", round(wall, 2))
         trial.set_user_attr("cpu_s", round(wall * self.cpus, 2))
         best = self.best_rows.pop(trial_id, None)

@@ -215,7 +215,7 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
     try:
         tuner.fit()
     finally:
-        searcher.fail_pending()
+        searcher.close()
         progress.close()
 
 

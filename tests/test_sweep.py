@@ -14,6 +14,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from pgserver import free_port
 from search.cli import main
 from search.export import export_top, read_export, retrain
 from search.sweep import SweepOptions, run_sweep
@@ -142,7 +143,7 @@ def test_status_and_name_reuse(sweep, capsys):
 
 def test_dashboard_serves_the_study(sweep):
     tmp, opts, _ = sweep
-    port = 18000 + os.getpid() % 1000
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "search.cli", "dashboard", "--storage", opts.storage,
                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
