@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import optuna
@@ -23,13 +24,20 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("optuna").setLevel(logging.WARNING)
-    try:
-        kwargs = {"connect_args": {"connect_timeout": 5}} if url.startswith("postgresql") else {}
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=False)
-    except Exception as exc:  # sqlalchemy / driver errors
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SearchError(f"storage {redact(url)}: cannot connect ({reason}); check the URL, "
-                          "that the server runs and that its driver is installed") from None
+    kwargs = {"connect_args": {"connect_timeout": 5}} if url.startswith("postgresql") else {}
+    for attempt in range(3):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except Exception as exc:  # sqlalchemy / driver errors
+            # Two sweeps starting at once on an empty database race to create the tables: the
+            # loser sees "already exists" and succeeds on a second try.
+            if "already exists" in str(exc) or "UniqueViolation" in type(exc).__name__ + str(exc):
+                time.sleep(0.5 + attempt)
+                continue
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SearchError(f"storage {redact(url)}: cannot connect ({reason}); check the URL, "
+                              "that the server runs and that its driver is installed") from None
+    raise SearchError(f"storage {redact(url)}: could not create the study tables; try again")
 
 
 def redact(url: str) -> str:
@@ -37,7 +45,8 @@ def redact(url: str) -> str:
     if "://" in url and "@" in url:
         scheme, rest = url.split("://", 1)
         creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+        if ":" in creds:
+            return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
     return url
 
 

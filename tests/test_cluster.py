@@ -42,18 +42,18 @@ class Cluster:
         self.nodes: dict[str, subprocess.Popen] = {}
 
     def start(self, name: str, head: bool = False) -> None:
-        args = ["--head", f"--port={self.port}", "--include-dashboard=false",
-                f"--ray-client-server-port={free_port()}"] if head else [f"--address={self.address}"]
+        args = ["--head", f"--port={self.port}", "--include-dashboard=false"] if head else [f"--address={self.address}"]
         log = open(self.tmp / f"{name}.log", "w")
         self.nodes[name] = subprocess.Popen(
-            [RAY, "start", "--block", "--num-cpus=1", f"--resources={json.dumps({name: 1})}", *args],
+            [RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+             f"--resources={json.dumps({name: 1})}", *args],
             stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
 
     def node_ids(self) -> dict[str, str]:
         """Alive nodes by name (each node carries a custom resource named after it)."""
         code = ("import json, ray; ray.init(address='%s', log_to_driver=False); "
                 "print(json.dumps({k: n['NodeID'] for n in ray.nodes() if n['Alive'] for k in n['Resources'] "
-                "if k.startswith('node')}))" % self.address)
+                "if k.startswith('node_')}))" % self.address)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
         return json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {}
 
@@ -95,7 +95,8 @@ def cluster(tmp_path_factory):
     try:
         c.start("node_head", head=True)
         c.wait_nodes(1)
-        c.start("node_w1")
+        c.start("node_w1")  # one at a time: two raylets registering at once time out here
+        c.wait_nodes(2)
         c.start("node_w2")
         c.ids = c.wait_nodes(3)
         yield c
