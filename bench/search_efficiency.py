@@ -38,6 +38,39 @@ def space_file(tmp: Path, max_epochs: int) -> Path:
     return path
 
 
+class DefineByRun:
+    """The space as Ray users write it for OptunaSearch: the width drawn like any parameter. With
+    `redraw` (random search), over-budget draws are redrawn from an independent random stream."""
+
+    def __init__(self, compiled, seed: int, redraw: bool):
+        self.compiled, self.seed, self.redraw, self.draws = compiled, seed, redraw, None
+
+    def __getstate__(self):  # OptunaSearch pickles its space; the redraw stream is rebuilt
+        return {**self.__dict__, "draws": None}
+
+    def __call__(self, trial):
+        import optuna
+        p = self.compiled.propose(trial)
+        while self.redraw and not p.feasible:
+            if self.draws is None:
+                self.draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.seed + trial.number))
+            t = self.draws.ask()
+            p = self.compiled.propose(t)
+            self.draws.tell(t, 0.0)
+        return {"engine": {**p.config, "seed": self.seed * 100_003 + trial.number}, "cpus": 1, "n_params": p.n_params}
+
+
+def naive_budget(config, data, max_params):
+    """Over budget: report a zero at once and stop, the common hand-written Ray way."""
+    from ray import tune
+
+    from search.trainable import train_trial
+    if config["n_params"] > max_params:
+        tune.report({"epoch": 1, "val_hit5": 0.0, "epoch_s": 0.0, "last": True})
+        return
+    train_trial(config, data)
+
+
 def run_tune_baseline(method: str, space_path: Path, out: Path, seed: int, budget_s: float) -> None:
     import optuna
     import ray
@@ -45,44 +78,21 @@ def run_tune_baseline(method: str, space_path: Path, out: Path, seed: int, budge
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from search.trainable import train_trial
     from spaces import CompiledSpace, load_space, load_space_data
 
     space = load_space(space_path)
     data = load_space_data(space)
     compiled = CompiledSpace(space, data.info, fit_width=False)
-    max_params = space.max_params
-
-    def define(trial):  # the space as Ray users write it: width drawn like any parameter
-        p = compiled.propose(trial)
-        return {"engine": {**p.config, "seed": seed * 100_003 + trial.number}, "cpus": 1, "n_params": p.n_params}
-
-    def naive(config, data):
-        if config["n_params"] > max_params:  # over budget: report a zero and stop
-            tune.report({"epoch": 1, "val_hit5": 0.0, "epoch_s": 0.0, "last": True})
-            return
-        train_trial(config, data)
-
+    define = DefineByRun(compiled, seed, redraw=method == "random")
     if method == "random":  # random draws, redrawn until one fits; full training (no scheduler)
-        draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-        sampler = optuna.samplers.RandomSampler(seed=seed)
-
-        def define(trial):  # noqa: F811
-            while True:
-                t = draws.ask()
-                p = compiled.propose(t)
-                draws.tell(t, 0.0)
-                if p.feasible:
-                    return {"engine": {**p.config, "seed": seed * 100_003 + trial.number}, "cpus": 1,
-                            "n_params": p.n_params}
-        scheduler = FIFOScheduler()
+        sampler, scheduler = optuna.samplers.RandomSampler(seed=seed), FIFOScheduler()
     else:
         sampler = optuna.samplers.TPESampler(seed=seed)
         scheduler = ASHAScheduler(time_attr="epoch", max_t=space.asha.max_epochs, grace_period=space.asha.grace_period,
                                   reduction_factor=space.asha.reduction_factor)
     ray.init(address="local", num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
     tune.Tuner(
-        tune.with_resources(tune.with_parameters(naive, data=data), {"cpu": 1}),
+        tune.with_resources(tune.with_parameters(naive_budget, data=data, max_params=space.max_params), {"cpu": 1}),
         tune_config=tune.TuneConfig(search_alg=OptunaSearch(space=define, metric="val_hit5", mode="max", sampler=sampler),
                                     scheduler=scheduler, metric="val_hit5", mode="max", num_samples=10_000,
                                     time_budget_s=budget_s),

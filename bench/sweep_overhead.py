@@ -48,6 +48,16 @@ def run_nextsweep(space: Path, out: Path, trials: int) -> float:
     return time.perf_counter() - start
 
 
+class DefineByRun:
+    """The space as an OptunaSearch define-by-run function (a class: OptunaSearch pickles it)."""
+
+    def __init__(self, compiled):
+        self.compiled = compiled
+
+    def __call__(self, trial):
+        return {"engine": {**self.compiled.propose(trial).config, "seed": trial.number}, "cpus": 1}
+
+
 def run_stock(space_file: Path, out: Path, trials: int) -> float:
     """The usual glue: OptunaSearch over a define-by-run space + ASHAScheduler, same trainable."""
     import ray
@@ -60,11 +70,7 @@ def run_stock(space_file: Path, out: Path, trials: int) -> float:
 
     space = load_space(space_file)
     data = load_space_data(space)
-    compiled = CompiledSpace(space, data.info, fit_width=False)
-
-    def define(trial):
-        return {"engine": {**compiled.propose(trial).config, "seed": trial.number}, "cpus": 1}
-
+    define = DefineByRun(CompiledSpace(space, data.info, fit_width=False))
     start = time.perf_counter()
     ray.init(address="local", num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
     tuner = tune.Tuner(
