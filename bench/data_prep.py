@@ -82,9 +82,9 @@ def main() -> None:
         ("synthetic generate 50 users x 120 days", f"{res['synthetic_generate_50x120_s']:.3f} s"),
         ("synthetic generate + prepare + write", f"{res['synthetic_dataset_50x120_s']:.3f} s"),
         (f"padding, Geolife train, bucketed (bs {a.batch_size})", f"{res['padding_gl_bucketed']:.1%}"),
-        (f"padding, Geolife train, each batch to its longest", f"{res['padding_gl_plain']:.1%}"),
-        (f"padding, synthetic train, bucketed", f"{res['padding_syn_bucketed']:.1%}"),
-        (f"padding, synthetic train, each batch to its longest", f"{res['padding_syn_plain']:.1%}"),
+        ("padding, Geolife train, each batch to its longest", f"{res['padding_gl_plain']:.1%}"),
+        ("padding, synthetic train, bucketed", f"{res['padding_syn_bucketed']:.1%}"),
+        ("padding, synthetic train, each batch to its longest", f"{res['padding_syn_plain']:.1%}"),
     ]
     width = max(len(r[0]) for r in rows)
     for k, v in rows:

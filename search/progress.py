@@ -48,9 +48,6 @@ class Progress(Callback):
               f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed, {c['running']} running, "
               f"{c['rejected']} over budget; {best}", flush=True)
 
-    def close(self) -> None:
-        pass
-
 
 def _last_error_line(text: str) -> str:
     """The exception line of a traceback (e.g. 'NonFiniteLoss: non-finite training loss ...')."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import optuna
-from optuna.trial import TrialState
 
 from search.storage import load_study, open_storage, redact
 from search.sweep import tally

@@ -216,7 +216,6 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
         tuner.fit()
     finally:
         searcher.close()
-        progress.close()
 
 
 def print_summary(study: optuna.Study, storage_url: str, top: int = 5) -> None:
