@@ -31,7 +31,7 @@ class DatasetInfo:
     n_users: int  # user embedding rows, including 0 = padding
     cardinalities: dict[str, int]  # per history feature: number of distinct codes
     split_sizes: dict[str, int]
-    max_history: int
+    max_history: int  # longest training history; longer val/test histories are cut to it
     params: dict  # the preprocessing parameters
     source: dict = field(default_factory=dict)  # where it came from (files or generator settings)
     fingerprint: str = ""
@@ -47,7 +47,8 @@ class DatasetInfo:
 
 @dataclass
 class SplitArrays:
-    """One split, tensorised: int64 matrices padded on the right to the longest history."""
+    """One split, tensorised: int64 matrices padded on the right to the longest history (each
+    history cut to the dataset's max_history most recent stays)."""
 
     sample_id: np.ndarray  # [N]
     user: np.ndarray  # [N]
@@ -98,7 +99,8 @@ def fingerprint(tables: dict[str, pa.Table], params: dict) -> str:
 
 def make_info(name: str, splits: dict[str, Samples], vocab: dict, params: PrepareParams,
               source: dict, tables: dict[str, pa.Table]) -> DatasetInfo:
-    max_hist = max(int(np.diff(s.offsets).max(initial=0)) for s in splits.values())
+    # Train only: the position embedding is searched under the budget, so val/test must not size it.
+    max_hist = int(np.diff(splits["train"].offsets).max(initial=0))
     cards = {
         "loc": vocab["n_locations"],
         "user": vocab["n_users"],
@@ -117,10 +119,12 @@ def make_info(name: str, splits: dict[str, Samples], vocab: dict, params: Prepar
 
 def write_dataset(out: str | Path, name: str, splits: dict[str, Samples], vocab: dict,
                   params: PrepareParams, source: dict, overwrite: bool = False) -> DatasetInfo:
-    """Write atomically: everything goes to a temp dir beside `out`, renamed at the end."""
+    """Write to a temp dir beside `out`, then swap it in: `out` never holds a partial dataset."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise DataError(f"{out}: already exists; choose another --out or pass --overwrite")
+    if out.exists():
+        check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tables = {k: to_table(v) for k, v in splits.items()}
     info = make_info(name, splits, vocab, params, source, tables)
@@ -129,13 +133,42 @@ def write_dataset(out: str | Path, name: str, splits: dict[str, Samples], vocab:
         for split, table in tables.items():
             pq.write_table(table, tmp / f"{split}.parquet")
         (tmp / INFO_FILE).write_text(info.to_json() + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.rename(tmp, out)
+        swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return info
+
+
+def check_replaceable(out: Path) -> None:
+    """--overwrite deletes `out`, so it must be a dataset we wrote (or empty), never other files."""
+    ours = {INFO_FILE, *(f"{s}.parquet" for s in SPLITS)}
+    names = {p.name for p in out.iterdir()} if out.is_dir() else {None}
+    if not names:
+        return
+    try:
+        written_by_us = names <= ours and "fingerprint" in json.loads((out / INFO_FILE).read_text())
+    except (OSError, ValueError, TypeError):
+        written_by_us = False
+    if not written_by_us:
+        raise DataError(f"{out}: not a nextsweep dataset (no {INFO_FILE} or other files in it), so --overwrite "
+                        "will not delete it; choose another --out or remove it yourself")
+
+
+def swap_in(new: Path, out: Path) -> None:
+    """Rename `new` to `out`; an old `out` is renamed aside first and deleted only once the new
+    one is in place (put back if that fails), so one complete dataset always exists."""
+    if not out.exists():
+        os.rename(new, out)
+        return
+    old = out.with_name(new.name + "-old")
+    os.rename(out, old)
+    try:
+        os.rename(new, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_info(path: str | Path) -> DatasetInfo:
@@ -153,32 +186,32 @@ def read_info(path: str | Path) -> DatasetInfo:
     return info
 
 
-def pad_lists(column: pa.ChunkedArray, n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """A list column -> (right-padded int64 matrix [n, width], lengths), with no per-row Python."""
+def pad_lists(column: pa.ChunkedArray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """A list column -> (right-padded int64 matrix [n, longest kept], lengths), each list cut to
+    its last `max_len` values (the most recent stays), with no per-row Python."""
     col = column.combine_chunks()
     offsets = np.asarray(col.offsets, dtype=np.int64)
     values = np.asarray(col.values, dtype=np.int64)
-    lengths = np.diff(offsets)
-    rows = np.repeat(np.arange(n), lengths)
-    cols = np.arange(len(values)) - np.repeat(offsets[:-1], lengths)
-    out = np.zeros((n, width), dtype=np.int64)
-    out[rows, cols] = values
+    lengths = np.minimum(np.diff(offsets), max_len)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    cols = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    out = np.zeros((len(lengths), max(1, int(lengths.max(initial=0)))), dtype=np.int64)
+    out[rows, cols] = values[np.repeat(offsets[1:] - lengths, lengths) + cols]
     return out, lengths
 
 
-def load_split(path: Path, split: str) -> SplitArrays:
+def load_split(path: Path, split: str, max_len: int) -> SplitArrays:
     file = path / f"{split}.parquet"
     if not file.is_file():
         raise DataError(f"{file}: missing split file; prepare the dataset again")
-    return split_arrays(pq.read_table(file))
+    return split_arrays(pq.read_table(file), max_len)
 
 
-def split_arrays(table: pa.Table) -> SplitArrays:
-    n = table.num_rows
-    width = max(1, int(pa.compute.max(pa.compute.list_value_length(table.column("loc"))).as_py() or 1))
+def split_arrays(table: pa.Table, max_len: int) -> SplitArrays:
+    """Tensorise one split; histories longer than `max_len` keep their most recent stays."""
     seq, lengths = {}, None
     for name in SEQ_FEATURES:
-        seq[name], lengths = pad_lists(table.column(name), n, width)
+        seq[name], lengths = pad_lists(table.column(name), max(1, max_len))
     scalar = {k: table.column(k).to_numpy().astype(np.int64) for k in ("sample_id", "user", "target")}
     return SplitArrays(lengths=lengths, seq=seq, **scalar)
 
@@ -187,10 +220,10 @@ def in_memory(name: str, splits: dict[str, Samples], vocab: dict, params: Prepar
     """The Dataset that write_dataset + load_dataset would give, without touching the disk."""
     tables = {k: to_table(v) for k, v in splits.items()}
     info = make_info(name, splits, vocab, params, source, tables)
-    return Dataset(info, {k: split_arrays(t) for k, t in tables.items()})
+    return Dataset(info, {k: split_arrays(t, info.max_history) for k, t in tables.items()})
 
 
 def load_dataset(path: str | Path) -> Dataset:
     path = Path(path)
     info = read_info(path)
-    return Dataset(info, {s: load_split(path, s) for s in SPLITS}, path)
+    return Dataset(info, {s: load_split(path, s, info.max_history) for s in SPLITS}, path)

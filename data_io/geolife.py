@@ -30,6 +30,7 @@ def prepare_geolife(staypoints: str | Path, valid_ids: str | Path, out: str | Pa
 
 # The shape of the prepared Geolife dataset (class and feature counts, as `prepare_geolife`
 # gives them): enough for parameter counts and budget checks without reading the data.
+# max_history is the longest *training* history (51; val reaches 54 and is cut to 51).
 GEOLIFE_SHAPE = DatasetInfo(
-    name="geolife-shape", n_locations=1187, n_users=46, split_sizes={}, max_history=54, params={},
-    cardinalities={"loc": 1187, "user": 46, "weekday": 7, "tod": 96, "dur": 96, "days_before": 8, "position": 54})
+    name="geolife-shape", n_locations=1187, n_users=46, split_sizes={}, max_history=51, params={},
+    cardinalities={"loc": 1187, "user": 46, "weekday": 7, "tod": 96, "dur": 96, "days_before": 8, "position": 51})

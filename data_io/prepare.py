@@ -31,10 +31,11 @@ class PrepareParams:
     dur_minutes: int = 30  # duration bucket width
 
     def check(self) -> None:
-        if not (0 < self.train_frac < 1 and 0 <= self.val_frac < 1 and self.train_frac + self.val_frac < 1):
+        if not (0 < self.train_frac < 1 and 0 < self.val_frac < 1 and self.train_frac + self.val_frac < 1):
             raise DataError(
-                f"split fractions train={self.train_frac} val={self.val_frac}: need 0 < train, "
-                "0 <= val and train + val < 1 (test gets the rest)"
+                f"split fractions train={self.train_frac} val={self.val_frac}: need 0 < train, 0 < val "
+                "(training selects epochs on validation) and train + val < 1 (test gets the rest); "
+                "set --train-frac / --val-frac, e.g. 0.6 and 0.2"
             )
         for key in ("window_days", "min_history", "duration_cap", "tod_minutes", "dur_minutes"):
             if getattr(self, key) < (0 if key == "min_history" else 1):
@@ -67,13 +68,17 @@ def _encode(values: np.ndarray, vocab: np.ndarray, first: int) -> np.ndarray:
 
 
 def split_labels(sp: Staypoints, params: PrepareParams) -> np.ndarray:
-    """0/1/2 = train/val/test by each user's tracked days (start day relative to their max)."""
+    """0/1/2 = train/val/test by each user's tracked days. Days count from the user's first day,
+    since day numbers may have any origin (e.g. days since 1970)."""
     users, inverse = np.unique(sp.user, return_inverse=True)
-    max_day = np.zeros(len(users), dtype=np.int64)
-    np.maximum.at(max_day, inverse, sp.day)
-    mday = max_day[inverse].astype(np.float64)
+    first = np.full(len(users), np.iinfo(np.int64).max)
+    np.minimum.at(first, inverse, sp.day)
+    day = sp.day - first[inverse]
+    span = np.zeros(len(users), dtype=np.int64)
+    np.maximum.at(span, inverse, day)
+    mday = span[inverse].astype(np.float64)
     return np.where(
-        sp.day < params.train_frac * mday, 0, np.where(sp.day < (params.train_frac + params.val_frac) * mday, 1, 2)
+        day < params.train_frac * mday, 0, np.where(day < (params.train_frac + params.val_frac) * mday, 1, 2)
     )
 
 
@@ -87,6 +92,9 @@ def _windows(user: np.ndarray, day: np.ndarray, window: int) -> np.ndarray:
 def build_split(sp: Staypoints, rows: np.ndarray, loc_code: np.ndarray, user_code: np.ndarray,
                 params: PrepareParams, valid: np.ndarray | None) -> Samples:
     """Samples of one split; `rows` index the sorted staypoints that belong to it, in order."""
+    if len(rows) == 0:  # a split with no stays has no samples (build_samples then says so)
+        empty = np.zeros(0, dtype=np.int64)
+        return Samples(empty, empty, empty, np.zeros(1, dtype=np.int64), {k: empty for k in SEQ_FEATURES})
     user, day = user_code[rows], sp.day[rows]
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
     first_day = np.repeat(day[starts], np.diff(np.r_[starts, len(rows)]))
@@ -134,10 +142,22 @@ def build_samples(sp: Staypoints, params: PrepareParams, valid_ids: np.ndarray |
     user_code = _encode(sp.user, users, first=1)
     splits = {name: build_split(sp, np.flatnonzero(label == i), loc_code, user_code, params, valid)
               for i, name in enumerate(SPLITS)}
+    check_not_empty(splits, params, source)
+    vocab = {"n_locations": len(train_locs) + 2, "n_users": len(users) + 1}
+    return splits, vocab
+
+
+def check_not_empty(splits: dict[str, Samples], params: PrepareParams, source: Path | str) -> None:
+    """Every split needs samples: training fits, validation selects epochs, test reports."""
     if len(splits["train"]) == 0:
         raise DataError(
             f"{source}: no training sample: every stay lacks {params.window_days} days of history or "
             f"{params.min_history} previous stays; lower --window-days / --min-history or add data"
         )
-    vocab = {"n_locations": len(train_locs) + 2, "n_users": len(users) + 1}
-    return splits, vocab
+    more = {"val": "raise --val-frac", "test": "lower --train-frac / --val-frac"}
+    for name, fix in more.items():
+        if len(splits[name]) == 0:
+            raise DataError(
+                f"{source}: no {name} sample (train={params.train_frac}, val={params.val_frac}): a sample "
+                f"needs {params.window_days} earlier days of its own split; {fix}, lower --window-days or add data"
+            )

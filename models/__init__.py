@@ -2,9 +2,9 @@
 
 from models.build import build_model, count_params
 from models.config import (FAMILIES, LOSSES, SAMPLERS, SCHEDULES, ModelConfig, ModelError,
-                           NonFiniteLoss, TrainConfig, split_config)
+                           NonFiniteLoss, NonFiniteMetricError, TrainConfig, metric_mode, split_config)
 from models.engine import EpochReport, FitResult, evaluate, fit
 
 __all__ = ["build_model", "count_params", "FAMILIES", "LOSSES", "SAMPLERS", "SCHEDULES", "ModelConfig",
-           "ModelError", "NonFiniteLoss", "TrainConfig", "split_config", "EpochReport", "FitResult",
+           "ModelError", "NonFiniteLoss", "NonFiniteMetricError", "TrainConfig", "metric_mode", "split_config", "EpochReport", "FitResult",
            "evaluate", "fit"]

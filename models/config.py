@@ -10,6 +10,7 @@ LOSSES = ("ce", "label_smoothing", "weighted_ce", "focal")
 SAMPLERS = ("uniform", "balanced")
 SCHEDULES = ("cosine", "onecycle", "constant")
 METRICS = ("val_hit5", "val_acc1", "val_hit10", "val_mrr", "val_ndcg10", "val_f1", "val_loss")
+MINIMIZED = ("val_loss",)  # the one source of truth for which way a metric is better
 FEATURES = ("user", "tod", "weekday", "dur", "days_before", "position")
 
 
@@ -19,6 +20,10 @@ class ModelError(Exception):
 
 class NonFiniteLoss(RuntimeError):
     """Training produced a NaN/inf loss; the fit stops and the caller records the failure."""
+
+
+class NonFiniteMetricError(RuntimeError):
+    """The selection metric came out NaN: no epoch can be called best, so the trial fails."""
 
 
 @dataclass
@@ -94,11 +99,17 @@ class TrainConfig:
 
     @property
     def maximize(self) -> bool:
-        return self.metric != "val_loss"
+        return metric_mode(self.metric) == "max"
 
 
 MODEL_KEYS = tuple(f.name for f in fields(ModelConfig))
 TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
+
+
+def metric_mode(metric: str) -> str:
+    """'max' or 'min': the direction in which `metric` gets better."""
+    _choice("metric", metric, METRICS)
+    return "min" if metric in MINIMIZED else "max"
 
 
 def _choice(key: str, value, allowed: tuple) -> None:

@@ -1,4 +1,11 @@
-"""Ranking metrics for next-location prediction, accumulated over batches."""
+"""Ranking metrics for next-location prediction, accumulated over batches.
+
+Ties count against the target: its rank is 1 + the number of other classes scoring at least as
+high, so a constant output ranks every target last instead of first. A NaN score counts as
+ahead of the target and a NaN target score is a miss, so a broken model can never score well.
+Acc@1 and macro-F1 use the same top-1: the unique best class, none when the best is tied or
+the row holds a NaN (then the sample is a miss for both).
+"""
 
 from __future__ import annotations
 
@@ -18,12 +25,14 @@ class RankMetrics:
     @torch.no_grad()
     def add(self, logp: torch.Tensor, target: torch.Tensor) -> None:
         true = logp.gather(1, target[:, None])
-        self.ranks.append((logp > true).sum(1) + 1)  # 1 = best; ties count in the target's favour
-        self.top1.append(logp.argmax(1))
+        self.ranks.append(pessimistic_rank(logp, true))
+        self.top1.append(unique_top1(logp))
         self.targets.append(target)
         self.loss_sum += float(-true.sum())
 
     def result(self) -> dict[str, float]:
+        if not self.ranks:
+            raise ValueError("no samples to score: the split is empty")
         rank = torch.cat(self.ranks).double()
         pred, target = torch.cat(self.top1), torch.cat(self.targets)
         n = len(rank)
@@ -38,10 +47,26 @@ class RankMetrics:
         }
 
 
+def pessimistic_rank(logp: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """1 + the classes scoring >= the target (or NaN); the last rank when the target is NaN."""
+    ahead = (logp >= true) | logp.isnan()  # includes the target itself when it is not NaN
+    rank = ahead.sum(1)
+    return torch.where(true.squeeze(1).isnan(), logp.shape[1], rank)
+
+
+def unique_top1(logp: torch.Tensor) -> torch.Tensor:
+    """The best class per row, or -1 where the best score is tied or the row holds a NaN."""
+    best, idx = logp.max(1)
+    n_best = (logp == best[:, None]).sum(1)
+    ok = (n_best == 1) & ~logp.isnan().any(1)
+    return torch.where(ok, idx, -1)
+
+
 def macro_f1(pred: torch.Tensor, target: torch.Tensor, n_classes: int) -> float:
-    """Mean F1 over the classes that occur as a target or a prediction."""
+    """Mean F1 over the classes that occur as a target or a prediction; pred -1 (no unique top
+    class) is a miss for the target's class and a prediction of no class."""
     tp = torch.bincount(target[pred == target], minlength=n_classes).double()
-    n_pred = torch.bincount(pred, minlength=n_classes).double()
+    n_pred = torch.bincount(pred[pred >= 0], minlength=n_classes).double()
     n_true = torch.bincount(target, minlength=n_classes).double()
     present = (n_pred + n_true) > 0
     f1 = 2 * tp[present] / (n_pred[present] + n_true[present])

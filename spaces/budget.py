@@ -11,6 +11,7 @@ picks is feasible and "bigger" always means "closer to the budget", never "rejec
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 from data_io import DatasetInfo
 from models import ModelConfig, ModelError, count_params
@@ -19,19 +20,30 @@ from models.config import MODEL_KEYS
 from spaces.schema import ParamSpec, Space, SpaceError
 
 
+# Model keys that never change the parameter count (heads splits the width, it adds no
+# weights; the cycles repeat the same modules). They stay out of the cache key, so continuous
+# choices like dropout do not defeat the cache.
+COUNT_FREE = ("dropout", "heads", "h_cycles", "l_cycles")
+
+
 class ParamCounter:
-    """count_params with a cache keyed by the model part of a config."""
+    """count_params with a cache keyed by the model's structure (the keys that change the count)."""
 
     def __init__(self, info: DatasetInfo):
         self.info = info
         self.cache: dict[tuple, int] = {}
-        self.calls = 0
+        self.calls = 0  # exact counts (a model built on the meta device)
+        self.hits = 0
 
     def __call__(self, config: dict) -> int:
-        key = tuple(sorted((k, v) for k, v in config.items() if k in MODEL_KEYS))
-        if key not in self.cache:
+        model = ModelConfig(**{k: v for k, v in config.items() if k in MODEL_KEYS})
+        model.check()  # cheap, and keeps errors exact: heads must still divide d_model on a cache hit
+        key = tuple((k, v) for k, v in asdict(model).items() if k not in COUNT_FREE)
+        if key in self.cache:
+            self.hits += 1
+        else:
             self.calls += 1
-            self.cache[key] = count_params({k: v for k, v in key}, self.info)
+            self.cache[key] = count_params(model, self.info)
         return self.cache[key]
 
     def safe(self, config: dict) -> float:
@@ -42,14 +54,18 @@ class ParamCounter:
             return math.inf
 
 
+def int_grid(spec: ParamSpec) -> list[int]:
+    """Every value Optuna can suggest for an int parameter: its step grid."""
+    return list(range(int(spec.low), int(spec.high) + 1, int(spec.step or 1)))
+
+
 def width_grid(spec: ParamSpec, config: dict) -> list[int]:
     """The widths the spec allows that the engine can build with the other choices."""
-    step = int(spec.step or 1)
-    grid = range(int(spec.low), int(spec.high) + 1, step)
+    grid = int_grid(spec)
     mcfg = ModelConfig(**{k: v for k, v in config.items() if k in MODEL_KEYS})
     if spec.name == "d_model" and mcfg.uses_attention:
         return [w for w in grid if w % mcfg.heads == 0]
-    return list(grid)
+    return grid
 
 
 def widest_fit(grid: list[int], name: str, config: dict, max_params: int, count: ParamCounter) -> int:
@@ -74,26 +90,71 @@ def _resolve(space: Space, pick: dict[str, object]) -> dict:
     return config
 
 
+def _is_width(space: Space, p: ParamSpec) -> bool:
+    return p.kind == "int" and p.name in (space.width, "d_model")
+
+
+def _values(p: ParamSpec) -> list:
+    """What the range search tries: a model int's whole step grid (its count need not be monotone:
+    emb_dim 0 means d_model), a training int's grid ends, else the listed or extreme values."""
+    if p.kind != "int":
+        return p.values()
+    grid = int_grid(p)
+    return grid if p.name in MODEL_KEYS else [grid[0], grid[-1]]
+
+
+def _complete(space: Space, pick: dict[str, object], largest: bool) -> dict | None:
+    """The config `pick` gives, each width set to its smallest or largest value that can be built
+    with the other choices (counts grow with the width, and heads must divide d_model).
+    None when some width has no buildable value."""
+    config = _resolve(space, pick)
+    for p in space.params:
+        if p.name in config and _is_width(space, p):
+            grid = width_grid(p, config)
+            if not grid:
+                return None
+            config[p.name] = grid[-1 if largest else 0]
+    return config
+
+
+def _extreme(space: Space, count: ParamCounter, largest: bool, starts: list[dict]) -> tuple[float, dict, dict]:
+    """(count, config, pick) of the smallest (largest) buildable config by coordinate search from
+    the best of `starts`: every categorical choice and every value of an int step grid is tried;
+    widths follow the other choices (see _complete). Two sweeps reach a fixed point in practice."""
+    sign = -1 if largest else 1
+
+    def score(pick: dict) -> tuple[float, dict | None]:  # lower is better; unbuildable is worst
+        config = _complete(space, pick, largest)
+        n = math.inf if config is None else count.safe(config)
+        return (math.inf if math.isinf(n) else sign * n), config
+
+    pick = min(starts, key=lambda s: score(s)[0])
+    best, config = score(pick)
+    for _ in range(3):
+        changed = False
+        for p in space.params:
+            if _is_width(space, p):
+                continue
+            for v in _values(p):
+                trial = {**pick, p.name: v}
+                n, cfg = score(trial)
+                if n < best:
+                    best, pick, config, changed = n, trial, cfg, True
+        if not changed:
+            break
+    if math.isinf(best):
+        return math.inf, _resolve(space, pick), pick
+    return sign * best, config, pick
+
+
 def count_range(space: Space, count: ParamCounter) -> tuple[tuple[float, dict], tuple[float, dict]]:
-    """((smallest count, its config), (largest count, its config)) by coordinate search over the
-    extreme values of every parameter. Counts are monotone in the numeric parameters, so only
-    the categorical interplay needs the search; two sweeps reach a fixed point in practice."""
-    result = []
-    for sign in (1, -1):
-        pick = {p.name: p.values()[0 if sign > 0 else -1] for p in space.params}
-        best = sign * count.safe(_resolve(space, pick))
-        for _ in range(3):
-            changed = False
-            for p in space.params:
-                for v in p.values():
-                    trial = {**pick, p.name: v}
-                    n = sign * count.safe(_resolve(space, trial))
-                    if n < best:
-                        best, pick, changed = n, trial, True
-            if not changed:
-                break
-        result.append((sign * best, _resolve(space, pick)))
-    return result[0], result[1]
+    """((smallest count, its config), (largest count, its config)) over the configs the engine
+    can build; a count is infinite only when no config can be built."""
+    first = {p.name: _values(p)[0] for p in space.params}
+    last = {p.name: _values(p)[-1] for p in space.params}
+    n_min, cmin, pmin = _extreme(space, count, False, [first])
+    n_max, cmax, _ = _extreme(space, count, True, [last, pmin])  # pmin: a buildable start if any
+    return (n_min, cmin), (n_max, cmax)
 
 
 def check_feasible(space: Space, count: ParamCounter) -> tuple[float, dict]:

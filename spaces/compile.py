@@ -15,19 +15,28 @@ from dataclasses import dataclass, field
 import optuna
 
 from data_io import DatasetInfo
+from models import ModelConfig, ModelError
+from models.config import MODEL_KEYS
 from spaces.budget import ParamCounter, widest_fit, width_grid
 from spaces.schema import ParamSpec, Space
 
 REJECT_KEY = "params_over_budget"  # Optuna constraint: > 0 means infeasible (c-TPE style)
 
 
+OVER_BUDGET, UNBUILDABLE = "over budget", "cannot be built"  # why a proposal never reaches a trainer
+
+
 @dataclass
 class Proposal:
     config: dict  # flat engine config (model + training keys), ready for models.fit
-    n_params: int
-    feasible: bool  # n_params <= budget; an infeasible proposal never reaches a trainer
+    n_params: int  # -1 when the engine cannot build the config
+    rejected: str | None  # None, OVER_BUDGET or UNBUILDABLE; a rejected proposal never reaches a trainer
     seconds: float = 0.0  # time spent proposing, budget check included
     extra: dict = field(default_factory=dict)  # e.g. the fitted width and its upper bound
+
+    @property
+    def feasible(self) -> bool:
+        return self.rejected is None
 
 
 def suggest(trial: optuna.Trial, p: ParamSpec):
@@ -62,9 +71,9 @@ class CompiledSpace:
         extra = self._fit_width(trial, config) if self.fit_width else {}
         n = extra.pop("n_min", None) or self.count.safe(config)
         if n == math.inf:  # the engine cannot build it (e.g. heads do not divide the width)
-            return Proposal(config, -1, False, time.perf_counter() - start, {"error": "cannot be built"})
-        feasible = self.space.max_params is None or n <= self.space.max_params
-        return Proposal(config, int(n), feasible, time.perf_counter() - start, extra)
+            return Proposal(config, -1, UNBUILDABLE, time.perf_counter() - start, {"error": _build_error(config)})
+        over = self.space.max_params is not None and n > self.space.max_params
+        return Proposal(config, int(n), OVER_BUDGET if over else None, time.perf_counter() - start, extra)
 
     def _fit_width(self, trial: optuna.Trial, config: dict) -> dict:
         spec = self.space.param(self.space.width)
@@ -79,9 +88,23 @@ class CompiledSpace:
         return {"width_max": grid[top], "frac": frac}
 
 
-def record_rejection(trial: optuna.Trial, proposal: Proposal, max_params: int) -> None:
-    """Mark an over-budget proposal on its Optuna trial: a constraint value (how far over,
-    relative to the budget) that lets TPE learn which structural choices cannot fit."""
-    trial.set_constraint(REJECT_KEY, (proposal.n_params - max_params) / max_params)
-    trial.set_user_attr("rejected", "over budget")
+def _build_error(config: dict) -> str:
+    """The engine's own message for a config it cannot build."""
+    try:
+        ModelConfig(**{k: v for k, v in config.items() if k in MODEL_KEYS}).check()
+    except ModelError as exc:
+        return f"{UNBUILDABLE}: {exc}"
+    return UNBUILDABLE
+
+
+def record_rejection(trial: optuna.Trial, proposal: Proposal, max_params: int | None) -> None:
+    """Mark a rejected proposal on its Optuna trial with a constraint value that lets TPE learn
+    which structural choices cannot fit: how far over budget, relative to the budget; 1.0 for a
+    config the engine cannot build (e.g. heads not dividing the width), with or without a budget."""
+    if proposal.rejected == OVER_BUDGET:
+        trial.set_constraint(REJECT_KEY, (proposal.n_params - max_params) / max_params)
+    else:
+        trial.set_constraint(REJECT_KEY, 1.0)
+        trial.set_user_attr("error", proposal.extra.get("error", UNBUILDABLE))
+    trial.set_user_attr("rejected", proposal.rejected)
     trial.set_user_attr("n_params", proposal.n_params)

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from models.config import FAMILIES, LOSSES, METRICS, SAMPLERS, SCHEDULES, ModelConfig, TrainConfig
+from models.config import FAMILIES, LOSSES, METRICS, SAMPLERS, SCHEDULES, ModelConfig, TrainConfig, metric_mode
 
 
 class SpaceError(Exception):
@@ -228,9 +228,12 @@ def parse_space(raw: Any, path: Path) -> Space:
     space.metric = obj.get("metric", "val_hit5")
     if space.metric not in METRICS:
         raise c.fail("objective.metric", f"'{space.metric}' is not reported; use one of {', '.join(METRICS)}")
-    space.mode = obj.get("mode", "min" if space.metric == "val_loss" else "max")
+    space.mode = obj.get("mode", metric_mode(space.metric))
     if space.mode not in ("max", "min"):
         raise c.fail("objective.mode", f"must be max or min, got {space.mode!r}")
+    if space.mode != metric_mode(space.metric):  # the engine's best epoch and export follow the metric
+        raise c.fail("objective.mode", f"{space.metric} is better when {'higher' if metric_mode(space.metric) == 'max' else 'lower'}, "
+                     f"so mode {space.mode} would select the worst models; set mode: {metric_mode(space.metric)} or leave it out")
     asha = c.mapping("asha", top.get("asha", {}), ("max_epochs", "grace_period", "reduction_factor"))
     space.asha = Asha(c.number("asha.max_epochs", asha.get("max_epochs", 20), int, 1),
                       c.number("asha.grace_period", asha.get("grace_period", 1), int, 1),

@@ -9,6 +9,7 @@ import optuna
 import pytest
 
 from data_io.geolife import GEOLIFE_SHAPE
+from models import build_model
 from search.cli import main
 from spaces import CompiledSpace, ParamCounter, SpaceError, check_feasible, load_space, record_rejection
 
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 GOOD = """
 name: t
-data: {synthetic: {users: 5, days: 30, locations: 40}}
+data: {synthetic: {users: 5, days: 40, locations: 40}}
 budget: {max_params: 30000}
 asha: {max_epochs: 2}
 params:
@@ -48,7 +49,7 @@ BAD = {
     "bad metric": (GOOD + "objective: {metric: val_hit3}\n", "objective.metric: 'val_hit3' is not reported"),
     "impossible budget": (GOOD.replace("max_params: 30000", "max_params: 1000"),
                           "budget.max_params: 1,000 is impossible: the smallest configuration has"),
-    "missing dataset dir": (GOOD.replace("{synthetic: {users: 5, days: 30, locations: 40}}", "{path: nowhere}"),
+    "missing dataset dir": (GOOD.replace("{synthetic: {users: 5, days: 40, locations: 40}}", "{path: nowhere}"),
                             "data.path:"),
     "bool as int": (GOOD + "  tied_head: {type: categorical, choices: [yes_please]}\n", "tied_head must be true or false"),
 }
@@ -106,40 +107,53 @@ def test_same_space_same_parameter_names_and_valid_configs():
     assert names <= {p.name for p in space.params} | {"d_model_frac"}
 
 
-def _budget_run(space, fit_width: bool, seed: int) -> dict:
-    """200 TPE suggestions scored by a stand-in that rewards size with diminishing returns and
-    noise (like accuracy vs. parameters). Nothing is trained."""
+def _trainer_params(config: dict) -> int:
+    """What a trainer handed `config` allocates: the real torch model's parameters."""
+    return sum(p.numel() for p in build_model(config, GEOLIFE_SHAPE).parameters())
+
+
+def _stand_in(n_params: int, lr: float, rng: random.Random) -> float:
+    """A stand-in score: saturates with size (250K to 500K adds under 1%), peaks at lr 1e-3,
+    plus noise. Nothing in it pulls the search to the budget's edge."""
+    return 1 - math.exp(-n_params / 50_000) - 0.05 * math.log(lr / 1e-3) ** 2 + rng.gauss(0, 0.01)
+
+
+def _budget_run(space, fit_width: bool, seed: int, trials: int = 30) -> dict:
+    """TPE suggestions; each one the searcher hands out goes to a stand-in trainer that builds the
+    model and is scored by _stand_in. Nothing is trained."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rng = random.Random(seed)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True))
     compiled = CompiledSpace(space, GEOLIFE_SHAPE, fit_width=fit_width)
-    log = []
-    for _ in range(200):
+    received, handed = [], []  # received: (allocated, searcher's count, score) per trainer
+    for _ in range(trials):
         trial = study.ask()
         p = compiled.propose(trial)
-        if p.feasible:  # would be handed to a trainer
-            study.tell(trial, math.log(p.n_params) + rng.gauss(0, 0.1))
+        if p.feasible:
+            n = _trainer_params(p.config)
+            received.append((n, p.n_params, _stand_in(n, p.config["lr"], rng)))
+            study.tell(trial, received[-1][2])
         else:
             if fit_width:
                 record_rejection(trial, p, space.max_params)
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)  # the naive way: prune it
-        log.append(p)
-    trained = [p.n_params for p in log if p.feasible]
-    return {"over_budget_trained": sum(n > space.max_params for n in trained),
-            "feasible_after_20": sum(p.feasible for p in log[20:]) / 180,
-            "median_last_100": statistics.median(trained[-100:]) / space.max_params}
+        handed.append(p.feasible)
+    return {"over_budget_received": sum(n > space.max_params for n, _, _ in received),
+            "miscounted": sum(n != counted for n, counted, _ in received),
+            "handed_after_warmup": statistics.mean(handed[10:]),
+            "largest": max(n for n, _, _ in received) / space.max_params,
+            "top10": statistics.mean(sorted(s for _, _, s in received)[-10:])}
 
 
-@pytest.mark.slow
-def test_budget_keeps_the_search_at_the_boundary():
+def test_budget_holds_on_the_trainer_side():
+    """Every model a trainer builds fits the budget (counted on the trainer's side), fitting the
+    width wastes no trials, and it still reaches the budget's edge and scores at least as well,
+    though the score saturates with size. (Seeds 0-3 all pass; one keeps the test fast.)"""
     space = load_space(ROOT / "spaces" / "geolife_500k.yaml")
-    fitted = [_budget_run(space, True, seed) for seed in range(3)]
-    naive = [_budget_run(space, False, seed) for seed in range(3)]
+    fitted, naive = _budget_run(space, True, seed=0), _budget_run(space, False, seed=0)
     print("fitted", fitted, "\nnaive", naive)
-    for r in fitted:
-        assert r["over_budget_trained"] == 0
-        assert r["feasible_after_20"] >= 0.9
-        assert r["median_last_100"] >= 0.6
-    mean = lambda rs, k: statistics.mean(r[k] for r in rs)
-    assert mean(naive, "median_last_100") < mean(fitted, "median_last_100")
-    assert mean(naive, "feasible_after_20") < 0.9
+    for r in (fitted, naive):
+        assert r["over_budget_received"] == 0 and r["miscounted"] == 0
+    assert fitted["handed_after_warmup"] >= 0.9 > naive["handed_after_warmup"]
+    assert fitted["largest"] >= 0.85
+    assert fitted["top10"] >= naive["top10"]
