@@ -89,18 +89,20 @@ class HybridBody(nn.Module):
 class HRMBody(nn.Module):
     """Hierarchical Reasoning Model: a fast low-level module iterated `l_cycles` times inside
     each of `h_cycles` cycles of a slow high-level module. As in the HRM paper, only the final
-    low- and high-level steps carry gradients (one-step gradient), so memory stays constant."""
+    low- and high-level steps carry gradients (one-step gradient), so memory stays constant.
+
+    The initial states are fixed, not learned (as in the paper): under the one-step gradient a
+    learned initial state gets no gradient whenever an earlier step overwrites it, so it would
+    only count against the parameter budget. They are zeros, so the first step sees just x."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.high = _attention_stack(cfg, cfg.layers)
         self.low = _attention_stack(cfg, cfg.layers)
-        self.h0 = nn.Parameter(torch.zeros(cfg.d_model))
-        self.l0 = nn.Parameter(torch.zeros(cfg.d_model))
         self.steps, self.per_cycle = cfg.h_cycles * cfg.l_cycles, cfg.l_cycles
 
     def forward(self, x, pad):
-        zh, zl = self.h0.expand_as(x), self.l0.expand_as(x)
+        zh = zl = torch.zeros_like(x)
         with torch.no_grad():
             for step in range(1, self.steps):
                 zl = self.low(zl + zh + x, src_key_padding_mask=pad)

@@ -126,7 +126,7 @@ def cmd_space_check(a: argparse.Namespace) -> int:
 
 def cmd_sweep(a: argparse.Namespace) -> int:
     from search.sweep import SweepOptions, parse_duration, run_sweep
-    opts = SweepOptions(space=a.space, address=a.address, storage=a.storage, study=a.study, samples=a.samples,
+    opts = SweepOptions(space=a.space, address=a.address, storage=_storage(a), study=a.study, samples=a.samples,
                         max_concurrent=a.max_concurrent, cpus_per_trial=a.cpus_per_trial,
                         gpus_per_trial=a.gpus_per_trial,
                         time_budget_s=parse_duration(a.time_budget) if a.time_budget else None,
@@ -136,8 +136,11 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
 
 def _storage(a: argparse.Namespace) -> str:
-    from search.storage import default_storage
-    return a.storage or default_storage(Path(a.dir))
+    from search.storage import STORAGE_ENV, has_password, storage_url
+    if a.storage and has_password(a.storage):  # argv is public: ps, Ray's job entrypoint
+        print(f"nextsweep: warning: the password in --storage is visible to other users (ps); "
+              f"use --storage-file PATH or ${STORAGE_ENV} instead", file=sys.stderr)
+    return storage_url(a.storage, a.storage_file, Path(a.dir))
 
 
 def cmd_status(a: argparse.Namespace) -> int:
@@ -169,8 +172,17 @@ def cmd_retrain(a: argparse.Namespace) -> int:
     return 0
 
 
+def _storage_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--storage", help="Optuna RDB URL. Where it holds a password use --storage-file or "
+                                     "$NEXTSWEEP_STORAGE instead: a command line is visible in ps. Precedence: "
+                                     "--storage, --storage-file, $NEXTSWEEP_STORAGE, sqlite:///DIR/nextsweep.db")
+    g.add_argument("--storage-file", metavar="PATH", help="read the storage URL from this file "
+                                                          "(e.g. ~/.nextsweep_pg_url on the cluster's head)")
+
+
 def _study_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--storage", help="Optuna RDB URL (default: sqlite:///DIR/nextsweep.db)")
+    _storage_options(p)
     p.add_argument("--dir", default="runs", help="sweep directory holding the default SQLite file (default runs)")
     p.add_argument("--study", help="study name (default: the newest study in the storage)")
 
@@ -226,8 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(default: SQLite under --dir) that `nextsweep dashboard` shows.")
     w.add_argument("space", help="space YAML file (e.g. spaces/quickstart.yaml)")
     w.add_argument("--address", help="Ray cluster to join: 'auto' or ray://HOST:PORT (default: start a local Ray)")
-    w.add_argument("--storage", help="Optuna RDB URL (default: sqlite:///DIR/nextsweep.db); "
-                                     "e.g. postgresql://user:pass@host/db on a cluster")
+    _storage_options(w)
     w.add_argument("--study", help="study name (default: SPACE-NAME-YYYYmmdd-HHMMSS); an existing name needs --resume")
     w.add_argument("--samples", type=int, default=20, help="trials to train in total, resumes included (default 20); "
                                                           "budget rejections do not count")
@@ -248,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_status)
 
     d = sub.add_parser("dashboard", help="serve optuna-dashboard for the studies (loopback only by default)")
-    d.add_argument("--storage", help="Optuna RDB URL (default: sqlite:///DIR/nextsweep.db)")
+    _storage_options(d)
     d.add_argument("--dir", default="runs", help="sweep directory holding the default SQLite file (default runs)")
     d.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     d.add_argument("--port", type=int, default=8080, help="port (default 8080)")

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import unquote
 
 import optuna
 
 DEFAULT_DIR = Path("runs")
+STORAGE_ENV = "NEXTSWEEP_STORAGE"  # a URL with a password stays out of argv (ps, Ray's job list)
 
 
 class SearchError(Exception):
@@ -17,6 +22,36 @@ class SearchError(Exception):
 
 def default_storage(sweep_root: Path = DEFAULT_DIR) -> str:
     return f"sqlite:///{(sweep_root / 'nextsweep.db').resolve()}"
+
+
+def storage_url(url: str | None, file: str | None, sweep_root: Path = DEFAULT_DIR,
+                environ: Mapping[str, str] = os.environ) -> str:
+    """The storage URL by precedence: --storage, then --storage-file, then $NEXTSWEEP_STORAGE,
+    then the SQLite file under the sweep directory."""
+    if url:
+        return url
+    if file:
+        return _read_url_file(file)
+    if STORAGE_ENV in environ:
+        if not environ[STORAGE_ENV].strip():  # e.g. $(cat a-missing-file): not a silent SQLite fallback
+            raise SearchError(f"${STORAGE_ENV} is set but empty; set it to the storage URL or unset it")
+        return environ[STORAGE_ENV].strip()
+    return default_storage(sweep_root)
+
+
+def _read_url_file(file: str) -> str:
+    try:
+        text = Path(file).expanduser().read_text().strip()
+    except FileNotFoundError:
+        text, why = "", "not found"
+    except OSError as exc:  # a directory, no permission
+        text, why = "", f"cannot be read ({exc.strerror})"
+    else:
+        why = "is empty"
+    if not text:
+        raise SearchError(f"--storage-file {file}: {why}; write the storage URL into it "
+                          "(e.g. postgresql://user:PASSWORD@127.0.0.1:5432/db)")
+    return text
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
@@ -35,19 +70,34 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
                 time.sleep(0.5 + attempt)
                 continue
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = scrub(reason, url)  # a driver may echo the URL it was given
             raise SearchError(f"storage {redact(url)}: cannot connect ({reason}); check the URL, "
                               "that the server runs and that its driver is installed") from None
     raise SearchError(f"storage {redact(url)}: could not create the study tables; try again")
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for messages and printed summaries."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        if ":" in creds:
-            return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return url
+# scheme://user:PASSWORD@host: the password runs to the last '@' before the path.
+_USERINFO = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^\s:/@?#]*:)([^\s/]*)@")
+# ?password=...  (libpq and SQLAlchemy both accept it as a query parameter)
+_QUERY = re.compile(r"([?&;]password=)([^&;#\s]*)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """`text` (a URL, or a message holding URLs) with every password replaced by ***."""
+    return _QUERY.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
+
+
+def has_password(url: str) -> bool:
+    return redact(url) != url
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` without the passwords of `url`, even where one appears outside a URL."""
+    secrets = {m.group(2) for rx in (_USERINFO, _QUERY) for m in rx.finditer(url) if m.group(2)}
+    text = redact(text)
+    for secret in sorted(secrets | {unquote(s) for s in secrets}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:

@@ -2,11 +2,17 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from data_io import load_dataset
-from models import FAMILIES, ModelError, NonFiniteLoss, build_model, count_params, evaluate, fit, split_config
+from data_io.batches import iter_batches
+from models import (FAMILIES, ModelError, NonFiniteLoss, TrainConfig, build_model, count_params, evaluate, fit,
+                    split_config)
+from models.engine import _optimizer, _scheduler
+from models.losses import Loss
 from models.metrics import RankMetrics
 
 SMALL = {"d_model": 32, "layers": 1, "heads": 2, "batch_size": 64, "dropout": 0.0}
@@ -33,12 +39,41 @@ def test_tied_head_counted_once(data, family):
     assert untied - tied == data.info.n_locations * SMALL["d_model"]  # the head's weight matrix
 
 
+HRM_CYCLES = [{"h_cycles": h, "l_cycles": l} for h, l in [(1, 1), (1, 2), (2, 1), (2, 2), (3, 3)]]
+
+
+@pytest.mark.parametrize("cfg", [{"family": f} for f in FAMILIES if f != "hrm"]
+                         + [{"family": "hrm", **c} for c in HRM_CYCLES], ids=lambda c: "-".join(map(str, c.values())))
+def test_every_parameter_gets_a_gradient(data, cfg):
+    # A parameter that never gets a gradient only spends the budget (HRM's one-step gradient
+    # runs the early cycles under no_grad, whatever their h/l cycle counts).
+    cfg = {**SMALL, **cfg}
+    torch.manual_seed(0)
+    model = build_model(cfg, data.info)
+    b = next(iter_batches(data["train"], 32))
+    F.nll_loss(model(b.seq, b.user, b.lengths), b.target).backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+
+
+@pytest.fixture(scope="module")
+def user_baseline_acc1(data):
+    """Val Acc@1 of predicting each user's most frequent train target (the global one for a user
+    absent from train): a model that reads the history must beat it."""
+    train, val, n = data["train"], data["val"], data.info.n_locations
+    overall = np.bincount(train.target, minlength=n)
+    per_user = {u: np.bincount(train.target[train.user == u], minlength=n) for u in np.unique(train.user)}
+    pred = np.array([per_user.get(u, overall).argmax() for u in val.user])
+    return float((pred == val.target).mean())
+
+
 @pytest.mark.parametrize("family", FAMILIES)
-def test_every_family_learns(data, family):
-    result = fit({**SMALL, "family": family, "epochs": 3, "lr": 3e-3, "patience": 5}, data)
+def test_every_family_learns(data, user_baseline_acc1, family):
+    result = fit({**SMALL, "family": family, "epochs": 4, "lr": 3e-3, "patience": 5, "metric": "val_acc1"}, data)
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < 0.8 * losses[0], losses
-    assert result.best_metrics["val_acc1"] > 0.15  # the most frequent location alone gets < 0.1
+    assert user_baseline_acc1 > 0.3  # the fixture's baseline is 0.334; the global mode gets 0.11
+    # measured 0.55-0.67 over seeds 0-4 for every family; 0.1 leaves room for platform drift
+    assert result.best_metrics["val_acc1"] > user_baseline_acc1 + 0.1, (result.best_metrics, user_baseline_acc1)
 
 
 def test_same_seed_same_metrics_other_seed_differs(data):
@@ -83,8 +118,72 @@ def test_losses_and_samplers(data, loss, sampler):
     assert result.meta["over_correction"] == (loss == "weighted_ce" and sampler == "balanced")
 
 
+def test_losses_match_their_formulas():
+    p = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3], [0.2, 0.3, 0.5], [0.7, 0.2, 0.1]])
+    logp, target = p.log(), torch.tensor([0, 2, 1, 0])
+    pt = torch.tensor([0.5, 0.3, 0.3, 0.7])  # p of each target
+    train_targets = np.array([0, 0, 0, 1])  # counts 3, 1, 0
+
+    def loss(**kw):
+        cfg = TrainConfig(**kw)
+        return Loss(cfg, train_targets, 3)(logp, target).item()
+
+    ce = -pt.log().mean().item()
+    assert math.isclose(loss(loss="ce"), ce, rel_tol=1e-6)
+    # label smoothing eps: (1 - eps) * CE + eps * mean over classes of -log p (torch's definition)
+    smooth = 0.9 * ce + 0.1 * -logp.mean().item()
+    assert math.isclose(loss(loss="label_smoothing", label_smoothing=0.1), smooth, rel_tol=1e-6)
+    assert math.isclose(smooth, F.cross_entropy(logp, target, label_smoothing=0.1).item(), rel_tol=1e-6)
+    # class weights: inverse train frequency, mean 1 over seen classes (4/(2*3), 4/(2*1)), unseen 1, clipped
+    w = torch.tensor([2 / 3, 2.0, 1.0])
+    assert torch.allclose(Loss(TrainConfig(loss="weighted_ce"), train_targets, 3).weight, w)
+    clipped = Loss(TrainConfig(loss="weighted_ce", weight_clip=1.5), train_targets, 3).weight
+    assert torch.allclose(clipped, torch.tensor([2 / 3, 1.5, 1.0]))
+    wt = w[target]
+    weighted = (-(wt * pt.log()).sum() / wt.sum()).item()
+    assert math.isclose(loss(loss="weighted_ce"), weighted, rel_tol=1e-6)
+    for gamma in (0.0, 2.0):
+        focal = (-(1 - pt).pow(gamma) * pt.log()).mean().item()
+        assert math.isclose(loss(loss="focal", focal_gamma=gamma), focal, rel_tol=1e-6)
+    assert math.isclose(loss(loss="focal", focal_gamma=0.0), ce, rel_tol=1e-6)
+
+
+def _lr_curve(schedule: str, steps: int, lr: float = 0.01, **kw) -> list[float]:
+    """The learning rate used at each optimiser step, as the engine's optimiser/scheduler give it."""
+    cfg = TrainConfig(schedule=schedule, lr=lr, **kw)
+    opt = _optimizer(torch.nn.Linear(2, 2), cfg)
+    sched = _scheduler(opt, cfg, steps)
+    curve = []
+    for _ in range(steps):
+        assert len({g["lr"] for g in opt.param_groups}) == 1  # decay and no-decay groups move together
+        curve.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return curve
+
+
+def test_schedule_curves_match_their_formulas():
+    n, lr = 100, 0.01
+    # cosine: linear warmup over int(warmup_frac * n) steps, then half a cosine down to 0
+    warm = 10
+    cosine = [lr * (s + 1) / warm if s < warm else lr * 0.5 * (1 + math.cos(math.pi * (s - warm) / (n - warm)))
+              for s in range(n)]
+    assert _lr_curve("cosine", n, lr, warmup_frac=0.1) == pytest.approx(cosine, rel=1e-6, abs=1e-12)
+    assert _lr_curve("constant", n, lr) == pytest.approx([lr] * n)
+    # onecycle (torch defaults): max_lr / 25 -> max_lr at step 0.3 n - 1 -> max_lr / (25 * 1e4), cosine both ways
+    curve, peak = _lr_curve("onecycle", n, lr), int(0.3 * n) - 1
+    lo, end = lr / 25, lr / 25 / 1e4
+    anneal = lambda a, b, t: b + (a - b) / 2 * (1 + math.cos(math.pi * t))
+    onecycle = [anneal(lo, lr, s / peak) if s <= peak else anneal(lr, end, (s - peak) / (n - 1 - peak))
+                for s in range(n)]
+    assert curve == pytest.approx(onecycle, rel=1e-6)
+    assert curve[0] == pytest.approx(lr / 25) and max(curve) == curve[peak] == pytest.approx(lr)
+    assert curve[-1] == pytest.approx(lr / (25 * 1e4))
+
+
 @pytest.mark.parametrize("schedule", ["cosine", "onecycle", "constant"])
-def test_schedules(data, schedule):
+def test_schedules_run_in_fit(data, schedule):
+    # fit's step count must match its batches (OneCycleLR raises when stepped past total_steps)
     assert fit({**SMALL, "family": "gru", "epochs": 1, "schedule": schedule}, data).epochs_run == 1
 
 

@@ -11,7 +11,7 @@ from search.cli import main
 
 SPACE = """
 name: shared
-data: {synthetic: {users: 8, days: 30, locations: 40, seed: 4}}
+data: {synthetic: {users: 8, days: 40, locations: 40, seed: 4}}
 budget: {max_params: 15000}
 asha: {max_epochs: 2, grace_period: 2}
 params:
