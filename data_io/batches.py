@@ -23,7 +23,8 @@ class Batch:
     user: torch.Tensor  # [B]
     target: torch.Tensor  # [B]
     lengths: torch.Tensor  # [B]
-    seq: dict[str, torch.Tensor]  # each [B, T], right-padded, T = longest history in the batch
+    seq: dict[str, torch.Tensor]  # each [B, T] (or [B, T, D]), right-padded, T = longest in the batch
+    target_id: torch.Tensor | None = None  # vector task: the target's row in the bank
 
     def __len__(self) -> int:
         return len(self.target)
@@ -33,7 +34,8 @@ class Batch:
             return self
         move = lambda t: t.to(device, non_blocking=True)
         return Batch(move(self.index), move(self.user), move(self.target), move(self.lengths),
-                     {k: move(v) for k, v in self.seq.items()})
+                     {k: move(v) for k, v in self.seq.items()},
+                     None if self.target_id is None else move(self.target_id))
 
 
 def batch_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None,
@@ -56,8 +58,9 @@ def batch_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator |
 def make_batch(split: SplitArrays, rows: np.ndarray) -> Batch:
     width = int(split.lengths[rows].max())
     seq = {k: torch.from_numpy(v[rows, :width]) for k, v in split.seq.items()}
+    target_id = None if split.target_id is None else torch.from_numpy(split.target_id[rows])
     return Batch(torch.from_numpy(rows), torch.from_numpy(split.user[rows]),
-                 torch.from_numpy(split.target[rows]), torch.from_numpy(split.lengths[rows]), seq)
+                 torch.from_numpy(split.target[rows]), torch.from_numpy(split.lengths[rows]), seq, target_id)
 
 
 def iter_batches(split: SplitArrays, batch_size: int, seed: int | None = None,

@@ -22,6 +22,7 @@ from data_io.prepare import SEQ_FEATURES, SPLITS, PrepareParams, Samples
 
 FORMAT_VERSION = 1
 INFO_FILE = "dataset.json"
+TASKS = ("location", "category", "vector")  # the data kinds on disk (DatasetInfo.task)
 
 
 @dataclass
@@ -36,6 +37,13 @@ class DatasetInfo:
     source: dict = field(default_factory=dict)  # where it came from (files or generator settings)
     fingerprint: str = ""
     format_version: int = FORMAT_VERSION
+    # The task's data kind (see models/tasks): "location" (ids + context codes, the fields
+    # above), or "category" / "vector" (sequences of given D-dim vectors, seq = {"vec": ...}).
+    task: str = "location"
+    input_dim: int = 0  # category / vector: D of each input step
+    target_dim: int = 0  # vector: dimension of the target vectors
+    classes: list[str] = field(default_factory=list)  # category: label of each class id
+    n_folds: int = 0  # grouped cross-validation folds over train + val (0 = none)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -51,10 +59,12 @@ class SplitArrays:
     history cut to the dataset's max_history most recent stays)."""
 
     sample_id: np.ndarray  # [N]
-    user: np.ndarray  # [N]
-    target: np.ndarray  # [N]
+    user: np.ndarray  # [N] user / group code (0 = none)
+    target: np.ndarray  # [N] class ids, or float32 [N, target_dim] for the vector task
     lengths: np.ndarray  # [N]
-    seq: dict[str, np.ndarray]  # each [N, L]
+    seq: dict[str, np.ndarray]  # each [N, L] (codes), or {"vec": float32 [N, L, D]}
+    target_id: np.ndarray | None = None  # vector task: row of the target in the split's bank
+    fold: np.ndarray | None = None  # train / val: the sample's grouped CV fold (0..n_folds-1)
 
     def __len__(self) -> int:
         return len(self.target)
@@ -65,6 +75,7 @@ class Dataset:
     info: DatasetInfo
     splits: dict[str, SplitArrays]
     path: Path | None = None
+    banks: dict[str, np.ndarray] = field(default_factory=dict)  # vector task: candidates per split
 
     def __getitem__(self, split: str) -> SplitArrays:
         return self.splits[split]
@@ -142,7 +153,7 @@ def write_dataset(out: str | Path, name: str, splits: dict[str, Samples], vocab:
 
 def check_replaceable(out: Path) -> None:
     """--overwrite deletes `out`, so it must be a dataset we wrote (or empty), never other files."""
-    ours = {INFO_FILE, *(f"{s}.parquet" for s in SPLITS)}
+    ours = {INFO_FILE, *(f"{s}{ext}" for s in SPLITS for ext in (".parquet", ".npz")), *(f"bank_{s}.npy" for s in SPLITS)}
     names = {p.name for p in out.iterdir()} if out.is_dir() else {None}
     if not names:
         return
@@ -183,6 +194,9 @@ def read_info(path: str | Path) -> DatasetInfo:
         raise DataError(f"{info_file}: unreadable dataset info ({exc}); prepare the dataset again") from None
     if info.format_version != FORMAT_VERSION:
         raise DataError(f"{info_file}: format version {info.format_version}, this nextsweep reads {FORMAT_VERSION}; prepare the dataset again")
+    if info.task not in TASKS:
+        raise DataError(f"{info_file}: unknown task {info.task!r} (this nextsweep reads {', '.join(TASKS)}); "
+                        "update nextsweep or prepare the dataset again")
     return info
 
 
@@ -226,4 +240,7 @@ def in_memory(name: str, splits: dict[str, Samples], vocab: dict, params: Prepar
 def load_dataset(path: str | Path) -> Dataset:
     path = Path(path)
     info = read_info(path)
+    if info.task != "location":  # given per-step vectors: .npz splits (data_io.vector_io)
+        from data_io.vector_io import load_vector_dataset  # imported here: vector_io imports this module
+        return load_vector_dataset(path, info)
     return Dataset(info, {s: load_split(path, s, info.max_history) for s in SPLITS}, path)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from data_io import DatasetInfo
-from models.config import ModelConfig, ModelError, split_config
-from models.networks import NextLocationModel
+from models.config import ModelConfig, split_config
+from models.tasks import get_task
 
 
 def _model_config(config: ModelConfig | dict) -> ModelConfig:
@@ -16,18 +16,13 @@ def _model_config(config: ModelConfig | dict) -> ModelConfig:
     return split_config(config)[0]
 
 
-def _cards(info: DatasetInfo) -> dict[str, int]:
-    cards = dict(info.cardinalities)
-    missing = {"loc", "user", "tod", "weekday", "dur", "days_before", "position"} - set(cards)
-    if missing:
-        raise ModelError(f"dataset info lacks cardinalities {sorted(missing)}; prepare the dataset again")
-    cards["position"] = max(1, cards["position"])
-    return cards
-
-
-def build_model(config: ModelConfig | dict, info: DatasetInfo) -> NextLocationModel:
-    """The model for a config (a ModelConfig or a flat dict that may also hold training keys)."""
-    return NextLocationModel(_model_config(config), _cards(info))
+def build_model(config: ModelConfig | dict, info: DatasetInfo) -> torch.nn.Module:
+    """The dataset's task's model for a config (a ModelConfig or a flat dict that may also hold
+    training keys)."""
+    mcfg = _model_config(config)
+    task = get_task(info.task)
+    task.check_model(mcfg)
+    return task.build(mcfg, info)
 
 
 def count_params(config: ModelConfig | dict, info: DatasetInfo) -> int:

@@ -6,10 +6,10 @@ import difflib
 from dataclasses import asdict, dataclass, fields
 
 FAMILIES = ("transformer", "gru", "lstm", "hybrid", "pointer", "hrm")
-LOSSES = ("ce", "label_smoothing", "weighted_ce", "focal")
+LOSSES = ("ce", "label_smoothing", "weighted_ce", "focal", "mse", "cosine", "infonce", "mix")  # each task allows some
 SAMPLERS = ("uniform", "balanced")
 SCHEDULES = ("cosine", "onecycle", "constant")
-METRICS = ("val_hit5", "val_acc1", "val_hit10", "val_mrr", "val_ndcg10", "val_f1", "val_loss")
+METRICS = ("val_hit5", "val_acc1", "val_hit10", "val_mrr", "val_ndcg10", "val_f1", "val_loss", "val_hit1", "val_cos")
 MINIMIZED = ("val_loss",)  # the one source of truth for which way a metric is better
 FEATURES = ("user", "tod", "weekday", "dur", "days_before", "position")
 
@@ -44,6 +44,7 @@ class ModelConfig:
     use_position: bool = True
     h_cycles: int = 2  # hrm: cycles of the slow high-level module
     l_cycles: int = 2  # hrm: fast low-level steps per cycle
+    delta: bool = False  # vector task: predict the change from the last input vector
 
     @property
     def emb(self) -> int:
@@ -73,6 +74,9 @@ class TrainConfig:
     loss: str = "ce"
     label_smoothing: float = 0.1  # loss = label_smoothing
     focal_gamma: float = 2.0  # loss = focal
+    focal_alpha: bool = False  # loss = focal: weight classes by their (clipped) inverse frequency
+    temperature: float = 0.1  # loss = infonce / mix: softmax temperature over in-batch candidates
+    mix_weight: float = 0.1  # loss = mix: cosine + mix_weight x InfoNCE
     weight_clip: float = 10.0  # loss = weighted_ce: class weights are clipped to this
     sampler: str = "uniform"
     lr: float = 1e-3
@@ -80,11 +84,15 @@ class TrainConfig:
     batch_size: int = 128
     schedule: str = "cosine"
     warmup_frac: float = 0.05  # cosine: share of steps spent warming up
+    pct_start: float = 0.3  # onecycle: share of steps rising to lr (the peak, max_lr)
+    div_factor: float = 25.0  # onecycle: start lr = lr / div_factor
+    final_div_factor: float = 1e4  # onecycle: end lr = start lr / final_div_factor
     grad_clip: float = 1.0  # max gradient norm; 0 = off
     epochs: int = 20
     patience: int = 5  # stop after this many epochs without improving `metric`
     metric: str = "val_hit5"
     seed: int = 0
+    folds: int = 0  # > 1: train the dataset's grouped CV folds in lockstep, select on their mean
 
     def check(self) -> None:
         _choice("loss", self.loss, LOSSES)
@@ -96,6 +104,14 @@ class TrainConfig:
                              f"patience={self.patience}: all must be positive")
         if not 0 <= self.label_smoothing < 1:
             raise ModelError(f"label_smoothing={self.label_smoothing}: must be in [0, 1)")
+        if not 0 < self.pct_start < 1 or self.div_factor <= 0 or self.final_div_factor <= 0:
+            raise ModelError(f"pct_start={self.pct_start}, div_factor={self.div_factor}, final_div_factor="
+                             f"{self.final_div_factor}: pct_start must be in (0, 1), the factors > 0")
+        if self.temperature <= 0 or self.mix_weight < 0:
+            raise ModelError(f"temperature={self.temperature}, mix_weight={self.mix_weight}: temperature must be > 0, "
+                             "mix_weight >= 0")
+        if self.folds < 0 or self.folds == 1:
+            raise ModelError(f"folds={self.folds}: use 0 (the train/val split) or >= 2")
 
     @property
     def maximize(self) -> bool:

@@ -1,11 +1,15 @@
-"""The training engine shared by sweep trials and retrain: `fit()` and `evaluate()`.
+"""The training engine shared by sweep trials and retrain: `fit()` and `evaluate()`, for every task.
 
-`fit` keeps the best epoch's weights by a validation metric (val Hit@5 by default), stops after
-`patience` epochs without improvement, and returns that best epoch, never merely the last.
+`fit` keeps the best epoch's weights by a validation metric (the task's objective by default),
+stops after `patience` epochs without improvement, and returns that best epoch, never merely the
+last. With `folds: K` it trains the dataset's K grouped CV folds in lockstep, one model each, and
+selects on the mean over folds of each epoch's metric. A fit can be resumed from
+`EpochReport.resume_state()` and then continues exactly as if never stopped.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -17,36 +21,52 @@ from torch import nn
 
 from data_io import Dataset, SplitArrays
 from data_io.batches import iter_batches
+from data_io.folds import fold_view
 from models.build import build_model
-from models.config import ModelConfig, NonFiniteLoss, TrainConfig, split_config
-from models.losses import Loss
-from models.metrics import RankMetrics
+from models.config import ModelConfig, ModelError, NonFiniteLoss, NonFiniteMetricError, TrainConfig, split_config
+from models.tasks import LossFn, Task, get_task
 
 
 @dataclass
 class EpochReport:
     epoch: int
-    metrics: dict[str, float]  # train_loss, val_loss, val_acc1, val_hit5, ..., epoch_s, samples_s
+    metrics: dict[str, float]  # train_loss, val_loss, val_acc1, val_hit5, ..., epoch_s, samples_s (fold means)
     is_best: bool  # this epoch improved the selection metric
-    model: nn.Module  # the live model (its weights are this epoch's)
+    model: nn.Module  # the live model (its weights are this epoch's; the first fold's with folds)
     best_epoch: int  # best epoch so far (this one when is_best)
     last: bool  # the fit ends after this epoch (max epochs or patience), unless stopped earlier
+    # A copy of everything needed to continue after this epoch (pass it to fit(resume=...)); call it
+    # inside the callback. A function so that only the epochs a caller checkpoints pay for the copy.
+    resume_state: Callable[[], dict] | None = None
 
 
 @dataclass
 class FitResult:
     best_epoch: int
     best_metrics: dict[str, float]
-    state_dict: dict[str, torch.Tensor]  # the best epoch's weights
+    state_dict: dict[str, torch.Tensor]  # the best epoch's weights (the first fold's with folds)
     history: list[dict[str, float]]
     n_params: int
     epochs_run: int
     stopped_by: str  # "epochs", "patience" or "callback"
     meta: dict = field(default_factory=dict)
+    fold_states: list[dict[str, torch.Tensor]] = field(default_factory=list)  # best weights of every fold
 
 
 # Called after each epoch; returning True stops the fit (e.g. a scheduler pruned the trial).
 EpochCallback = Callable[[EpochReport], "bool | None"]
+
+
+@dataclass
+class _Run:
+    """One model trained on one (train, val) view: the whole fit, or one CV fold of it."""
+    data: Dataset
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: object
+    loss: LossFn
+    rng: np.random.Generator
+    best_state: dict | None = None
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -54,22 +74,13 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, split: SplitArrays, n_classes: int, batch_size: int = 512) -> dict[str, float]:
-    """Acc@1, Hit@5/10, MRR, NDCG@10, macro-F1 and mean NLL over a split."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    acc = RankMetrics(n_classes)
-    for b in iter_batches(split, batch_size):
-        b = b.to(device)
-        acc.add(model(b.seq, b.user, b.lengths), b.target)
-    model.train(was_training)
-    return acc.result()
+def evaluate(model: nn.Module, data: Dataset, split: str = "val", batch_size: int = 512) -> dict[str, float]:
+    """The task's metrics (names without the val_ prefix) of `model` on one split of `data`."""
+    return get_task(data.info.task).evaluate(model, data, split, None, batch_size)
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases, norms and the zero-init state vectors (1-D tensors)."""
+    """AdamW; no weight decay on biases and norms (1-D tensors)."""
     decay = [p for p in model.parameters() if p.dim() > 1]
     rest = [p for p in model.parameters() if p.dim() <= 1]
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -78,7 +89,8 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps)
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=cfg.pct_start,
+                                                   div_factor=cfg.div_factor, final_div_factor=cfg.final_div_factor)
     if cfg.schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     warm = max(1, int(cfg.warmup_frac * total_steps))
@@ -101,51 +113,131 @@ def _better(value: float, best: float | None, maximize: bool) -> bool:
 
 
 def fit(config: dict | tuple[ModelConfig, TrainConfig], data: Dataset,
-        on_epoch: EpochCallback | None = None, device: str | None = None) -> FitResult:
-    """Train one configuration on data['train'], select on data['val']."""
+        on_epoch: EpochCallback | None = None, device: str | None = None, resume: dict | None = None) -> FitResult:
+    """Train one configuration on data['train'] (or each CV fold's), select on data['val'].
+    `resume` (a `resume_state()` of the same config and data) continues after its epoch."""
     mcfg, tcfg = split_config(config) if isinstance(config, dict) else config
-    torch.manual_seed(tcfg.seed)
-    rng = np.random.default_rng(tcfg.seed)
-    n_classes = data.info.n_locations
+    task = get_task(data.info.task)
+    task.check_train(tcfg)
+    views = [fold_view(data, f) for f in range(tcfg.folds)] if tcfg.folds else [data]
+    if any(len(v["val"]) == 0 for v in views):
+        raise ModelError("the validation split is empty: epochs cannot be selected; "
+                         "prepare the data with a validation fraction > 0")
     dev = pick_device(device)
-    model = build_model(mcfg, data.info).to(dev)
-    train = data["train"]
-    steps = math.ceil(len(train) / tcfg.batch_size) * tcfg.epochs
-    opt, loss_fn = _optimizer(model, tcfg), Loss(tcfg, train.target, n_classes).to(dev)
-    sched = _scheduler(opt, tcfg, steps)
+    runs = [_make_run(mcfg, tcfg, task, view, dev, tcfg.seed + f) for f, view in enumerate(views)]
     meta = {"over_correction": tcfg.loss == "weighted_ce" and tcfg.sampler == "balanced"}
-    best, best_epoch, best_state, history, stopped_by = None, 0, None, [], "epochs"
-    for epoch in range(1, tcfg.epochs + 1):
-        start = time.perf_counter()
-        train_loss, n_seen = _train_epoch(model, train, tcfg, opt, sched, loss_fn, rng, epoch)
-        train_s = time.perf_counter() - start
-        val = evaluate(model, data["val"], n_classes)
-        metrics = {"epoch": epoch, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()},
-                   "epoch_s": time.perf_counter() - start, "samples_s": n_seen / train_s}
+    best, best_epoch, history, stopped_by, first = None, 0, [], "epochs", 1
+    if resume is not None:
+        best, best_epoch, history, first = _restore(resume, runs, tcfg, dev)
+        if first > tcfg.epochs:  # the saved epoch ended the fit: reported, but the run not closed
+            stopped_by = "epochs" if resume["epoch"] == tcfg.epochs else "patience"
+    for epoch in range(first, tcfg.epochs + 1):
+        metrics = _mean([_run_epoch(run, tcfg, task, epoch) for run in runs], tcfg.metric)
+        metrics = {"epoch": epoch, **metrics}
         history.append(metrics)
+        if math.isnan(metrics[tcfg.metric]):
+            raise NonFiniteMetricError(f"{tcfg.metric} is NaN at epoch {epoch} (lr={tcfg.lr:g}); the model's outputs "
+                                       "are not finite: lower the learning rate or enable grad_clip")
         improved = _better(metrics[tcfg.metric], best, tcfg.maximize)
         if improved:
             best, best_epoch = metrics[tcfg.metric], epoch
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        last = epoch == tcfg.epochs or epoch - best_epoch >= tcfg.patience
-        if on_epoch is not None and on_epoch(EpochReport(epoch, metrics, improved, model, best_epoch, last)):
+            for run in runs:
+                run.best_state = _cpu_copy(run.model)
+        last = _is_last(epoch, best_epoch, tcfg)
+        snapshot = lambda: _resume_state(epoch, runs, best, best_epoch, history)  # noqa: E731
+        if on_epoch is not None and on_epoch(EpochReport(epoch, metrics, improved, runs[0].model, best_epoch, last,
+                                                         snapshot)):
             stopped_by = "callback"
             break
         if last:
             stopped_by = "epochs" if epoch == tcfg.epochs else "patience"
             break
-    return FitResult(best_epoch, history[best_epoch - 1], best_state, history,
-                     sum(p.numel() for p in model.parameters()), len(history), stopped_by, meta)
+    return FitResult(best_epoch, history[best_epoch - 1], runs[0].best_state, history,
+                     sum(p.numel() for p in runs[0].model.parameters()), len(history), stopped_by, meta,
+                     [run.best_state for run in runs])
 
 
-def _train_epoch(model, train: SplitArrays, cfg: TrainConfig, opt, sched, loss_fn, rng, epoch: int):
+def _make_run(mcfg: ModelConfig, tcfg: TrainConfig, task: Task, data: Dataset, dev: torch.device, seed: int) -> _Run:
+    torch.manual_seed(seed)  # each fold's model starts as a lone fit of that fold with this seed would
+    model = build_model(mcfg, data.info).to(dev)
+    train = data["train"]
+    steps = math.ceil(len(train) / tcfg.batch_size) * tcfg.epochs
+    opt = _optimizer(model, tcfg)
+    return _Run(data, model, opt, _scheduler(opt, tcfg, steps), task.loss(tcfg, train, data.info),
+                np.random.default_rng(seed))
+
+
+def _run_epoch(run: _Run, tcfg: TrainConfig, task: Task, epoch: int) -> dict[str, float]:
+    start = time.perf_counter()
+    train = run.data["train"]
+    train_loss, n_seen = _train_epoch(run.model, train, tcfg, run.opt, run.sched, run.loss, run.rng, epoch,
+                                      task.class_targets(train))
+    train_s = time.perf_counter() - start
+    val = task.evaluate(run.model, run.data, "val", run.loss)
+    return {"train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()},
+            "epoch_s": time.perf_counter() - start, "samples_s": n_seen / train_s}
+
+
+def _mean(per_run: list[dict[str, float]], metric: str) -> dict[str, float]:
+    """Each figure's mean over the folds (itself without folds), plus the metric's std over folds."""
+    if len(per_run) == 1:
+        return per_run[0]
+    out = {k: float(np.mean([m[k] for m in per_run])) for k in per_run[0]}
+    out[f"{metric}_std"] = float(np.std([m[metric] for m in per_run]))
+    return out
+
+
+def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _resume_state(epoch: int, runs: list[_Run], best, best_epoch: int, history: list) -> dict:
+    """What fit(resume=...) needs to continue after `epoch` bit for bit; plain tensors and Python
+    values only, so it saves with torch.save and loads with weights_only=True."""
+    dev = next(runs[0].model.parameters()).device
+    per_run = [copy.deepcopy({"optimizer": r.opt.state_dict(), "scheduler": r.sched.state_dict(),
+                              "numpy_rng": r.rng.bit_generator.state})  # the live fit goes on changing these
+               for r in runs]
+    for r, state in zip(runs, per_run):
+        state.update(model=_cpu_copy(r.model), best_state=r.best_state)
+    state = {"epoch": epoch, "runs": per_run, "history": copy.deepcopy(history), "torch_rng": torch.get_rng_state(),
+             "best": best, "best_epoch": best_epoch, "best_state": runs[0].best_state}
+    if dev.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(dev)
+    return state
+
+
+def _restore(state: dict, runs: list[_Run], tcfg: TrainConfig, dev: torch.device) -> tuple:
+    """Load a resume state into the runs; (best, best_epoch, history, first epoch to train)."""
+    if len(state["runs"]) != len(runs):
+        raise ModelError(f"resume state has {len(state['runs'])} folds, the config {len(runs)}; it is from another config")
+    for run, saved in zip(runs, state["runs"]):
+        run.model.load_state_dict(saved["model"])
+        run.opt.load_state_dict(saved["optimizer"])
+        run.sched.load_state_dict(saved["scheduler"])
+        run.rng.bit_generator.state = saved["numpy_rng"]  # batch order and sampling of the next epochs
+        run.best_state = saved["best_state"]
+    torch.set_rng_state(state["torch_rng"])  # dropout
+    if dev.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"], dev)
+    epoch, best_epoch = state["epoch"], state["best_epoch"]
+    first = tcfg.epochs + 1 if _is_last(epoch, best_epoch, tcfg) else epoch + 1
+    return state["best"], best_epoch, list(state["history"]), first
+
+
+def _is_last(epoch: int, best_epoch: int, cfg: TrainConfig) -> bool:
+    return epoch == cfg.epochs or epoch - best_epoch >= cfg.patience
+
+
+def _train_epoch(model, train: SplitArrays, cfg: TrainConfig, opt, sched, loss_fn: LossFn, rng, epoch: int,
+                 classes: np.ndarray | None):
     model.train()
-    sample = _balanced_sample(train.target, rng) if cfg.sampler == "balanced" else None
+    sample = _balanced_sample(classes, rng) if cfg.sampler == "balanced" else None
     total, seen = 0.0, 0
     device = next(model.parameters()).device
     for b in iter_batches(train, cfg.batch_size, seed=int(rng.integers(2**31)), sample=sample):
         b = b.to(device)
-        loss = loss_fn(model(b.seq, b.user, b.lengths), b.target)
+        loss = loss_fn(model(b.seq, b.user, b.lengths), b)
         value = loss.item()
         if not math.isfinite(value):
             raise NonFiniteLoss(f"non-finite training loss ({value}) at epoch {epoch} step {seen // cfg.batch_size + 1} "

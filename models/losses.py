@@ -23,7 +23,8 @@ class Loss:
 
     def __init__(self, cfg: TrainConfig, train_targets: np.ndarray, n_classes: int):
         self.cfg = cfg
-        self.weight = class_weights(train_targets, n_classes, cfg.weight_clip) if cfg.loss == "weighted_ce" else None
+        weighted = cfg.loss == "weighted_ce" or (cfg.loss == "focal" and cfg.focal_alpha)
+        self.weight = class_weights(train_targets, n_classes, cfg.weight_clip) if weighted else None
 
     def to(self, device: torch.device) -> "Loss":
         if self.weight is not None:
@@ -39,6 +40,10 @@ class Loss:
         if kind == "label_smoothing":
             eps = self.cfg.label_smoothing
             return (1 - eps) * F.nll_loss(logp, target) - eps * logp.mean(-1).mean()
-        # focal: down-weights the easy targets by (1 - p)^gamma
+        # focal: down-weights the easy targets by (1 - p)^gamma; alpha = class weights (a weighted mean)
         lp = logp.gather(1, target[:, None]).squeeze(1)
-        return (-(1 - lp.exp()).pow(self.cfg.focal_gamma) * lp).mean()
+        per_sample = -(1 - lp.exp()).pow(self.cfg.focal_gamma) * lp
+        if self.weight is None:
+            return per_sample.mean()
+        alpha = self.weight[target]
+        return (alpha * per_sample).sum() / alpha.sum()

@@ -47,9 +47,11 @@ class RankMetrics:
         }
 
 
-def pessimistic_rank(logp: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-    """1 + the classes scoring >= the target (or NaN); the last rank when the target is NaN."""
-    ahead = (logp >= true) | logp.isnan()  # includes the target itself when it is not NaN
+def pessimistic_rank(logp: torch.Tensor, true: torch.Tensor, atol: float = 0.0) -> torch.Tensor:
+    """1 + the classes scoring >= the target (or NaN); the last rank when the target is NaN.
+    `atol`: scores that close to the target's count as ties (cosines of parallel vectors can
+    differ in the last bit)."""
+    ahead = (logp >= true - atol) | logp.isnan()  # includes the target itself when it is not NaN
     rank = ahead.sum(1)
     return torch.where(true.squeeze(1).isnan(), logp.shape[1], rank)
 

@@ -73,6 +73,8 @@ def cmd_prepare_table(a: argparse.Namespace) -> int:
 
 def cmd_synth(a: argparse.Namespace) -> int:
     from data_io.synthetic import SynthParams, synthesize
+    if a.task != "location":
+        return _synth_vectors(a)
     t = time.perf_counter()
     info = synthesize(SynthParams(a.users, a.days, a.locations, a.seed), a.out, _params(a), a.table, a.overwrite)
     print(f"wrote {a.out} in {time.perf_counter() - t:.2f} s")
@@ -80,7 +82,119 @@ def cmd_synth(a: argparse.Namespace) -> int:
     return 0
 
 
-def print_info(info) -> None:
+def _synth_vectors(a: argparse.Namespace) -> int:
+    """--task category / vector: --users groups, --days steps per group, --locations items."""
+    from data_io.synthetic_vectors import CategorySynthParams, VectorSynthParams, synthetic_category, synthetic_vector
+    if a.table:
+        raise DataError("--table: the raw staypoint table exists only for --task location; drop --table")
+    make, params = {"category": (synthetic_category, CategorySynthParams),
+                    "vector": (synthetic_vector, VectorSynthParams)}[a.task]
+    p = params(groups=a.users, steps=a.days, items=a.locations, dim=a.dim, train_frac=a.train_frac,
+               val_frac=a.val_frac, n_folds=a.folds, seed=a.seed)
+    return _write_vectors(a, lambda: make(p))
+
+
+def _geolife_derived_options(p: argparse.ArgumentParser, locations: bool) -> None:
+    p.add_argument("--geolife", help="folder holding the Geolife files (default for the file options below)")
+    p.add_argument("--staypoints", help="dataSet_geolife.csv (default: in --geolife)")
+    p.add_argument("--valid-ids", help="valid_ids_geolife.csv (default: in --geolife)")
+    if locations:
+        p.add_argument("--locations", help="locations_geolife.csv with id, lon, lat (default: in --geolife)")
+        p.add_argument("--regions", type=int, default=10, help="k-means regions over all locations (default 10)")
+    p.add_argument("--dim", type=int, default=64, help="dimension of the location embeddings (default 64)")
+    p.add_argument("--folds", type=int, default=5, help="grouped K-fold by user over train + val (default 5, 0 = none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the embedding, the k-means and the folds (default 0)")
+    p.add_argument("--out", required=True, help="dataset directory to create")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+
+def cmd_prepare_geolife_category(a: argparse.Namespace) -> int:
+    from data_io.geolife_derived import DerivedParams, geolife_category, geolife_files
+    f = geolife_files(a.geolife, staypoints=a.staypoints, valid_ids=a.valid_ids, locations=a.locations)
+    p = DerivedParams(dim=a.dim, regions=a.regions, n_folds=a.folds, seed=a.seed)
+    return _write_vectors(a, lambda: geolife_category(f["staypoints"], f["valid_ids"], f["locations"], p))
+
+
+def cmd_prepare_geolife_vector(a: argparse.Namespace) -> int:
+    from data_io.geolife_derived import DerivedParams, geolife_files, geolife_vector
+    f = geolife_files(a.geolife, staypoints=a.staypoints, valid_ids=a.valid_ids)
+    p = DerivedParams(dim=a.dim, n_folds=a.folds, seed=a.seed)
+    return _write_vectors(a, lambda: geolife_vector(f["staypoints"], f["valid_ids"], p))
+
+
+def _vector_split_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("splits and folds")
+    g.add_argument("--val-frac", type=float, default=0.2, help="share of the samples for validation (default 0.2)")
+    g.add_argument("--test-frac", type=float, default=0.2, help="share for test (default 0.2); train gets the rest")
+    g.add_argument("--folds", type=int, default=0, help="grouped K-fold over train + val groups (default 0 = none)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the grouped split and folds (default 0)")
+    g.add_argument("--bank", help="vector task: candidate bank, .npy [M, D], .npz ('vectors') or Parquet "
+                                  "(default: the distinct targets of each split; events: all item vectors)")
+    g.add_argument("--bank-col", default="vector", help="the bank's vector column in Parquet (default vector)")
+    p.add_argument("--task", required=True, choices=["category", "vector"], help="what to predict: the next class or the next vector")
+    p.add_argument("--out", required=True, help="dataset directory to create")
+    p.add_argument("--name", help="dataset name (default: the file name)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+
+def _write_vectors(a: argparse.Namespace, build) -> int:
+    """Check --out first (no reading for nothing), build the dataset, write it, print its facts."""
+    from data_io.vector_io import check_out, vector_facts, write_vector_dataset
+    t = time.perf_counter()
+    check_out(Path(a.out), a.overwrite)
+    ds = build()
+    info = write_vector_dataset(a.out, ds, a.overwrite)
+    print(f"wrote {a.out} in {time.perf_counter() - t:.2f} s")
+    print_info(info, vector_facts(ds))
+    return 0
+
+
+def cmd_prepare_vectors(a: argparse.Namespace) -> int:
+    from data_io.vector_io import VectorColumns, vectors_from_files
+    from data_io.vectors import VectorParams
+    cols = VectorColumns(seq=a.seq_col, group=a.group_col, target=a.target_col, split=a.split_col, dim=a.dim)
+    params = VectorParams(val_frac=a.val_frac, test_frac=a.test_frac, folds=a.folds, seed=a.seed)
+    files = [a.input, *(f for f in (a.val, a.test) if f)]
+    return _write_vectors(a, lambda: vectors_from_files(a.task, files, cols, params, a.bank, a.bank_col, a.name))
+
+
+def cmd_prepare_events(a: argparse.Namespace) -> int:
+    from data_io.vector_io import EventColumns, events_from_files
+    from data_io.vectors import VectorParams
+    cols = EventColumns(group=a.group_col, time=a.time_col, item=a.item_col, category=a.category_col,
+                        item_id=a.item_id_col, item_vec=a.item_vec_col)
+    params = VectorParams(window=a.window, stride=a.stride, min_history=a.min_history, split_by=a.split_by,
+                          val_frac=a.val_frac, test_frac=a.test_frac, folds=a.folds, seed=a.seed)
+    return _write_vectors(a, lambda: events_from_files(a.task, a.events, a.items, cols, params, a.item_ids, a.bank,
+                                                       a.bank_col, a.name))
+
+
+def _print_vector_info(info, facts: dict | None) -> None:
+    s = info.split_sizes
+    print(f"dataset      {info.name}")
+    print(f"task         {info.task}")
+    print(f"samples      train {s['train']:,} / val {s['val']:,} / test {s['test']:,}")
+    print(f"inputs       vectors of dimension {info.input_dim}, up to {info.max_history} steps")
+    if info.task == "category":
+        counts = (facts or {}).get("class_counts")
+        print(f"classes      {len(info.classes)}" + ("  (samples train / val / test)" if counts else ""))
+        for i, name in enumerate(info.classes if counts else []):
+            print(f"  {name:<24} {counts['train'][i]:,} / {counts['val'][i]:,} / {counts['test'][i]:,}")
+    else:
+        banks = (facts or {}).get("banks")
+        print(f"targets      vectors of dimension {info.target_dim}" + (
+            "; banks " + " / ".join(f"{k} {v:,}" for k, v in banks.items()) if banks else ""))
+    print(f"groups       {info.n_users - 1:,}")
+    print(f"folds        {f'{info.n_folds} grouped folds over train + val' if info.n_folds else 'none'}")
+    print("params       " + ", ".join(f"{k}={v}" for k, v in info.params.items()))
+    print(f"source       {info.source}")
+    print(f"fingerprint  {info.fingerprint}")
+
+
+def print_info(info, facts: dict | None = None) -> None:
+    """`facts` (vector datasets, from data_io.vector_facts): class counts or bank sizes."""
+    if info.task != "location":
+        return _print_vector_info(info, facts)
     s = info.split_sizes
     print(f"dataset      {info.name}")
     print(f"samples      train {s['train']:,} / val {s['val']:,} / test {s['test']:,}")
@@ -94,7 +208,9 @@ def print_info(info) -> None:
 
 
 def cmd_info(a: argparse.Namespace) -> int:
-    print_info(read_info(a.path))
+    from data_io.vector_io import vector_facts
+    info = read_info(a.path)
+    print_info(info, vector_facts(a.path) if info.task != "location" else None)
     return 0
 
 
@@ -202,6 +318,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     g.set_defaults(func=cmd_prepare_geolife)
 
+    gc = prep.add_parser("geolife-category", help="Geolife, category task: the region of the next place",
+                         description="The published Geolife samples; inputs: train-fitted location embeddings; "
+                                     "target: the k-means region (over all location coordinates) of the next place.")
+    _geolife_derived_options(gc, locations=True)
+    gc.set_defaults(func=cmd_prepare_geolife_category)
+    gv = prep.add_parser("geolife-vector", help="Geolife, vector task: the embedding of the next place",
+                         description="The published Geolife samples; inputs: train-fitted location embeddings; "
+                                     "target: the next place's embedding; bank: every train location + unseen (zero).")
+    _geolife_derived_options(gv, locations=False)
+    gv.set_defaults(func=cmd_prepare_geolife_vector)
+
     t = prep.add_parser("table", help="any staypoint / check-in table (CSV or Parquet)")
     t.add_argument("table", help="CSV (.csv, .csv.gz, .tsv) or Parquet (.parquet) file")
     t.add_argument("--out", required=True, help="dataset directory to create")
@@ -212,6 +339,43 @@ def build_parser() -> argparse.ArgumentParser:
     _prep_options(t)
     t.set_defaults(func=cmd_prepare_table)
 
+    v = prep.add_parser("vectors", help="sequences of given vectors, one sample per row (Parquet or .npz)",
+                        description="Samples: a Parquet list-of-vectors column (or a flat list with --dim) or an "
+                                    ".npz array [N, L, D] (+ 'lengths'), a group and a target per sample. One file "
+                                    "split by --split-col or by groups, or three files (INPUT = train, --val, --test).")
+    v.add_argument("input", help="Parquet (.parquet) or NumPy (.npz) samples; the train file with --val/--test")
+    v.add_argument("--val", help="validation samples (with --test: one file per split)")
+    v.add_argument("--test", help="test samples")
+    v.add_argument("--seq-col", default="x", help="sequence column / array (default x)")
+    v.add_argument("--dim", type=int, help="floats per step when --seq-col is a flat list<float>")
+    v.add_argument("--group-col", default="group", help="group (user / chain) column (default group)")
+    v.add_argument("--target-col", default="target", help="label (category) or target vector (vector) column (default target)")
+    v.add_argument("--split-col", help="column holding train / val / test (default: split by groups)")
+    _vector_split_options(v)
+    v.set_defaults(func=cmd_prepare_vectors)
+
+    ev = prep.add_parser("events", help="an events table + item embeddings, cut into windows per group",
+                         description="Each group's events in time order give samples: the history is up to "
+                                     "--window item vectors, the target the next event's category (category) or "
+                                     "item vector (vector; bank = all item vectors).")
+    ev.add_argument("events", help="events table: CSV (.csv, .csv.gz, .tsv) or Parquet")
+    ev.add_argument("--items", required=True, help="item vectors: Parquet (id + vector columns), .npz ('ids', "
+                                                   "'vectors') or .npy (ids from --item-ids, else the row number)")
+    ev.add_argument("--item-ids", help="ids of the rows of an .npy --items file (.npy, or a one-column CSV / Parquet)")
+    ev.add_argument("--item-id-col", default="id", help="id column of a Parquet --items file (default id)")
+    ev.add_argument("--item-vec-col", default="vector", help="vector column of a Parquet --items file (default vector)")
+    ev.add_argument("--group-col", default="group", help="group (user) column (default group)")
+    ev.add_argument("--time-col", default="time", help="timestamp or order column (default time)")
+    ev.add_argument("--item-col", default="item", help="item id column (default item)")
+    ev.add_argument("--category-col", default="category", help="category task: the event's class (default category)")
+    ev.add_argument("--window", type=int, default=20, help="longest history, in events (default 20)")
+    ev.add_argument("--stride", type=int, default=1, help="use every N-th target of a group (default 1)")
+    ev.add_argument("--min-history", type=int, default=1, help="targets need this many earlier events (default 1)")
+    ev.add_argument("--split-by", default="group", choices=["group", "time"],
+                    help="group: whole groups per split; time: each group's first / middle / last events (default group)")
+    _vector_split_options(ev)
+    ev.set_defaults(func=cmd_prepare_events)
+
     s = data.add_parser("synth", help="generate the built-in synthetic mobility dataset")
     s.add_argument("--out", required=True, help="dataset directory to create")
     s.add_argument("--users", type=int, default=50, help="number of users (default 50)")
@@ -220,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--table", help="also write the raw staypoint table to this CSV")
     s.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    s.add_argument("--task", default="location", choices=["location", "category", "vector"],
+                   help="location (default): staypoints; category / vector: sequences of D-dim item vectors, "
+                        "--users groups, --days steps per group, --locations items (see data_io/synthetic_vectors.py)")
+    s.add_argument("--dim", type=int, default=64, help="category / vector: item vector dimension (default 64)")
+    s.add_argument("--folds", type=int, default=5, help="category / vector: grouped K-fold over train + val (default 5)")
     _prep_options(s)
     s.set_defaults(func=cmd_synth)
 

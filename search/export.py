@@ -6,28 +6,28 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
-import optuna
 import torch
 import yaml
-from optuna.trial import TrialState
 
-from models import build_model, evaluate, fit
+from models import build_model, fit, metric_mode
+from models.tasks import get_task
+from search.outcomes import ranked
 from search.storage import SearchError, load_study, redact
 from spaces.data import load_data
 
 EXPORT_VERSION = 1
-TEST_METRICS = ("acc1", "hit5", "hit10", "mrr", "ndcg10", "f1")
+LABELS = {"acc1": "Acc@1", "hit1": "Hit@1", "hit5": "Acc@5", "hit10": "Acc@10", "mrr": "MRR", "ndcg10": "NDCG@10",
+          "f1": "macro-F1", "cos": "cosine", "loss": "loss"}
 
 
 def export_top(storage_url: str, study_name: str | None, top: int, out: str | Path) -> list[Path]:
     study = load_study(storage_url, study_name)
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "config" in t.user_attrs]
+    done = ranked(study)
     if not done:
         raise SearchError(f"study '{study.study_name}' has no COMPLETE trial to export yet")
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    done.sort(key=lambda t: t.value, reverse=maximize)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -43,10 +43,12 @@ def export_top(storage_url: str, study_name: str | None, top: int, out: str | Pa
             "val_metrics": t.user_attrs.get("best_metrics", {}),
             "n_params": t.user_attrs.get("n_params"),
             "budget": {"max_params": study.user_attrs.get("budget")},
+            "task": study.user_attrs.get("task", "location"),
             "data": study.user_attrs.get("data"),
             "data_from": study.user_attrs.get("space_file"),
             "fingerprint": t.user_attrs.get("fingerprint", study.user_attrs.get("fingerprint")),
             "code_version": t.user_attrs.get("code_version"),
+            "threads": max(1, int(t.user_attrs.get("cpus", 1))),  # what the trial trained with
             "config": json.loads(t.user_attrs["config"]),
         }
         path = out / f"{study.study_name}-rank{rank}-trial{t.number}.yaml"
@@ -74,35 +76,18 @@ def read_export(path: str | Path) -> dict:
 def retrain(path: str | Path, seeds: int, out: str | Path | None, force: bool = False) -> dict:
     path = Path(path)
     doc = read_export(path)
-    data = load_data(doc["data"], path)  # paths in it were made absolute when the sweep ran
+    data = load_data(doc["data"], path, doc.get("task", "location"))  # paths were made absolute by the sweep
     if doc.get("fingerprint") and data.info.fingerprint != doc["fingerprint"] and not force:
         raise SearchError(f"{path}: fingerprint: the data now differs from the sweep's ({data.info.fingerprint[:12]} vs "
                           f"{doc['fingerprint'][:12]}); pass --force to retrain on it anyway")
     out = Path(out or path.with_suffix(""))
     out.mkdir(parents=True, exist_ok=True)
     base = int(doc["config"].get("seed", 0))
-    runs, best = [], None
-    for i in range(seeds):
-        config = {**doc["config"], "seed": base + i}
-        start = time.perf_counter()
-        result = fit(config, data)
-        model = build_model(config, data.info)
-        model.load_state_dict(result.state_dict)
-        test = evaluate(model, data["test"], data.info.n_locations)
-        run = {"seed": config["seed"], "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-               "seconds": round(time.perf_counter() - start, 1),
-               "val": {k: v for k, v in result.best_metrics.items() if k.startswith("val_")},
-               "test": {k: test[k] for k in TEST_METRICS}}
-        runs.append(run)
-        print(f"seed {run['seed']}: best epoch {run['best_epoch']}, val {config.get('metric', 'val_hit5')} "
-              f"{run['val'][config.get('metric', 'val_hit5')]:.4f}, test Acc@1 {test['acc1']:.4f} Acc@5 {test['hit5']:.4f}",
-              flush=True)
-        metric = config.get("metric", "val_hit5")
-        if best is None or run["val"][metric] > best[0]["val"][metric]:
-            best = (run, result.state_dict, config)
+    with torch_threads(doc.get("threads")):
+        runs, best = _train_seeds(doc, data, base, seeds)
     summary = {k: {"mean": statistics.mean(r["test"][k] for r in runs),
                    "std": statistics.stdev(r["test"][k] for r in runs) if len(runs) > 1 else 0.0}
-               for k in TEST_METRICS}
+               for k in runs[0]["test"]}
     report = {"export": str(path), "n_params": doc.get("n_params"), "seeds": [r["seed"] for r in runs],
               "test": summary, "runs": runs, "fingerprint": data.info.fingerprint}
     (out / "retrain.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -110,10 +95,66 @@ def retrain(path: str | Path, seeds: int, out: str | Path | None, force: bool = 
     return report
 
 
+@contextmanager
+def torch_threads(n: int | None):
+    """Train with the trial's thread count: the same seed and threads give bit-identical metrics
+    (a float sum's order depends on how many threads split it)."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train_seeds(doc: dict, data, base: int, seeds: int) -> tuple[list[dict], tuple]:
+    runs, best = [], None
+    for i in range(seeds):
+        config = {**doc["config"], "seed": base + i}
+        start = time.perf_counter()
+        result = fit(config, data)
+        test, details = _test_metrics(config, data, result)
+        run = {"seed": config["seed"], "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+               "seconds": round(time.perf_counter() - start, 1),
+               "val": {k: v for k, v in result.best_metrics.items() if k.startswith("val_")},
+               "test": test, **details}
+        runs.append(run)
+        metric = config.get("metric", "val_hit5")
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k != "loss")
+        print(f"seed {run['seed']}: best epoch {run['best_epoch']}, val {metric} {run['val'][metric]:.4f}, test {shown}",
+              flush=True)
+        if best is None or _better(run["val"][metric], best[0]["val"][metric], metric):
+            best = (run, result.state_dict, config)
+    return runs, best
+
+
+def _test_metrics(config: dict, data, result) -> tuple[dict, dict]:
+    """Test metrics of the best epoch (the mean over the fold models with folds), and the task's
+    details (e.g. per-class figures) of the first model."""
+    task = get_task(data.info.task)
+    per_model, details = [], {}
+    for i, state in enumerate(result.fold_states or [result.state_dict]):
+        model = build_model(config, data.info)
+        model.load_state_dict(state)
+        per_model.append(task.evaluate(model, data, "test"))
+        if i == 0:
+            details = task.details(model, data, "test")
+    return {k: statistics.mean(m[k] for m in per_model) for k in per_model[0]}, details
+
+
+def _better(value: float, than: float, metric: str) -> bool:
+    return value > than if metric_mode(metric) == "max" else value < than
+
+
 def print_retrain(report: dict, out: Path) -> None:
-    names = {"acc1": "Acc@1", "hit5": "Acc@5", "hit10": "Acc@10", "mrr": "MRR", "ndcg10": "NDCG@10", "f1": "macro-F1"}
     print(f"\ntest metrics over {len(report['seeds'])} seeds (mean +- std), {report['n_params']:,} parameters")
-    for k, label in names.items():
-        s = report["test"][k]
-        print(f"  {label:<9} {100 * s['mean']:6.2f} +- {100 * s['std']:.2f}")
+    for k, s in report["test"].items():
+        scale = 1 if k == "loss" else 100  # rates in percent
+        print(f"  {LABELS.get(k, k):<9} {scale * s['mean']:6.2f} +- {scale * s['std']:.2f}")
+    per_class = report["runs"][0].get("per_class")
+    if per_class:  # minority over-calling shows as predicted >> support with low precision
+        print(f"\nper class (seed {report['runs'][0]['seed']}, test)   support  predicted  precision  recall     F1")
+        for name, c in per_class.items():
+            print(f"  {name:<28} {c['support']:>7} {c['predicted']:>10} {c['precision']:>10.3f} {c['recall']:>7.3f} {c['f1']:>6.3f}")
     print(f"wrote {out / 'retrain.json'} and {out / 'best_model.pt'}")

@@ -7,7 +7,7 @@ import time
 import optuna
 from ray.tune import Callback
 
-from search.sweep import tally
+from search.outcomes import tally
 
 
 class Progress(Callback):
@@ -34,7 +34,7 @@ class Progress(Callback):
         self.seen += 1
         frozen = next((t for t in self.study.get_trials(deepcopy=False)
                        if t.user_attrs.get("ray_trial_id") == trial.trial_id), None)
-        c = tally(self.study)
+        c = tally(self.study.get_trials(deepcopy=False))
         try:
             best = f"best {self.study.best_value:.4f} (trial {self.study.best_trial.number})"
         except ValueError:
@@ -46,7 +46,7 @@ class Progress(Callback):
                     f"{frozen.user_attrs.get('n_params', 0):,} params, {frozen.user_attrs.get('epochs_run', 0)} epochs; ")
         print(f"[{time.time() - self.start:6.0f}s] {self.seen}/{self.todo} {what}"
               f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed, {c['running']} running, "
-              f"{c['rejected']} over budget; {best}", flush=True)
+              f"{c['over_budget']} over budget, {c['unbuildable']} unbuildable, {c['forbidden']} forbidden; {best}", flush=True)
 
 
 def _last_error_line(text: str) -> str:

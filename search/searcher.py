@@ -16,10 +16,9 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 
-from spaces import CompiledSpace, record_rejection
+from search.outcomes import REJECTIONS, STOPPED
 from search.storage import SearchError
-
-STOPPED = "stopped by the sweep"  # error text prefix of trials the sweep itself cut short
+from spaces import CompiledSpace, record_rejection
 
 MAX_REJECTIONS_IN_A_ROW = 1000
 
@@ -38,14 +37,13 @@ class RecordingASHA(ASHAScheduler):
         return decision
 
 
-def is_rejected(t: optuna.trial.FrozenTrial) -> bool:
-    return "rejected" in t.user_attrs
-
-
 class BudgetSearcher(Searcher):
     def __init__(self, study: optuna.Study, compiled: CompiledSpace, asha: RecordingASHA, *,
                  seed: int, cpus: float, attrs: dict, orphans: list[optuna.trial.FrozenTrial]):
-        super().__init__(metric=compiled.space.metric, mode=compiled.space.mode)
+        # ASHA and Tune rank trials on the best epoch so far (what the study records as the
+        # value), so one bad epoch at a rung does not prune a trial whose best is competitive.
+        super().__init__(metric=f"best_{compiled.space.metric}", mode=compiled.space.mode)
+        self.objective = compiled.space.metric  # the per-epoch value: the learning curve
         self.study, self.compiled, self.asha = study, compiled, asha
         self.seed, self.cpus, self.attrs = seed, cpus, attrs
         self.orphans = list(orphans)  # trials a killed driver left RUNNING: re-run, not re-asked
@@ -54,7 +52,7 @@ class BudgetSearcher(Searcher):
         self.last: dict[str, dict] = {}
         self.best_rows: dict[str, dict] = {}  # the best epoch's result so far, per trial
         self.failed: dict[str, optuna.Trial] = {}  # waiting for their error text
-        self.rejected = 0
+        self.rejected = dict.fromkeys(REJECTIONS.values(), 0)
         self.propose_s: list[float] = []
 
     # --- Tune's calls -------------------------------------------------------------------
@@ -77,7 +75,7 @@ class BudgetSearcher(Searcher):
 
     def _observe(self, trial: optuna.Trial, trial_id: str, result: dict | None) -> None:
         """Keep the newest epoch's result and report its value as an intermediate value."""
-        if not result or self.metric not in result or "epoch" not in result:
+        if not result or self.objective not in result or "epoch" not in result:
             return
         if result["epoch"] < self.last.get(trial_id, {}).get("epoch", 0):
             return
@@ -88,7 +86,7 @@ class BudgetSearcher(Searcher):
             self.best_rows[trial_id] = result
         step = int(result["epoch"])
         if step not in trial.storage.get_trial(trial._trial_id).intermediate_values:
-            trial.report(float(result[self.metric]), step)
+            trial.report(float(result[self.objective]), step)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         trial = self.live.pop(trial_id, None)
@@ -103,7 +101,7 @@ class BudgetSearcher(Searcher):
             trial.set_user_attr("error", f"{STOPPED} before its first epoch")
             self.study.tell(trial, state=TrialState.FAIL)
         elif last.get("last"):
-            self.study.tell(trial, float(last[f"best_{self.metric}"]))
+            self.study.tell(trial, float(last[self.metric]))
         elif trial_id in self.asha.stopped:
             self.study.tell(trial, state=TrialState.PRUNED)
         else:  # stopped by the sweep itself (time budget, interrupt) before finishing
@@ -134,10 +132,11 @@ class BudgetSearcher(Searcher):
                 break
             record_rejection(trial, proposal, self.compiled.space.max_params)
             self.study.tell(trial, state=TrialState.PRUNED)
-            self.rejected += 1
+            self.rejected[REJECTIONS[proposal.rejected]] += 1
         else:
-            raise SearchError(f"{self.compiled.space.path}: budget.max_params: {MAX_REJECTIONS_IN_A_ROW} proposals "
-                              "in a row were over budget; raise the budget or shrink the space")
+            raise SearchError(f"{self.compiled.space.path}: {MAX_REJECTIONS_IN_A_ROW} proposals in a row were rejected "
+                              f"(last: {proposal.rejected}); raise budget.max_params, or make heads divide every "
+                              "d_model the space allows, or shrink the space")
         config = {**proposal.config, "seed": self.seed + trial.number}
         trial.set_user_attr("config", json.dumps(config))
         trial.set_user_attr("n_params", proposal.n_params)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
+import sys
 
 from search.storage import load_study, open_storage, redact
-from search.sweep import tally
+from search.outcomes import tally, tally_line
 
 
 def print_status(storage_url: str, study_name: str | None) -> None:
     study = load_study(storage_url, study_name)
-    c = tally(study)
+    c = tally(study.get_trials(deepcopy=False))
     cpu = sum(t.user_attrs.get("cpu_s", 0.0) for t in study.get_trials(deepcopy=False))
     print(f"study      {study.study_name}  ({redact(storage_url)})")
-    print(f"space      {study.user_attrs.get('space_name')}  budget {study.user_attrs.get('budget') or 'none'}")
-    print("trials     " + ", ".join(f"{v} {k}" for k, v in c.items()))
+    print(f"space      {study.user_attrs.get('space_name')}  task {study.user_attrs.get('task', 'location')}  "
+          f"budget {study.user_attrs.get('budget') or 'none'}")
+    print("trials     " + tally_line(c))
     print(f"cpu time   {cpu / 60:.1f} CPU-minutes in trials")
     try:
         best = study.best_trial
@@ -27,9 +30,25 @@ def print_status(storage_url: str, study_name: str | None) -> None:
         print(f"  {k:<16} {v}")
 
 
+def dashboard_warning(host: str, port: int = 8080) -> str | None:
+    """The warning for a dashboard reachable from other machines: optuna-dashboard has no login."""
+    try:
+        loopback = host.lower() == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        loopback = False
+    if loopback:
+        return None
+    return (f"nextsweep: warning: --host {host}: the dashboard has no authentication; anyone who can reach "
+            "the port can read and modify every study in this storage. Keep the default 127.0.0.1 and use "
+            f"an SSH tunnel instead: ssh -L {port}:localhost:{port} head")
+
+
 def run_dashboard(storage_url: str, host: str, port: int) -> None:
     """Serve optuna-dashboard on `host` (loopback by default) until interrupted."""
     import optuna_dashboard
     storage = open_storage(storage_url)
+    warning = dashboard_warning(host, port)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     print(f"optuna-dashboard for {redact(storage_url)} at http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
     optuna_dashboard.run_server(storage, host=host, port=port)

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,8 +16,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from search.searcher import STOPPED
-from spaces import CompiledSpace, check_feasible, load_space, load_space_data
+from search.outcomes import print_summary
+from spaces import OVER_BUDGET, UNBUILDABLE, CompiledSpace, check_feasible, load_space, load_space_data
 from search.storage import DEFAULT_DIR, SearchError, default_storage, open_storage, redact, study_names
 
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp")
@@ -53,6 +52,13 @@ def parse_duration(text: str) -> float:
         raise SearchError(f"--time-budget {text!r}: use a number of seconds or e.g. 90s, 30m, 2h") from None
 
 
+def resumed_seed(name: str, seed: int, n_trials: int) -> int:
+    """The sampler seed for a study that already holds n_trials: a fresh stream on every resume,
+    so TPE's random start-up (and the random sampler) do not propose the first configs again.
+    QMC keeps its seed: its sequence position lives in the study, and a new scramble would repeat it."""
+    return seed if name == "qmc" or n_trials == 0 else seed + 1_000_003 * n_trials
+
+
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "tpe":  # constant liar: concurrent trials do not all get the same suggestion
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
@@ -82,36 +88,49 @@ def code_version() -> str:
     return f"{ver}+{rev}" if rev else ver
 
 
+def space_signature(space) -> dict:
+    """What a resumed study must share with its space: the objective, the budget, ASHA and every
+    parameter's declaration (a changed range would mix two different searches in one study)."""
+    return {"task": space.task, "folds": space.folds, "forbid": space.forbid,
+            "metric": space.metric, "mode": space.mode, "budget": space.max_params, "width": space.width,
+            "asha": [space.asha.max_epochs, space.asha.grace_period, space.asha.reduction_factor],
+            "params": {p.name: [p.kind, p.low, p.high, p.step, p.log, p.choices, p.value, p.when]
+                       for p in space.params}}
+
+
+def _check_resumable(study: optuna.Study, space) -> None:
+    name = study.user_attrs.get("space_name")
+    if name != space.name:
+        raise SearchError(f"--resume: study '{study.study_name}' was made from space '{name}', not '{space.name}'")
+    old = study.user_attrs.get("space_signature")
+    if old is None:  # a study from before signatures were kept: only the name can be checked
+        return
+    new = json.loads(json.dumps(space_signature(space)))  # as stored: tuples become lists
+    flat = lambda sig: {**{k: v for k, v in sig.items() if k != "params"},
+                        **{f"params.{k}": v for k, v in sig.get("params", {}).items()}}
+    old, new = flat(old), flat(new)
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            raise SearchError(f"--resume: {space.path}: {key} is {new.get(key)!r}, but study '{study.study_name}' "
+                              f"ran with {old.get(key)!r}; restore it, or start a new study for the changed space")
+
+
 def open_study(opts: SweepOptions, space, storage) -> optuna.Study:
     names = study_names(storage)
     url = redact(opts.storage)
     if opts.resume:
         if opts.study not in names:
             raise SearchError(f"--resume: study '{opts.study}' not found in {url}; it holds: {', '.join(names) or 'none'}")
-        study = optuna.load_study(study_name=opts.study, storage=storage, sampler=make_sampler(opts.sampler, opts.seed))
-        if study.user_attrs.get("space_name") != space.name:
-            raise SearchError(f"--resume: study '{opts.study}' was made from space "
-                              f"'{study.user_attrs.get('space_name')}', not '{space.name}'")
+        study = optuna.load_study(study_name=opts.study, storage=storage)
+        _check_resumable(study, space)
+        n_trials = len(study.get_trials(deepcopy=False))
+        study.sampler = make_sampler(opts.sampler, resumed_seed(opts.sampler, opts.seed, n_trials))
         return study
     if opts.study in names:
         raise SearchError(f"study '{opts.study}' already exists in {url}; pass --resume to continue it, "
                           "or choose another --study name")
     return optuna.create_study(study_name=opts.study, storage=storage, direction="maximize" if space.mode == "max" else "minimize",
                                sampler=make_sampler(opts.sampler, opts.seed))
-
-
-def tally(study: optuna.Study) -> dict[str, int]:
-    """Trials by outcome; budget rejections counted apart from ASHA's pruning."""
-    out = {"complete": 0, "pruned": 0, "failed": 0, "stopped": 0, "running": 0, "rejected": 0}
-    for t in study.get_trials(deepcopy=False):
-        if "rejected" in t.user_attrs:
-            out["rejected"] += 1
-        elif t.user_attrs.get("error", "").startswith(STOPPED):
-            out["stopped"] += 1  # cut short by the time budget or an interrupt, not by ASHA
-        elif "config" in t.user_attrs:  # handed to a trainer (not a proposal cut short by a kill)
-            key = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}.get(t.state, "running")
-            out[key] += 1
-    return out
 
 
 def run_sweep(opts: SweepOptions) -> optuna.Study:
@@ -131,7 +150,7 @@ def run_sweep(opts: SweepOptions) -> optuna.Study:
         raise SearchError(f"--resume: the data of space '{space.name}' changed since study '{opts.study}' started "
                           "(fingerprint differs); start a new study")
     _record_study(study, opts, space, data.info.fingerprint)
-    orphans, finished = _plan(study)
+    orphans, finished = _plan(study, compiled)
     todo = max(0, opts.samples - finished - len(orphans)) + len(orphans)
     print(f"nextsweep: study '{opts.study}' in {redact(opts.storage)}")
     if opts.resume:
@@ -146,23 +165,43 @@ def run_sweep(opts: SweepOptions) -> optuna.Study:
 def _record_study(study: optuna.Study, opts: SweepOptions, space, fingerprint: str) -> None:
     """What export and retrain need later, kept with the study itself."""
     study.set_user_attr("space_name", space.name)
+    study.set_user_attr("task", space.task)
     study.set_user_attr("space_file", str(Path(opts.space).resolve()))
     study.set_user_attr("data", {k: (v if k == "synthetic" else str(v)) for k, v in space.data.items()})
     study.set_user_attr("fingerprint", fingerprint)
     study.set_user_attr("budget", space.max_params)
     study.set_user_attr("metric", space.metric)
+    study.set_user_attr("space_signature", space_signature(space))
     study.set_user_attr("samples", opts.samples)
 
 
-def _plan(study: optuna.Study) -> tuple[list, int]:
+def _plan(study: optuna.Study, compiled: CompiledSpace) -> tuple[list, int]:
     """(trials a killed driver left RUNNING, to re-run; trials finished) among those handed to a
-    trainer. A trial killed before its budget check never ran: it is closed as FAIL."""
+    trainer. A trial killed before its budget check never ran: it is closed as FAIL; one killed
+    after its rejection was recorded is closed as the rejection it is; an interrupted trial
+    whose config no longer passes the budget is closed as rejected instead of re-run."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if "config" not in t.user_attrs and "rejected" not in t.user_attrs:
+        if "rejected" not in t.user_attrs and "config" not in t.user_attrs:
             study.tell(t.number, state=TrialState.FAIL)
-    handed = [t for t in study.get_trials(deepcopy=False) if "config" in t.user_attrs]
+            continue
+        if "rejected" not in t.user_attrs:
+            why = _recheck(compiled, json.loads(t.user_attrs["config"]))
+            if why is None:
+                continue  # re-run below
+            study._storage.set_trial_user_attr(t._trial_id, "rejected", why)
+        study.tell(t.number, state=TrialState.PRUNED)  # the state every rejection gets
+    handed = [t for t in study.get_trials(deepcopy=False) if "config" in t.user_attrs and "rejected" not in t.user_attrs]
     orphans = [t for t in handed if t.state == TrialState.RUNNING]
     return orphans, len(handed) - len(orphans)
+
+
+def _recheck(compiled: CompiledSpace, config: dict) -> str | None:
+    """None when the config can still be built within the budget, else the rejection."""
+    n = compiled.count.safe(config)
+    if n == float("inf"):
+        return UNBUILDABLE
+    budget = compiled.space.max_params
+    return OVER_BUDGET if budget is not None and n > budget else None
 
 
 def _init_ray(opts: SweepOptions) -> None:
@@ -175,9 +214,11 @@ def _init_ray(opts: SweepOptions) -> None:
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
 
 
-def _quiet_ray() -> None:
-    """Our progress lines replace Tune's tables; keep Ray's own chatter to warnings."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+def _quiet_ray(local: bool) -> None:
+    """Our progress lines replace Tune's tables; keep Ray's own chatter to warnings. A local Ray
+    of our own needs no token; on a cluster the nodes' mode rules (token auth, ~/.ray/auth_token)."""
+    if local:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     for name in ("ray", "ray.tune", "ray.train"):
@@ -185,7 +226,7 @@ def _quiet_ray() -> None:
 
 
 def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
-    _quiet_ray()
+    _quiet_ray(local=not opts.address)
     from ray import tune
 
     from search.progress import Progress
@@ -202,9 +243,11 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data),
                                     {"cpu": cpus, "gpu": float(opts.gpus_per_trial)})
     sweep_dir = (Path(opts.dir) / opts.study).resolve()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    sweep_dir.chmod(0o700)  # Tune pickles the searcher, storage URL (and password) included
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(metric=space.metric, mode=space.mode, search_alg=searcher, scheduler=asha,
+        tune_config=tune.TuneConfig(metric=searcher.metric, mode=space.mode, search_alg=searcher, scheduler=asha,
                                     num_samples=todo, max_concurrent_trials=opts.max_concurrent,
                                     time_budget_s=opts.time_budget_s),
         run_config=tune.RunConfig(name=f"ray-{int(time.time())}", storage_path=str(sweep_dir), verbose=0,
@@ -216,33 +259,3 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
         tuner.fit()
     finally:
         searcher.close()
-
-
-def print_summary(study: optuna.Study, storage_url: str, top: int = 5) -> None:
-    counts = tally(study)
-    print()
-    print(f"study      {study.study_name}")
-    print(f"storage    {redact(storage_url)}")
-    print("trials     " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-    done = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                  key=lambda t: t.value, reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
-    metric = study.user_attrs.get("metric", "value")
-    if done:
-        print(f"\n{'trial':>5}  {metric:>9}  {'params':>9}  {'epoch':>5}  config")
-        for t in done[:top]:
-            cfg = ", ".join(f"{k}={_short(v)}" for k, v in t.params.items() if not k.endswith("_frac"))
-            width = {k: t.user_attrs[k] for k in ("d_model",) if k in t.user_attrs}
-            cfg = ", ".join([*(f"{k}={v}" for k, v in width.items()), cfg])
-            print(f"{t.number:>5}  {t.value:>9.4f}  {t.user_attrs.get('n_params', 0):>9,}  "
-                  f"{t.user_attrs.get('best_epoch', '-'):>5}  {cfg}")
-        best = done[0]
-        print(f"\nbest       trial {best.number}: {metric} {best.value:.4f} with {best.user_attrs.get('n_params', 0):,} parameters, "
-              f"best epoch {best.user_attrs.get('best_epoch')}")
-        print("config     " + ", ".join(f"{k}={_short(v)}" for k, v in json.loads(best.user_attrs["config"]).items()))
-        print(f"export     nextsweep export --storage '{redact(storage_url)}' --study {study.study_name} --top 3 --out exports/")
-    print(f"dashboard  nextsweep dashboard --storage '{redact(storage_url)}'")
-    sys.stdout.flush()
-
-
-def _short(v) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)

@@ -1,5 +1,6 @@
-"""The Tune function trainable: one trial = one `models.fit`, reporting every epoch and
-checkpointing the best epoch's weights through Tune, so the best model is never lost."""
+"""The Tune function trainable: one trial = one `models.fit`, reporting every epoch with a
+checkpoint that holds the best epoch's weights (the best model is never lost) and the latest
+epoch's full training state (a trial Tune retries after a worker died resumes, not restarts)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from ray import tune
 from data_io import Dataset
 from models import EpochReport, count_params, fit
 
-CHECKPOINT_FILE = "model.pt"
+CHECKPOINT_FILE = "model.pt"  # {"state_dict": best epoch's weights, "config", "epoch": best epoch}
+RESUME_FILE = "resume.pt"  # {"fit": EpochReport.resume_state() of the latest epoch, "wall_s"}
+
+
+def should_checkpoint(rep: EpochReport) -> bool:
+    """When an epoch's result carries a checkpoint. Every epoch: a retry then resumes right after
+    the last result Tune and the searcher saw, and the trial keeps only the newest one (num_to_keep=1)."""
+    return True
 
 
 def train_trial(config: dict, data: Dataset) -> None:
@@ -24,21 +32,34 @@ def train_trial(config: dict, data: Dataset) -> None:
     engine = config["engine"]
     metric = engine.get("metric", "val_hit5")
     n_params = count_params(engine, data.info)
-    start = time.perf_counter()
+    resume, spent = load_resume(tune.get_checkpoint())
+    start = time.perf_counter() - spent  # wall_s counts the earlier attempts' epochs too
     node = ray.get_runtime_context().get_node_id()  # which cluster node ran it
-    history: list[float] = []
+    history: list[float] = [h[metric] for h in resume["history"]] if resume else []
 
     def on_epoch(rep: EpochReport) -> None:
         history.append(rep.metrics[metric])
         best = history[rep.best_epoch - 1]
         result = {**rep.metrics, "best_epoch": rep.best_epoch, f"best_{metric}": best, "last": rep.last,
                   "n_params": n_params, "wall_s": time.perf_counter() - start, "node_id": node}
-        if not rep.is_best:
+        if not should_checkpoint(rep):
             tune.report(result)
             return
+        state = rep.resume_state()
         with tempfile.TemporaryDirectory() as tmp:
-            torch.save({"state_dict": rep.model.state_dict(), "config": engine, "epoch": rep.epoch},
+            torch.save({"state_dict": state["best_state"], "config": engine, "epoch": state["best_epoch"],
+                        "fold_states": [run["best_state"] for run in state["runs"]]},  # one model per CV fold
                        Path(tmp) / CHECKPOINT_FILE)
+            torch.save({"fit": state, "wall_s": result["wall_s"]}, Path(tmp) / RESUME_FILE)
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
 
-    fit(engine, data, on_epoch=on_epoch)
+    fit(engine, data, on_epoch=on_epoch, resume=resume)
+
+
+def load_resume(checkpoint: tune.Checkpoint | None) -> tuple[dict | None, float]:
+    """(the fit state to resume, seconds already spent) from a trial's checkpoint, or (None, 0)."""
+    if checkpoint is None:
+        return None, 0.0
+    with checkpoint.as_directory() as path:
+        saved = torch.load(Path(path) / RESUME_FILE, weights_only=True, map_location="cpu")
+    return saved["fit"], float(saved["wall_s"])

@@ -16,6 +16,7 @@ import optuna
 
 from data_io import DatasetInfo
 from models import ModelConfig, ModelError
+from models.tasks import TASKS
 from models.config import MODEL_KEYS
 from spaces.budget import ParamCounter, widest_fit, width_grid
 from spaces.schema import ParamSpec, Space
@@ -23,14 +24,15 @@ from spaces.schema import ParamSpec, Space
 REJECT_KEY = "params_over_budget"  # Optuna constraint: > 0 means infeasible (c-TPE style)
 
 
-OVER_BUDGET, UNBUILDABLE = "over budget", "cannot be built"  # why a proposal never reaches a trainer
+# Why a proposal never reaches a trainer.
+OVER_BUDGET, UNBUILDABLE, FORBIDDEN = "over budget", "cannot be built", "forbidden"
 
 
 @dataclass
 class Proposal:
     config: dict  # flat engine config (model + training keys), ready for models.fit
     n_params: int  # -1 when the engine cannot build the config
-    rejected: str | None  # None, OVER_BUDGET or UNBUILDABLE; a rejected proposal never reaches a trainer
+    rejected: str | None  # None, OVER_BUDGET, UNBUILDABLE or FORBIDDEN; a rejected proposal never reaches a trainer
     seconds: float = 0.0  # time spent proposing, budget check included
     extra: dict = field(default_factory=dict)  # e.g. the fitted width and its upper bound
 
@@ -60,7 +62,12 @@ class CompiledSpace:
         self.fit_width = fit_width and space.max_params is not None and space.width is not None
 
     def base_config(self) -> dict:
-        return {"epochs": self.space.asha.max_epochs, "metric": self.space.metric}
+        base = {"epochs": self.space.asha.max_epochs, "metric": self.space.metric}
+        if self.space.param("loss") is None:
+            base["loss"] = TASKS[self.space.task].default_loss
+        if self.space.folds:
+            base["folds"] = self.space.folds
+        return base
 
     def propose(self, trial: optuna.Trial) -> Proposal:
         start = time.perf_counter()
@@ -68,6 +75,9 @@ class CompiledSpace:
         for p in self.space.params:
             if p.active(config) and not (self.fit_width and p.name == self.space.width):
                 config[p.name] = suggest(trial, p)
+        rule = forbidden_by(self.space.forbid, config)
+        if rule is not None:  # never trained, and no count needed
+            return Proposal(config, -1, FORBIDDEN, time.perf_counter() - start, {"error": f"{FORBIDDEN} by {rule}"})
         extra = self._fit_width(trial, config) if self.fit_width else {}
         n = extra.pop("n_min", None) or self.count.safe(config)
         if n == math.inf:  # the engine cannot build it (e.g. heads do not divide the width)
@@ -88,6 +98,14 @@ class CompiledSpace:
         return {"width_max": grid[top], "frac": frac}
 
 
+def forbidden_by(rules: list[dict[str, list]], config: dict) -> dict | None:
+    """The first forbid rule every key of which the config matches, or None."""
+    for rule in rules:
+        if all(k in config and config[k] in values for k, values in rule.items()):
+            return rule
+    return None
+
+
 def _build_error(config: dict) -> str:
     """The engine's own message for a config it cannot build."""
     try:
@@ -103,7 +121,7 @@ def record_rejection(trial: optuna.Trial, proposal: Proposal, max_params: int | 
     config the engine cannot build (e.g. heads not dividing the width), with or without a budget."""
     if proposal.rejected == OVER_BUDGET:
         trial.set_constraint(REJECT_KEY, (proposal.n_params - max_params) / max_params)
-    else:
+    else:  # unbuildable or forbidden: infeasible whatever the width
         trial.set_constraint(REJECT_KEY, 1.0)
         trial.set_user_attr("error", proposal.extra.get("error", UNBUILDABLE))
     trial.set_user_attr("rejected", proposal.rejected)

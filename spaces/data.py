@@ -1,4 +1,5 @@
-"""The dataset a space names: a prepared directory, raw Geolife files, or synthetic settings."""
+"""The dataset a space names: a prepared directory, raw Geolife files, or synthetic settings,
+each read for the space's task."""
 
 from __future__ import annotations
 
@@ -8,36 +9,59 @@ from pathlib import Path
 from data_io import Dataset, DataError, PrepareParams, load_dataset
 from data_io.dataset import in_memory
 from data_io.geolife import GEOLIFE_COLUMNS, GEOLIFE_PARAMS
+from data_io.geolife_derived import DerivedParams, geolife_category, geolife_vector
 from data_io.prepare import build_samples
 from data_io.synthetic import SynthParams, generate_staypoints
+from data_io.synthetic_vectors import CategorySynthParams, VectorSynthParams, synthetic_category, synthetic_vector
 from data_io.tables import read_id_list, read_staypoints
 from spaces.schema import Space, SpaceError
 
 
 def load_space_data(space: Space) -> Dataset:
     """Load (or generate / prepare in memory) the space's dataset; errors name the space file."""
-    return load_data(space.data, space.path)
+    data = load_data(space.data, space.path, space.task)
+    if space.folds and data.info.n_folds != space.folds:
+        raise SpaceError(f"{space.path}: folds: {space.folds}, but the dataset has {data.info.n_folds or 'no'} grouped "
+                         f"folds; set folds: {data.info.n_folds} (0 = the train/val split) or prepare it with --folds "
+                         f"{space.folds}")
+    return data
 
 
-def load_data(spec: dict, where) -> Dataset:
-    """A data reference ({synthetic: settings} | {geolife: DIR} | {path: DIR}) -> Dataset;
-    errors are SpaceErrors that name `where` (the file holding the reference)."""
+def load_data(spec: dict, where, task: str = "location") -> Dataset:
+    """A data reference ({synthetic: settings} | {geolife: DIR} | {path: DIR}) -> the Dataset of
+    `task`; errors are SpaceErrors that name `where` (the file holding the reference)."""
     kind, value = next(iter(spec.items()))
     value = value if kind == "synthetic" else Path(value)
     try:
-        if kind == "synthetic":
-            p = SynthParams(**value)
-            splits, vocab = build_samples(generate_staypoints(p), PrepareParams(), source="synthetic")
-            return in_memory("synthetic", splits, vocab, PrepareParams(), {"synthetic": asdict(p)})
-        if kind == "geolife":
-            sp_file, ids_file = value / "dataSet_geolife.csv", value / "valid_ids_geolife.csv"
-            splits, vocab = build_samples(read_staypoints(sp_file, GEOLIFE_COLUMNS), GEOLIFE_PARAMS,
-                                          read_id_list(ids_file), source=sp_file)
-            source = {"preset": "geolife", "staypoints": str(sp_file), "valid_ids": str(ids_file)}
-            return in_memory("geolife", splits, vocab, GEOLIFE_PARAMS, source)
-        return load_dataset(value)
+        data = _read(kind, value, task)
     except DataError as exc:
         raise SpaceError(f"{where}: data.{kind}: {exc}") from None
+    if data.info.task != task:
+        raise SpaceError(f"{where}: data.{kind}: {value} holds a {data.info.task} dataset, but the space's task is "
+                         f"{task}; set task: {data.info.task} or name a {task} dataset")
+    return data
+
+
+def _read(kind: str, value, task: str) -> Dataset:
+    if kind == "synthetic":
+        if task == "category":
+            return synthetic_category(CategorySynthParams(**value))
+        if task == "vector":
+            return synthetic_vector(VectorSynthParams(**value))
+        p = SynthParams(**value)
+        splits, vocab = build_samples(generate_staypoints(p), PrepareParams(), source="synthetic")
+        return in_memory("synthetic", splits, vocab, PrepareParams(), {"synthetic": asdict(p)})
+    if kind == "geolife":
+        sp_file, ids_file = value / "dataSet_geolife.csv", value / "valid_ids_geolife.csv"
+        if task == "category":
+            return geolife_category(sp_file, ids_file, value / "locations_geolife.csv", DerivedParams())
+        if task == "vector":
+            return geolife_vector(sp_file, ids_file, DerivedParams())
+        splits, vocab = build_samples(read_staypoints(sp_file, GEOLIFE_COLUMNS), GEOLIFE_PARAMS,
+                                      read_id_list(ids_file), source=sp_file)
+        source = {"preset": "geolife", "staypoints": str(sp_file), "valid_ids": str(ids_file)}
+        return in_memory("geolife", splits, vocab, GEOLIFE_PARAMS, source)
+    return load_dataset(value)
 
 
 def load_space_info(space: Space):
@@ -46,7 +70,11 @@ def load_space_info(space: Space):
     if kind == "path":
         from data_io import read_info
         try:
-            return read_info(value)
+            info = read_info(value)
         except DataError as exc:
             raise SpaceError(f"{space.path}: data.path: {exc}") from None
+        if info.task != space.task:
+            raise SpaceError(f"{space.path}: data.path: {value} holds a {info.task} dataset, but the space's task is "
+                             f"{space.task}; set task: {info.task} or name a {space.task} dataset")
+        return info
     return load_space_data(space).info

@@ -26,20 +26,26 @@ from typing import Any
 
 import yaml
 
-from models.config import FAMILIES, LOSSES, METRICS, SAMPLERS, SCHEDULES, ModelConfig, TrainConfig, metric_mode
+from models.config import FAMILIES, LOSSES, SAMPLERS, SCHEDULES, ModelConfig, TrainConfig, metric_mode
+from data_io.synthetic_vectors import CategorySynthParams, VectorSynthParams
+from models.tasks import TASKS
 
 
 class SpaceError(Exception):
     """A space file the user must fix: the message names the file, the key path and the fix."""
 
 
-TOP_KEYS = ("name", "description", "data", "objective", "budget", "asha", "params")
+TOP_KEYS = ("name", "description", "task", "data", "objective", "budget", "asha", "folds", "forbid", "params")
 SPEC_KEYS = ("type", "low", "high", "step", "log", "choices", "when")
 DATA_KINDS = ("synthetic", "path", "geolife")
-SYNTH_KEYS = ("users", "days", "locations", "seed")
+SYNTH_KEYS = {"location": ("users", "days", "locations", "seed"),  # data_io's generator settings per task
+              "category": tuple(f.name for f in fields(CategorySynthParams) if f.name != "shares"),
+              "vector": tuple(f.name for f in fields(VectorSynthParams))}
+SYNTH_FLOATS = ("train_frac", "val_frac", "p_stay", "p_last", "p_prev", "noise", "explore")
 # Keys the sweep sets itself, so a space may not: epochs (from asha), seed (per trial), metric (objective).
 RESERVED = {"epochs": "set asha.max_epochs instead", "seed": "the sweep gives each trial its seed",
-            "metric": "set objective.metric instead"}
+            "metric": "set objective.metric instead", "folds": "set the top-level folds: K instead"}
+TASK_CHECKED = {"family": "families", "loss": "losses"}  # params whose values the task must allow
 ENUMS = {"family": FAMILIES, "loss": LOSSES, "sampler": SAMPLERS, "schedule": SCHEDULES}
 FIELD_TYPES = {f.name: f.type for f in fields(ModelConfig) + fields(TrainConfig)}
 
@@ -81,6 +87,9 @@ class Space:
     name: str
     path: Path
     data: dict
+    task: str = "location"
+    folds: int = 0  # > 1: each trial trains the dataset's grouped CV folds, the objective is their mean
+    forbid: list[dict[str, list]] = field(default_factory=list)  # combinations never trained
     metric: str = "val_hit5"
     mode: str = "max"
     max_params: int | None = None
@@ -200,14 +209,15 @@ def _parse_when(c: _Checker, key: str, raw, declared: dict[str, ParamSpec]) -> d
     return when
 
 
-def _parse_data(c: _Checker, raw) -> dict:
+def _parse_data(c: _Checker, raw, task: str) -> dict:
     data = c.mapping("data", raw, DATA_KINDS)
     if len(data) != 1:
         raise c.fail("data", f"give exactly one of {', '.join(DATA_KINDS)}")
     kind, value = next(iter(data.items()))
     if kind == "synthetic":
-        settings = c.mapping("data.synthetic", value or {}, SYNTH_KEYS)
-        return {"synthetic": {k: c.number(f"data.synthetic.{k}", v, int, 1 if k != "seed" else 0)
+        settings = c.mapping("data.synthetic", value or {}, SYNTH_KEYS[task])
+        return {"synthetic": {k: c.number(f"data.synthetic.{k}", v, float) if k in SYNTH_FLOATS else
+                              c.number(f"data.synthetic.{k}", v, int, 0 if k in ("seed", "n_folds") else 1)
                               for k, v in settings.items()}}
     if not isinstance(value, str):
         raise c.fail(f"data.{kind}", f"must be a path, got {value!r}")
@@ -222,12 +232,16 @@ def parse_space(raw: Any, path: Path) -> Space:
             raise c.fail(k, "required key is missing")
     if not isinstance(top["name"], str) or not top["name"].strip():
         raise c.fail("name", "must be a non-empty string")
-    space = Space(name=top["name"], path=path, data=_parse_data(c, top["data"]),
+    task = top.get("task", "location")
+    if task not in TASKS:
+        raise c.fail("task", f"{task!r} is not a task; use one of {', '.join(TASKS)}")
+    space = Space(name=top["name"], path=path, data=_parse_data(c, top["data"], task), task=task,
                   description=str(top.get("description", "")))
     obj = c.mapping("objective", top.get("objective", {}), ("metric", "mode"))
-    space.metric = obj.get("metric", "val_hit5")
-    if space.metric not in METRICS:
-        raise c.fail("objective.metric", f"'{space.metric}' is not reported; use one of {', '.join(METRICS)}")
+    space.metric = obj.get("metric", TASKS[task].objective)
+    if space.metric not in TASKS[task].metrics:
+        raise c.fail("objective.metric", f"'{space.metric}' is not reported by the {task} task; "
+                     f"use one of {', '.join(TASKS[task].metrics)}")
     space.mode = obj.get("mode", metric_mode(space.metric))
     if space.mode not in ("max", "min"):
         raise c.fail("objective.mode", f"must be max or min, got {space.mode!r}")
@@ -247,8 +261,50 @@ def parse_space(raw: Any, path: Path) -> Space:
     for name, spec in params.items():
         declared[name] = _parse_param(c, name, spec, declared)
     space.params = list(declared.values())
+    _check_task_values(c, space)
+    space.folds = c.number("folds", top.get("folds", 0), int, 0)
+    if space.folds == 1:
+        raise c.fail("folds", "1 fold is no cross-validation; use 0 (the train/val split) or >= 2")
+    space.forbid = _parse_forbid(c, top.get("forbid", []), declared)
     _parse_budget(c, space, top.get("budget", {}))
     return space
+
+
+def _check_task_values(c: _Checker, space: Space) -> None:
+    """Families and losses the space's task cannot train are refused before any sweep."""
+    task = TASKS[space.task]
+    for name, attr in TASK_CHECKED.items():
+        p = space.param(name)
+        allowed = getattr(task, attr)
+        for v in (p.values() if p is not None else []):
+            if v not in allowed:
+                raise c.fail(f"params.{name}", f"{v!r} is not available for the {space.task} task; "
+                             f"use {', '.join(allowed)}")
+
+
+def _parse_forbid(c: _Checker, raw, declared: dict[str, ParamSpec]) -> list[dict[str, list]]:
+    """forbid: a rule or a list of rules {param: value or [values], ...}; a proposal matching
+    every key of a rule is never trained (e.g. weighted_ce with the balanced sampler)."""
+    rules = raw if isinstance(raw, list) else [raw]
+    out = []
+    for i, rule in enumerate(rules):
+        key = f"forbid[{i}]"
+        rule = c.mapping(key, rule)
+        if not rule:
+            raise c.fail(key, "an empty rule would forbid everything; name at least one parameter")
+        parsed = {}
+        for name, values in rule.items():
+            if name not in declared:
+                raise c.fail(f"{key}.{name}", f"names unknown parameter '{name}'; declare it in params")
+            values = values if isinstance(values, list) else [values]
+            spec = declared[name]
+            possible = spec.values() if spec.kind in ("categorical", "fixed") else None
+            for v in values:
+                if possible is not None and v not in possible:
+                    raise c.fail(f"{key}.{name}", f"value {v!r} is never taken by {name} (it takes {possible})")
+            parsed[name] = values
+        out.append(parsed)
+    return out
 
 
 def _parse_budget(c: _Checker, space: Space, raw) -> None:

@@ -1,6 +1,10 @@
 """A real multi-node Ray cluster on this machine (`ray start` head + workers on loopback): the
 sweep spreads over nodes, survives a worker node dying and a driver killed with SIGKILL.
-Every node is started in its own process group with --block and torn down by that group."""
+Every node is started in its own process group with --block and torn down by that group.
+
+Each node has one CPU and a trial takes one, so a node runs one trial at a time and three
+concurrent trials are on three nodes; the tests never assume which trial lands where. The
+worker-failure test kills a node, so it stays the last test of the module."""
 
 import json
 import os
@@ -21,17 +25,27 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 RAY = str(Path(sys.executable).with_name("ray"))
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-SPACE = """
+
+
+# About a second an epoch (a small batch on more data): a trial picked while it has EPOCHS_LEFT
+# epochs to go is still running when the failure tests kill its driver or node a moment later.
+SLOW = {"days": 120, "batch_size": 8}
+EPOCHS_LEFT = 3
+
+
+def space(epochs: int = 5, days: int = 40, batch_size: int = 64) -> str:
+    """ASHA's grace period is its max_t and patience is the epoch count: every trial runs all epochs."""
+    return f"""
 name: cluster
-data: {synthetic: {users: 12, days: 40, locations: 60, seed: 3}}
-budget: {max_params: 20000}
-asha: {max_epochs: 5, grace_period: 5}
+data: {{synthetic: {{users: 12, days: {days}, locations: 60, seed: 3}}}}
+budget: {{max_params: 20000}}
+asha: {{max_epochs: {epochs}, grace_period: {epochs}}}
 params:
-  family: {type: categorical, choices: [gru, lstm]}
-  d_model: {type: int, low: 16, high: 48, step: 8}
-  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
-  batch_size: 64
-  patience: 5
+  family: {{type: categorical, choices: [gru, lstm]}}
+  d_model: {{type: int, low: 16, high: 48, step: 8}}
+  lr: {{type: float, low: 1.0e-3, high: 1.0e-2, log: true}}
+  batch_size: {batch_size}
+  patience: {epochs}
 """
 
 
@@ -104,8 +118,8 @@ def cluster(tmp_path_factory):
         c.stop()
 
 
-def sweep_cmd(tmp: Path, cluster: Cluster, study: str, samples: int, *extra: str) -> list[str]:
-    (tmp / "space.yaml").write_text(SPACE)
+def sweep_cmd(tmp: Path, cluster: Cluster, study: str, samples: int, *extra: str, text: str = space()) -> list[str]:
+    (tmp / "space.yaml").write_text(text)
     return [sys.executable, "-m", "search.cli", "sweep", str(tmp / "space.yaml"), "--address", cluster.address,
             "--dir", str(tmp), "--study", study, "--samples", str(samples), *extra]
 
@@ -119,7 +133,19 @@ def tune_trial_dirs(tmp: Path, study: str) -> list[Path]:
     return [p for p in (tmp / study).glob("ray-*/train_trial_*") if p.is_dir()]
 
 
-def wait_for(pred, timeout: float, what: str):
+def tune_results(tmp: Path, study: str, ray_trial_id: str) -> list[dict]:
+    """Every result Tune recorded for one trial, across its retries, in order."""
+    (path,) = (tmp / study).glob(f"ray-*/train_trial_{ray_trial_id}_*/result.json")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def mid_run(t, epochs: int) -> bool:
+    """RUNNING, with a reported (and checkpointed) epoch and EPOCHS_LEFT or more still to go."""
+    return t.state == TrialState.RUNNING and 1 <= len(t.intermediate_values) <= epochs - EPOCHS_LEFT
+
+
+def wait_for(pred, timeout: float, what: str, proc: subprocess.Popen):
+    """pred()'s first truthy value; fails at once if the sweep proc exits first."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -128,6 +154,8 @@ def wait_for(pred, timeout: float, what: str):
             value = None
         if value:
             return value
+        if proc.poll() is not None:
+            raise AssertionError(f"the sweep exited (code {proc.returncode}) before {what}")
         time.sleep(1)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -160,12 +188,12 @@ def test_sweep_spreads_over_nodes(cluster, tmp_path):
 
 
 def test_driver_sigkill_then_resume(cluster, tmp_path):
-    cmd = sweep_cmd(tmp_path, cluster, "driver", 6, "--max-concurrent", "3")
+    cmd = sweep_cmd(tmp_path, cluster, "driver", 6, "--max-concurrent", "3", text=space(**SLOW))
     first = subprocess.Popen(cmd, stdout=open(tmp_path / "first.log", "w"), stderr=subprocess.STDOUT, env=ENV,
                              start_new_session=True)
     try:
         wait_for(lambda: (ts := handed(tmp_path, "driver")) and any(t.state.is_finished() for t in ts)
-                 and any(t.state == TrialState.RUNNING and t.intermediate_values for t in ts), 300, "progress")
+                 and any(mid_run(t, 5) for t in ts), 300, "a finished trial and one mid-run", first)
         os.kill(first.pid, signal.SIGKILL)
         first.wait(30)
     finally:
@@ -174,6 +202,7 @@ def test_driver_sigkill_then_resume(cluster, tmp_path):
         except ProcessLookupError:
             pass
     before = {t.number: t.state for t in handed(tmp_path, "driver")}
+    assert TrialState.RUNNING in before.values()  # the resume below has an interrupted trial to re-run
     second = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=ENV, timeout=500)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     after = handed(tmp_path, "driver")
@@ -186,20 +215,38 @@ def test_driver_sigkill_then_resume(cluster, tmp_path):
 
 
 def test_worker_node_dies_mid_sweep(cluster, tmp_path):
-    cmd = sweep_cmd(tmp_path, cluster, "worker", 6, "--max-concurrent", "3", "--max-failures", "1")
+    epochs = 6
+    cmd = sweep_cmd(tmp_path, cluster, "worker", 6, "--max-concurrent", "3", "--max-failures", "1",
+                    text=space(epochs, **SLOW))
+    start = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
-    victim = cluster.ids["node_w1"]
-    on_victim = wait_for(lambda: [t.number for t in handed(tmp_path, "worker") if t.user_attrs.get("node_id") == victim
-                                  and t.state == TrialState.RUNNING], 300, "a trial on node_w1")
-    cluster.kill("node_w1")
+    workers = {cluster.ids[n]: n for n in ("node_w1", "node_w2")}  # never the head: it holds the cluster
+
+    def mid_run_on_a_worker():
+        """(node id, trial number) of a trial mid-run on a worker node: Ray decides which worker
+        gets trials, so the victim is chosen here, not beforehand."""
+        for t in handed(tmp_path, "worker"):
+            if t.user_attrs.get("node_id") in workers and mid_run(t, epochs):
+                return t.user_attrs["node_id"], t.number
+    victim, number = wait_for(mid_run_on_a_worker, 300, "a trial mid-run on a worker node", proc)
+    killed_at = time.time()
+    cluster.kill(workers[victim])
     out = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, out[-3000:]
     trials = handed(tmp_path, "worker")
     assert len(trials) == 6 and all(t.state.is_finished() for t in trials)
     assert len(tune_trial_dirs(tmp_path, "worker")) == len(trials)  # what Tune ran, each counted once
     assert len({t.user_attrs["ray_trial_id"] for t in trials}) == 6
-    hit = [t for t in trials if t.number in on_victim]
-    assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in hit)
-    retried = [t for t in hit if t.state == TrialState.COMPLETE]
+    hit = next(t for t in trials if t.number == number)
+    assert hit.state == TrialState.COMPLETE, hit.user_attrs.get("error")  # retried and resumed to the end
+    assert sorted(hit.intermediate_values) == list(range(1, epochs + 1))  # its whole learning curve
+    rows = tune_results(tmp_path, "worker", hit.user_attrs["ray_trial_id"])
+    assert [r["epoch"] for r in rows] == list(range(1, epochs + 1))  # resumed after its checkpoint, not rerun
+    nodes = [r["node_id"] for r in rows]
+    assert nodes[0] == victim and nodes[-1] != victim  # finished on another node
+    resumed_at = next(r["epoch"] for r in rows if r["node_id"] != nodes[0])
     counts = {s.name: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    print(f"worker failure: 6 started, {len(hit)} on the killed node, {len(retried)} retried to completion, {counts}")
+    names = {i: n for n, i in cluster.ids.items()}
+    per_node = {n: sum(names[t.user_attrs["node_id"]] == n for t in trials) for n in cluster.ids}
+    print(f"worker failure: {workers[victim]} killed {killed_at - start:.0f} s in, trial {number} resumed at epoch "
+          f"{resumed_at} of {epochs} on another node; sweep {time.time() - start:.0f} s, {counts}, first ran on {per_node}")

@@ -63,7 +63,7 @@ def test_long_histories_are_cut_to_the_most_recent_stays(tmp_path, via_disk):
     batches = list(iter_batches(test, 8))
     assert [b.seq["loc"].shape[1] for b in batches] == [5]
     model = build_model(SMALL, ds.info)
-    metrics = evaluate(model, test, ds.info.n_locations)
+    metrics = evaluate(model, ds, "test")
     assert np.isfinite(metrics["loss"])
     # Every position index the model computes fits its embedding without clamping.
     assert int(test.lengths.max()) <= model.encoder.extra["position"].num_embeddings

@@ -95,7 +95,7 @@ def test_early_stopping_returns_the_best_epoch(data):
     assert result.best_epoch == losses.index(min(losses)) + 1 < result.epochs_run
     model = build_model(cfg, data.info)
     model.load_state_dict(result.state_dict)
-    again = evaluate(model, data["val"], data.info.n_locations)
+    again = evaluate(model, data, "val")
     assert math.isclose(again["loss"], result.best_metrics["val_loss"], rel_tol=1e-5)
     assert not math.isclose(again["loss"], losses[-1], rel_tol=1e-3)
 

@@ -1,0 +1,18 @@
+"""The tasks nextsweep can search: one object per task behind the `Task` base."""
+
+from models.config import ModelError
+from models.tasks._base import LossFn, Task
+from models.tasks.category import CategoryTask
+from models.tasks.location import LocationTask
+from models.tasks.vector import VectorTask
+
+TASKS: dict[str, Task] = {t.name: t for t in (LocationTask(), CategoryTask(), VectorTask())}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ModelError(f"task {name!r}: not supported; use one of {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+__all__ = ["TASKS", "Task", "LossFn", "get_task"]

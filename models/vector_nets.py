@@ -1,0 +1,77 @@
+"""Models over given per-step vectors (category and vector tasks): a vector encoder in front of
+the same sequence bodies as next-location, and a class or vector head on the last state."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from data_io import DatasetInfo
+from models.config import ModelConfig
+from models.networks import make_body
+
+
+class VectorEncoder(nn.Module):
+    """Projection of the D-dim inputs to the model width, plus optional group (user) and
+    position embeddings, summed, normalised."""
+
+    def __init__(self, cfg: ModelConfig, info: DatasetInfo):
+        super().__init__()
+        d = cfg.d_model
+        self.proj = nn.Linear(info.input_dim, d)
+        self.user = nn.Embedding(info.n_users, d) if cfg.use_user else None
+        self.n_pos = max(1, info.max_history)
+        self.position = nn.Embedding(self.n_pos, d) if cfg.use_position else None
+        for emb in (self.user, self.position):
+            if emb is not None:
+                nn.init.normal_(emb.weight, std=0.02)
+        self.norm = nn.LayerNorm(d)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, seq: dict[str, torch.Tensor], user: torch.Tensor, lengths: torch.Tensor):
+        x = self.proj(seq["vec"])
+        if self.user is not None:
+            x = x + self.user(user.clamp(0, self.user.num_embeddings - 1))[:, None, :]
+        if self.position is not None:  # steps back from the end: 0 = the latest step
+            steps = lengths[:, None] - 1 - torch.arange(x.shape[1], device=x.device)[None, :]
+            x = x + self.position(steps.clamp(0, self.n_pos - 1))
+        return self.drop(self.norm(x))
+
+
+class ClassHead(nn.Module):
+    def __init__(self, d: int, n_classes: int):
+        super().__init__()
+        self.out = nn.Linear(d, n_classes)
+
+    def forward(self, last, seq, lengths):
+        return self.out(last).log_softmax(-1)
+
+
+class VectorHead(nn.Module):
+    """The next vector; with `delta`, the last input vector plus a predicted change."""
+
+    def __init__(self, d: int, target_dim: int, delta: bool):
+        super().__init__()
+        self.out = nn.Linear(d, target_dim)
+        self.delta = delta
+
+    def forward(self, last, seq, lengths):
+        pred = self.out(last)
+        if self.delta:
+            pred = pred + seq["vec"][torch.arange(len(lengths), device=pred.device), lengths - 1]
+        return pred
+
+
+class VectorInputModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, info: DatasetInfo, head: nn.Module):
+        super().__init__()
+        self.encoder = VectorEncoder(cfg, info)
+        self.body = make_body(cfg)
+        self.out_norm = nn.LayerNorm(cfg.d_model) if cfg.family in ("gru", "lstm") else nn.Identity()
+        self.head = head
+
+    def forward(self, seq: dict[str, torch.Tensor], user: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        pad = torch.arange(seq["vec"].shape[1], device=lengths.device)[None, :] >= lengths[:, None]
+        h = self.body(self.encoder(seq, user, lengths), pad)
+        last = self.out_norm(h[torch.arange(len(lengths), device=h.device), lengths - 1])
+        return self.head(last, seq, lengths)

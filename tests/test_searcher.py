@@ -1,0 +1,197 @@
+"""The searcher, ASHA wiring and resume bookkeeping, without starting Ray (review items 2, 5, 6,
+10, 22, 23): every outcome a trial can have lands in the study as the state `tally` counts."""
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.outcomes import STOPPED, tally
+from search.searcher import BudgetSearcher, RecordingASHA
+from search.storage import SearchError
+from search.sweep import SweepOptions, _plan, open_study
+from spaces import CompiledSpace, load_space, load_space_data
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SPACE = """
+name: tiny
+data: {synthetic: {users: 12, days: 40, locations: 60, seed: 2}}
+budget: {max_params: 20000}
+asha: {max_epochs: 4, grace_period: 1, reduction_factor: 2}
+params:
+  family: {type: categorical, choices: [gru, transformer]}
+  heads: {type: categorical, choices: [2, 4], when: {family: transformer}}
+  d_model: {type: int, low: 16, high: 64, step: 8}
+  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
+  batch_size: 128
+"""
+
+
+def load(tmp_path, text=SPACE):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    space = load_space(path)
+    return space, CompiledSpace(space, load_space_data(space).info)
+
+
+def make_searcher(compiled, study=None):
+    study = study or optuna.create_study(direction="maximize")
+    asha = RecordingASHA(time_attr="epoch", max_t=4, grace_period=1, reduction_factor=2)
+    return BudgetSearcher(study, compiled, asha, seed=0, cpus=1, attrs={}, orphans=[])
+
+
+def row(epoch, value, best, best_epoch, last=False):
+    return {"epoch": epoch, "val_hit5": value, "best_val_hit5": best, "best_epoch": best_epoch, "last": last,
+            "val_acc1": value / 2, "samples_s": 100.0, "wall_s": float(epoch)}
+
+
+def test_every_outcome_maps_to_its_state(tmp_path):
+    _, compiled = load(tmp_path)
+    s = make_searcher(compiled)
+    ids = ["done", "pruned", "crashed", "cut", "never"]
+    for tid in ids:
+        assert "engine" in s.suggest(tid)
+    for tid in ids[:4]:
+        s.on_trial_result(tid, row(1, 0.5, 0.5, 1))
+    s.on_trial_result("done", row(2, 0.4, 0.5, 1, last=True))
+    s.on_trial_complete("done", row(2, 0.4, 0.5, 1, last=True))
+    s.asha.stopped.add("pruned")
+    s.on_trial_complete("pruned", row(1, 0.5, 0.5, 1))
+    s.on_trial_complete("crashed", error=True)
+    s.fail("crashed", "NonFiniteLoss: non-finite training loss")
+    s.on_trial_complete("cut", row(1, 0.5, 0.5, 1))
+    s.close()  # "never": Tune stopped it before any epoch
+    by_id = {t.user_attrs["ray_trial_id"]: t for t in s.study.trials}
+    done = by_id["done"]
+    assert done.state == TrialState.COMPLETE and done.value == 0.5  # the best epoch, not the last
+    assert done.intermediate_values == {1: 0.5, 2: 0.4}  # the learning curve, every epoch
+    assert done.user_attrs["best_epoch"] == 1 and done.user_attrs["best_metrics"]["val_acc1"] == 0.25
+    assert by_id["pruned"].state == TrialState.PRUNED
+    assert by_id["crashed"].state == TrialState.FAIL and "NonFiniteLoss" in by_id["crashed"].user_attrs["error"]
+    assert by_id["cut"].user_attrs["error"].startswith(STOPPED) and by_id["never"].state == TrialState.FAIL
+    assert tally(s.study.trials) == {"complete": 1, "pruned": 1, "failed": 1, "stopped": 2, "running": 0,
+                                     "over_budget": 0, "unbuildable": 0, "forbidden": 0}
+
+
+def test_asha_ranks_on_the_best_epoch_so_far(tmp_path):
+    """A trial whose 2nd epoch dips below a rival is kept: its best (0.7) beats the rival's 0.6."""
+    _, compiled = load(tmp_path)
+    s = make_searcher(compiled)
+    s.asha.set_search_properties(s.metric, "max")  # what TuneConfig(metric=searcher.metric) does
+    a, b = SimpleNamespace(trial_id="a"), SimpleNamespace(trial_id="b")
+    for t in (a, b):
+        s.asha.on_trial_add(None, t)
+    s.asha.on_trial_result(None, a, row(1, 0.5, 0.5, 1))
+    s.asha.on_trial_result(None, b, row(1, 0.7, 0.7, 1))
+    s.asha.on_trial_result(None, a, row(2, 0.6, 0.6, 2))
+    decision = s.asha.on_trial_result(None, b, row(2, 0.4, 0.7, 1))
+    assert decision == RecordingASHA.CONTINUE and "b" not in s.asha.stopped
+    worse = s.asha.on_trial_result(None, SimpleNamespace(trial_id="c"), row(2, 0.3, 0.3, 2)) \
+        if s.asha.on_trial_add(None, SimpleNamespace(trial_id="c")) is None else None
+    assert worse == RecordingASHA.STOP  # the rung still prunes a trial whose best is weak
+
+
+UNBUILDABLE_SPACE = """
+name: odd
+data: {synthetic: {users: 12, days: 40, locations: 60, seed: 2}}
+params:
+  family: transformer
+  d_model: 30
+  heads: {type: categorical, choices: [2, 4]}
+  layers: 1
+"""
+
+
+def test_unbuildable_and_over_budget_are_recorded_apart(tmp_path):
+    _, compiled = load(tmp_path, UNBUILDABLE_SPACE)  # no budget: 4 heads cannot split a width of 30
+    s = make_searcher(compiled)
+    for i in range(12):
+        s.suggest(f"t{i}")
+    rejected = [t for t in s.study.trials if "rejected" in t.user_attrs]
+    assert rejected and all(t.user_attrs["rejected"] == "cannot be built" for t in rejected)
+    assert all(t.constraints == {"params_over_budget": 1.0} for t in rejected)  # infeasible, so TPE learns to avoid them
+    assert "heads=4: must divide d_model=30" in rejected[0].user_attrs["error"]
+    counts = tally(s.study.trials)
+    assert counts["unbuildable"] == len(rejected) == s.rejected["unbuildable"] and counts["over_budget"] == 0
+
+    space, compiled = load(tmp_path)
+    compiled.fit_width = False  # the width drawn blindly: some draws are over the budget
+    s = make_searcher(compiled)
+    for i in range(30):
+        s.suggest(f"t{i}")
+    over = [t for t in s.study.trials if t.user_attrs.get("rejected") == "over budget"]
+    assert over and all(t.constraints["params_over_budget"] > 0 and t.user_attrs["n_params"] > space.max_params for t in over)
+    assert tally(s.study.trials)["over_budget"] == len(over) and tally(s.study.trials)["unbuildable"] == 0
+
+
+def _opts(tmp_path, space_path, resume=False):
+    return SweepOptions(space=str(space_path), storage=f"sqlite:///{tmp_path / 's.db'}", study="st", resume=resume)
+
+
+def _propose(study, compiled, n):
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        p = compiled.propose(trial)
+        study.tell(trial, float(p.n_params % 7))
+        out.append(json.dumps(trial.params, sort_keys=True))
+    return out
+
+
+def test_a_resumed_study_proposes_nothing_already_tried(tmp_path):
+    space, compiled = load(tmp_path)
+    opts = _opts(tmp_path, space.path)
+    from search.storage import open_storage
+    from search.sweep import _record_study
+    study = open_study(opts, space, open_storage(opts.storage))
+    _record_study(study, opts, space, "fp")
+    first = _propose(study, compiled, 6)
+    again = open_study(_opts(tmp_path, space.path, resume=True), space, open_storage(opts.storage))
+    second = _propose(again, compiled, 6)
+    assert not set(first) & set(second), "a resumed sweep proposed a configuration it had already tried"
+
+
+@pytest.mark.parametrize("change, key", [("max_params: 20000", "budget"), ("high: 64", "params.d_model"),
+                                          ("max_epochs: 4", "asha")])
+def test_resume_refuses_a_changed_space(tmp_path, change, key):
+    space, _ = load(tmp_path)
+    opts = _opts(tmp_path, space.path)
+    from search.storage import open_storage
+    from search.sweep import _record_study
+    study = open_study(opts, space, open_storage(opts.storage))
+    _record_study(study, opts, space, "fp")
+    new = {"max_params: 20000": "max_params: 30000", "high: 64": "high: 80", "max_epochs: 4": "max_epochs: 5"}[change]
+    changed, _ = load(tmp_path, SPACE.replace(change, new))
+    with pytest.raises(SearchError, match=f"--resume: .*{key}"):
+        open_study(_opts(tmp_path, space.path, resume=True), changed, open_storage(opts.storage))
+
+
+def test_plan_closes_what_a_killed_driver_left(tmp_path):
+    space, compiled = load(tmp_path)
+    study = optuna.create_study(direction="maximize")
+    killed_rejected = study.ask()
+    killed_rejected.set_user_attr("rejected", "over budget")  # the driver died before tell()
+    too_big = study.ask()  # interrupted trial whose config no longer fits the budget
+    too_big.set_user_attr("config", json.dumps({"family": "gru", "d_model": 512, "layers": 2}))
+    fine = study.ask()
+    fine.set_user_attr("config", json.dumps({"family": "gru", "d_model": 16, "layers": 1}))
+    orphans, finished = _plan(study, compiled)
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.PRUNED, TrialState.PRUNED, TrialState.RUNNING]
+    assert study.trials[1].user_attrs["rejected"] == "over budget"
+    assert [t.number for t in orphans] == [fine.number] and finished == 0
+
+
+def test_status_and_sweep_bookkeeping_import_no_ray():
+    code = ("import sys, search.status, search.sweep, search.outcomes\n"
+            "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    # progress (a Tune callback) and the sweep no longer import each other
+    code = "import sys, search.progress; print('search.sweep' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
