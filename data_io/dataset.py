@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -132,23 +133,36 @@ def write_dataset(out: str | Path, name: str, splits: dict[str, Samples], vocab:
                   params: PrepareParams, source: dict, overwrite: bool = False) -> DatasetInfo:
     """Write to a temp dir beside `out`, then swap it in: `out` never holds a partial dataset."""
     out = Path(out)
+    check_out(out, overwrite)
+    tables = {k: to_table(v) for k, v in splits.items()}
+    info = make_info(name, splits, vocab, params, source, tables)
+    with staged_dir(out) as tmp:
+        for split, table in tables.items():
+            pq.write_table(table, tmp / f"{split}.parquet")
+        (tmp / INFO_FILE).write_text(info.to_json() + "\n")
+    return info
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse before any work: an existing `out` needs --overwrite and must be a dataset of ours."""
     if out.exists() and not overwrite:
         raise DataError(f"{out}: already exists; choose another --out or pass --overwrite")
     if out.exists():
         check_replaceable(out)
+
+
+@contextmanager
+def staged_dir(out: Path):
+    """A temp dir beside `out` to write the dataset into; swapped in as `out` when the block ends,
+    removed if it fails, so `out` never holds a partial dataset."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tables = {k: to_table(v) for k, v in splits.items()}
-    info = make_info(name, splits, vocab, params, source, tables)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        for split, table in tables.items():
-            pq.write_table(table, tmp / f"{split}.parquet")
-        (tmp / INFO_FILE).write_text(info.to_json() + "\n")
+        yield tmp
         swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return info
 
 
 def check_replaceable(out: Path) -> None:

@@ -12,8 +12,6 @@ events table (CSV / Parquet) plus an item-embedding table, cut into windows per 
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from data_io.dataset import INFO_FILE, Dataset, DatasetInfo, SplitArrays, check_replaceable, read_info, swap_in
+from data_io.dataset import INFO_FILE, Dataset, DatasetInfo, SplitArrays, check_out, read_info, staged_dir
 from data_io.errors import DataError
 from data_io.folds import grouped_split
 from data_io.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, _column, read_frame
@@ -43,27 +41,13 @@ def write_vector_dataset(out: str | Path, ds: Dataset, overwrite: bool = False) 
     out = Path(out)
     check_out(out, overwrite)
     info = dataclasses.replace(ds.info, fingerprint=_fingerprint(ds.splits, ds.banks, ds.info.params, ds.info.classes))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with staged_dir(out) as tmp:
         for split in SPLITS:
             np.savez(tmp / f"{split}.npz", **_split_dict(ds[split]))
             if split in ds.banks:
                 np.save(tmp / f"bank_{split}.npy", np.asarray(ds.banks[split], dtype=np.float32))
         (tmp / INFO_FILE).write_text(info.to_json() + "\n")
-        swap_in(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return info
-
-
-def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse before any work: an existing `out` needs --overwrite and must be a dataset of ours."""
-    if out.exists() and not overwrite:
-        raise DataError(f"{out}: already exists; choose another --out or pass --overwrite")
-    if out.exists():
-        check_replaceable(out)
 
 
 def _split_dict(a: SplitArrays) -> dict[str, np.ndarray]:

@@ -188,7 +188,7 @@ def _plan(study: optuna.Study, compiled: CompiledSpace) -> tuple[list, int]:
             why = _recheck(compiled, json.loads(t.user_attrs["config"]))
             if why is None:
                 continue  # re-run below
-            study._storage.set_trial_user_attr(t._trial_id, "rejected", why)
+            optuna.trial.Trial(study, t._trial_id).set_user_attr("rejected", why)
         study.tell(t.number, state=TrialState.PRUNED)  # the state every rejection gets
     handed = [t for t in study.get_trials(deepcopy=False) if "config" in t.user_attrs and "rejected" not in t.user_attrs]
     orphans = [t for t in handed if t.state == TrialState.RUNNING]

@@ -187,6 +187,49 @@ def test_sweep_spreads_over_nodes(cluster, tmp_path):
     print(f"multi-node sweep: {time.time() - start:.0f} s, trials on {len(nodes)} nodes")
 
 
+TASK_SPACES = {
+    "category": """
+name: cluster_category
+task: category
+data: {synthetic: {groups: 24, steps: 50, dim: 12, items: 80, n_folds: 3, seed: 1}}
+folds: 3
+budget: {max_params: 20000}
+asha: {max_epochs: 3, grace_period: 3}
+forbid: [{loss: weighted_ce, sampler: balanced}]
+params:
+  family: {type: categorical, choices: [gru, lstm]}
+  d_model: {type: int, low: 16, high: 48, step: 8}
+  loss: {type: categorical, choices: [weighted_ce, focal]}
+  sampler: {type: categorical, choices: [uniform, balanced]}
+  patience: 3
+""",
+    "vector": """
+name: cluster_vector
+task: vector
+data: {synthetic: {groups: 24, steps: 50, dim: 12, items: 80, seed: 1}}
+budget: {max_params: 20000}
+asha: {max_epochs: 3, grace_period: 3}
+params:
+  family: {type: categorical, choices: [gru, lstm]}
+  d_model: {type: int, low: 16, high: 48, step: 8}
+  loss: {type: categorical, choices: [cosine, infonce]}
+  patience: 3
+"""}
+
+
+@pytest.mark.parametrize("task", ["category", "vector"])
+def test_task_sweeps_on_the_cluster(cluster, tmp_path, task):
+    """The category (3 grouped folds in lockstep) and vector tasks run on the nodes like next-location."""
+    out = subprocess.run(sweep_cmd(tmp_path, cluster, task, 3, "--max-concurrent", "3", text=TASK_SPACES[task]),
+                         capture_output=True, text=True, env=ENV, timeout=500)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    trials = [t for t in handed(tmp_path, task) if "rejected" not in t.user_attrs]
+    assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert {t.user_attrs["node_id"] for t in trials} <= set(cluster.ids.values())
+    metric = "val_f1" if task == "category" else "val_hit5"
+    assert all(t.value > 0 and abs(t.value - t.user_attrs["best_metrics"][metric]) < 1e-6 for t in trials)
+
+
 def test_driver_sigkill_then_resume(cluster, tmp_path):
     cmd = sweep_cmd(tmp_path, cluster, "driver", 6, "--max-concurrent", "3", text=space(**SLOW))
     first = subprocess.Popen(cmd, stdout=open(tmp_path / "first.log", "w"), stderr=subprocess.STDOUT, env=ENV,

@@ -76,6 +76,7 @@ def test_study_matches_what_tune_and_asha_did(sweep):
     states = {t.state for t in trials}
     assert TrialState.COMPLETE in states and TrialState.PRUNED in states, states
     tune = tune_outcomes(tmp / opts.study)
+    assert (tmp / opts.study).stat().st_mode & 0o777 == 0o700  # Tune's pickles hold the storage URL
     for t in trials:
         ran = tune[json.loads(t.user_attrs["config"])["seed"]]
         # Every epoch Tune saw is an intermediate value of the Optuna trial.
