@@ -42,26 +42,33 @@ def load_data(spec: dict, where, task: str = "location") -> Dataset:
     return data
 
 
+def _synthetic_location(settings: dict) -> Dataset:
+    p = SynthParams(**settings)
+    splits, vocab = build_samples(generate_staypoints(p), PrepareParams(), source="synthetic")
+    return in_memory("synthetic", splits, vocab, PrepareParams(), {"synthetic": asdict(p)})
+
+
+def _geolife_location(folder: Path) -> Dataset:
+    sp_file, ids_file = folder / "dataSet_geolife.csv", folder / "valid_ids_geolife.csv"
+    splits, vocab = build_samples(read_staypoints(sp_file, GEOLIFE_COLUMNS), GEOLIFE_PARAMS,
+                                  read_id_list(ids_file), source=sp_file)
+    source = {"preset": "geolife", "staypoints": str(sp_file), "valid_ids": str(ids_file)}
+    return in_memory("geolife", splits, vocab, GEOLIFE_PARAMS, source)
+
+
+# What `synthetic:` and `geolife:` mean for each task: one row per task, so a new task adds a row.
+READERS = {
+    "location": {"synthetic": _synthetic_location, "geolife": _geolife_location},
+    "category": {"synthetic": lambda s: synthetic_category(CategorySynthParams(**s)),
+                 "geolife": lambda d: geolife_category(d / "dataSet_geolife.csv", d / "valid_ids_geolife.csv",
+                                                       d / "locations_geolife.csv", DerivedParams())},
+    "vector": {"synthetic": lambda s: synthetic_vector(VectorSynthParams(**s)),
+               "geolife": lambda d: geolife_vector(d / "dataSet_geolife.csv", d / "valid_ids_geolife.csv", DerivedParams())},
+}
+
+
 def _read(kind: str, value, task: str) -> Dataset:
-    if kind == "synthetic":
-        if task == "category":
-            return synthetic_category(CategorySynthParams(**value))
-        if task == "vector":
-            return synthetic_vector(VectorSynthParams(**value))
-        p = SynthParams(**value)
-        splits, vocab = build_samples(generate_staypoints(p), PrepareParams(), source="synthetic")
-        return in_memory("synthetic", splits, vocab, PrepareParams(), {"synthetic": asdict(p)})
-    if kind == "geolife":
-        sp_file, ids_file = value / "dataSet_geolife.csv", value / "valid_ids_geolife.csv"
-        if task == "category":
-            return geolife_category(sp_file, ids_file, value / "locations_geolife.csv", DerivedParams())
-        if task == "vector":
-            return geolife_vector(sp_file, ids_file, DerivedParams())
-        splits, vocab = build_samples(read_staypoints(sp_file, GEOLIFE_COLUMNS), GEOLIFE_PARAMS,
-                                      read_id_list(ids_file), source=sp_file)
-        source = {"preset": "geolife", "staypoints": str(sp_file), "valid_ids": str(ids_file)}
-        return in_memory("geolife", splits, vocab, GEOLIFE_PARAMS, source)
-    return load_dataset(value)
+    return load_dataset(value) if kind == "path" else READERS[task][kind](value)
 
 
 def load_space_info(space: Space):
