@@ -1,5 +1,6 @@
 """Reading mobility tables, the Geolife protocol, synthetic data, the dataset format, batches;
-vector datasets (category / vector tasks), their files, and grouped splits and folds."""
+vector datasets (category / vector tasks: `vectors`, their files `vector_io` and `columns`, what
+each task's target is `targets`), and grouped splits and folds."""
 
 from data_io.dataset import Dataset, DatasetInfo, SplitArrays, load_dataset, read_info
 from data_io.errors import DataError

@@ -17,9 +17,8 @@ import numpy as np
 from data_io.dataset import Dataset, DatasetInfo, SplitArrays
 from data_io.errors import DataError
 from data_io.folds import check_fractions, grouped_folds, grouped_split
+from data_io.targets import SPLITS, target_kind
 
-TASKS = ("category", "vector")
-SPLITS = ("train", "val", "test")
 SPLIT_BY = ("group", "time")
 
 
@@ -90,17 +89,12 @@ def vector_dataset(name: str, task: str, splits: dict[str, VectorSamples], *, cl
     """Check the splits and build the Dataset that models and the sweep consume. `banks`
     (vector task) defaults to the distinct target vectors of each split. `where` names the
     input in error messages."""
-    if task not in TASKS:
-        raise DataError(f"{where}: task {task!r}: use one of {', '.join(TASKS)}")
-    _check_splits(task, splits, classes, where)
+    kind = target_kind(task, where)
+    _check_inputs(splits, where)
+    kind.check(splits, classes, where)
     max_hist = int(splits["train"].lengths.max())  # train only: val/test must not size the model
-    arrays = {k: _split_arrays(v, max_hist) for k, v in splits.items()}
-    out_banks = {}
-    if task == "vector":
-        for split, arr in arrays.items():
-            bank = _default_bank(arr.target) if banks is None or split not in banks else _check_bank(banks[split], arr, split, where)
-            out_banks[split] = bank
-            arr.target_id = _rows_in_bank(arr.target, bank, split, where)
+    arrays = {k: _split_arrays(v, max_hist, kind) for k, v in splits.items()}
+    out_banks = kind.banks(arrays, banks, where)
     first = splits["train"]
     n_groups = int(max(int(s.group.max()) for s in splits.values()))
     params = params or {}
@@ -109,13 +103,13 @@ def vector_dataset(name: str, task: str, splits: dict[str, VectorSamples], *, cl
         cardinalities={"user": n_groups + 1, "position": max_hist},
         split_sizes={k: len(v) for k, v in splits.items()}, max_history=max_hist, params=params,
         source=source or {}, task=task, input_dim=int(first.x.shape[2]),
-        target_dim=int(first.target.shape[1]) if task == "vector" else 0,
+        target_dim=kind.dim(first.target),
         classes=list(classes or []), n_folds=n_folds)
     info.fingerprint = _fingerprint(arrays, out_banks, params, info.classes)
     return Dataset(info, arrays, banks=out_banks)
 
 
-def _check_splits(task: str, splits: dict[str, VectorSamples], classes, where: str) -> None:
+def _check_inputs(splits: dict[str, VectorSamples], where: str) -> None:
     missing = [s for s in SPLITS if s not in splits]
     if missing:
         raise DataError(f"{where}: no {missing[0]} split; every dataset needs train, val and test")
@@ -132,39 +126,9 @@ def _check_splits(task: str, splits: dict[str, VectorSamples], classes, where: s
             raise DataError(f"{where}: {s}: empty sequences; every sample needs at least one step")
         if (v.group < 1).any():
             raise DataError(f"{where}: {s}: group codes must be >= 1 (0 is reserved)")
-    if task == "category":
-        _check_classes(splits, classes, where)
-    else:
-        _check_vector_targets(splits, where)
 
 
-def _check_classes(splits: dict[str, VectorSamples], classes, where: str) -> None:
-    if not classes or len(classes) < 2:
-        raise DataError(f"{where}: the targets hold {len(classes or [])} class(es) {list(classes or [])}; the category "
-                        "task needs at least 2, give targets of two or more classes")
-    seen = np.unique(splits["train"].target)
-    for s, v in splits.items():
-        if v.target.ndim != 1 or v.target.min() < 0 or v.target.max() >= len(classes):
-            raise DataError(f"{where}: {s}: targets must be class ids 0..{len(classes) - 1}")
-        unseen = np.setdiff1d(np.unique(v.target), seen)
-        if len(unseen):
-            raise DataError(f"{where}: {s}: label {classes[int(unseen[0])]!r} never occurs in train, so no model can "
-                            "learn it; drop those samples or move data into train")
-    if len(seen) < 2:
-        raise DataError(f"{where}: train holds a single class ({classes[int(seen[0])]!r}); a classifier needs at least 2")
-
-
-def _check_vector_targets(splits: dict[str, VectorSamples], where: str) -> None:
-    dim = splits["train"].target.shape[1:] if splits["train"].target.ndim == 2 else None
-    for s, v in splits.items():
-        if v.target.ndim != 2 or v.target.shape[1:] != dim:
-            raise DataError(f"{where}: {s}: target vectors must all have one dimension (train has "
-                            f"{dim[0] if dim else '?'}); fix the targets")
-        if not np.isfinite(v.target).all():
-            raise DataError(f"{where}: {s}: target vectors hold NaN or inf; clean or drop those rows")
-
-
-def _split_arrays(v: VectorSamples, max_hist: int) -> SplitArrays:
+def _split_arrays(v: VectorSamples, max_hist: int, kind) -> SplitArrays:
     """Tensorised split; histories longer than train's longest keep their most recent steps."""
     lengths = np.minimum(v.lengths.astype(np.int64), max_hist)
     width = max(1, int(lengths.max()))
@@ -174,39 +138,10 @@ def _split_arrays(v: VectorSamples, max_hist: int) -> SplitArrays:
         cols = (v.lengths[cut] - max_hist)[:, None] + np.arange(width)[None, :]
         x[cut] = np.take_along_axis(v.x[cut], cols[:, :, None], axis=1)
     x[np.arange(width)[None, :] >= lengths[:, None]] = 0  # padding is zero whatever the input held
-    target = v.target.astype(np.float32, copy=False) if v.target.ndim == 2 else v.target.astype(np.int64, copy=False)
+    target = kind.as_array(v.target)
     sample_id = np.arange(len(v), dtype=np.int64) if v.sample_id is None else v.sample_id.astype(np.int64)
     return SplitArrays(sample_id, v.group.astype(np.int64), target, lengths,
                        {"vec": x}, fold=None if v.fold is None else v.fold.astype(np.int64))
-
-
-def _default_bank(targets: np.ndarray) -> np.ndarray:
-    return np.unique(targets, axis=0).astype(np.float32)
-
-
-def _check_bank(bank: np.ndarray, arr: SplitArrays, split: str, where: str) -> np.ndarray:
-    bank = np.asarray(bank, dtype=np.float32)
-    if bank.ndim != 2 or bank.shape[1] != arr.target.shape[1]:
-        raise DataError(f"{where}: bank for {split}: dimension {bank.shape[1:] if bank.ndim == 2 else bank.shape} "
-                        f"differs from the targets' {arr.target.shape[1]}; give a bank of the targets' dimension")
-    if not np.isfinite(bank).all():
-        raise DataError(f"{where}: bank for {split}: holds NaN or inf")
-    return bank
-
-
-def _rows_in_bank(targets: np.ndarray, bank: np.ndarray, split: str, where: str) -> np.ndarray:
-    """Each target's row in the bank (exact match), vectorised through a byte view of the rows."""
-    def as_key(a: np.ndarray) -> np.ndarray:  # + 0.0 turns -0.0 into 0.0, which np.unique treats as equal
-        a = np.ascontiguousarray(np.asarray(a, dtype=np.float32) + np.float32(0.0))
-        return a.view(np.dtype((np.void, a.shape[1] * 4))).ravel()
-    keys, first = np.unique(as_key(bank), return_index=True)
-    pos = np.searchsorted(keys, as_key(targets))
-    pos = np.minimum(pos, len(keys) - 1)
-    found = keys[pos] == as_key(targets)
-    if not found.all():
-        raise DataError(f"{where}: {split}: {int((~found).sum())} target vectors are not in the bank; "
-                        "the bank must hold every target vector (or leave it out to use the targets themselves)")
-    return first[pos].astype(np.int64)
 
 
 def _fingerprint(arrays: dict[str, SplitArrays], banks: dict[str, np.ndarray], params: dict,
@@ -250,8 +185,7 @@ def events_dataset(name: str, task: str, events: Events, items: np.ndarray, para
     item vectors before the target event, the target is that event's class (category) or item
     vector (vector task; the bank is every item vector unless `bank` is given)."""
     params.check(where)
-    if task == "category" and (events.label is None or not classes):
-        raise DataError(f"{where}: the category task needs a class per event; name its column with --category-col")
+    kind = target_kind(task, where)
     order = np.lexsort((events.time, events.group))  # stable: ties keep the input order
     group, item = events.group[order], events.item[order]
     split = _event_splits(group, params, where)
@@ -260,20 +194,19 @@ def events_dataset(name: str, task: str, events: Events, items: np.ndarray, para
     if len(targets) == 0:
         raise DataError(f"{where}: no sample: no group has more than --min-history {params.min_history} events "
                         "in one split; lower --min-history or add data")
-    if task == "category":
-        present = np.unique(events.label[order][targets])  # classes that occur as targets, sorted
-        label = np.searchsorted(present, events.label[order])
-        classes = [classes[i] for i in present]
+    try:
+        target_of, classes = kind.event_targets(None if events.label is None else events.label[order], classes,
+                                                items, item, targets)
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from None
     splits = {}
     for i, s in enumerate(SPLITS):
         t = targets[split[targets] == i]
         lengths = np.minimum(pos[t], params.window)
-        target = label[t] if task == "category" else items[item[t]].astype(np.float32)
-        splits[s] = VectorSamples(_histories(items, item, t, lengths), lengths, group[t], target,
+        splits[s] = VectorSamples(_histories(items, item, t, lengths), lengths, group[t], target_of(t),
                                   sample_id=order[t])
     add_folds(splits, params.folds, params.seed, where)
-    banks = None if task == "category" else {s: items if bank is None else bank for s in SPLITS}
-    return vector_dataset(name, task, splits, classes=classes, banks=banks, n_folds=params.folds,
+    return vector_dataset(name, task, splits, classes=classes, banks=kind.event_banks(items, bank), n_folds=params.folds,
                           params=params.to_dict(), source=source, where=where)
 
 

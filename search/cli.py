@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -72,9 +73,11 @@ def cmd_prepare_table(a: argparse.Namespace) -> int:
 
 
 def cmd_synth(a: argparse.Namespace) -> int:
+    return {"location": _synth_location, "category": _synth_vectors, "vector": _synth_vectors}[a.task](a)
+
+
+def _synth_location(a: argparse.Namespace) -> int:
     from data_io.synthetic import SynthParams, synthesize
-    if a.task != "location":
-        return _synth_vectors(a)
     t = time.perf_counter()
     info = synthesize(SynthParams(a.users, a.days, a.locations, a.seed), a.out, _params(a), a.table, a.overwrite)
     print(f"wrote {a.out} in {time.perf_counter() - t:.2f} s")
@@ -169,21 +172,16 @@ def cmd_prepare_events(a: argparse.Namespace) -> int:
                                                        a.bank_col, a.name))
 
 
-def _print_vector_info(info, facts: dict | None) -> None:
+def _print_vector_info(info, facts: dict | None, path) -> None:
+    from data_io.targets import target_kind
+    from data_io.vector_io import vector_facts
     s = info.split_sizes
     print(f"dataset      {info.name}")
     print(f"task         {info.task}")
     print(f"samples      train {s['train']:,} / val {s['val']:,} / test {s['test']:,}")
     print(f"inputs       vectors of dimension {info.input_dim}, up to {info.max_history} steps")
-    if info.task == "category":
-        counts = (facts or {}).get("class_counts")
-        print(f"classes      {len(info.classes)}" + ("  (samples train / val / test)" if counts else ""))
-        for i, name in enumerate(info.classes if counts else []):
-            print(f"  {name:<24} {counts['train'][i]:,} / {counts['val'][i]:,} / {counts['test'][i]:,}")
-    else:
-        banks = (facts or {}).get("banks")
-        print(f"targets      vectors of dimension {info.target_dim}" + (
-            "; banks " + " / ".join(f"{k} {v:,}" for k, v in banks.items()) if banks else ""))
+    for line in target_kind(info.task).describe(info, vector_facts(path) if facts is None and path else facts):
+        print(line)
     print(f"groups       {info.n_users - 1:,}")
     print(f"folds        {f'{info.n_folds} grouped folds over train + val' if info.n_folds else 'none'}")
     print("params       " + ", ".join(f"{k}={v}" for k, v in info.params.items()))
@@ -191,10 +189,14 @@ def _print_vector_info(info, facts: dict | None) -> None:
     print(f"fingerprint  {info.fingerprint}")
 
 
-def print_info(info, facts: dict | None = None) -> None:
-    """`facts` (vector datasets, from data_io.vector_facts): class counts or bank sizes."""
-    if info.task != "location":
-        return _print_vector_info(info, facts)
+def print_info(info, facts: dict | None = None, path=None) -> None:
+    """`facts` (vector datasets, from data_io.vector_facts: class counts or bank sizes) or the
+    dataset's `path` to read them from."""
+    printer = {"location": _print_location_info, "category": _print_vector_info, "vector": _print_vector_info}
+    printer[info.task](info, facts, path)
+
+
+def _print_location_info(info, facts: dict | None, path) -> None:
     s = info.split_sizes
     print(f"dataset      {info.name}")
     print(f"samples      train {s['train']:,} / val {s['val']:,} / test {s['test']:,}")
@@ -208,9 +210,7 @@ def print_info(info, facts: dict | None = None) -> None:
 
 
 def cmd_info(a: argparse.Namespace) -> int:
-    from data_io.vector_io import vector_facts
-    info = read_info(a.path)
-    print_info(info, vector_facts(a.path) if info.task != "location" else None)
+    print_info(read_info(a.path), path=a.path)
     return 0
 
 
@@ -459,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nextsweep: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
 
 
 if __name__ == "__main__":

@@ -36,10 +36,14 @@ def load_data(spec: dict, where, task: str = "location") -> Dataset:
         data = _read(kind, value, task)
     except DataError as exc:
         raise SpaceError(f"{where}: data.{kind}: {exc}") from None
-    if data.info.task != task:
-        raise SpaceError(f"{where}: data.{kind}: {value} holds a {data.info.task} dataset, but the space's task is "
-                         f"{task}; set task: {data.info.task} or name a {task} dataset")
+    _check_task(data.info.task, task, f"{where}: data.{kind}: {value}")
     return data
+
+
+def _check_task(held: str, wanted: str, where: str) -> None:
+    if held != wanted:
+        raise SpaceError(f"{where} holds a {held} dataset, but the space's task is {wanted}; set task: {held} or "
+                         f"name a {wanted} dataset")
 
 
 def _synthetic_location(settings: dict) -> Dataset:
@@ -80,8 +84,6 @@ def load_space_info(space: Space):
             info = read_info(value)
         except DataError as exc:
             raise SpaceError(f"{space.path}: data.path: {exc}") from None
-        if info.task != space.task:
-            raise SpaceError(f"{space.path}: data.path: {value} holds a {info.task} dataset, but the space's task is "
-                             f"{space.task}; set task: {info.task} or name a {space.task} dataset")
+        _check_task(info.task, space.task, f"{space.path}: data.path: {value}")
         return info
     return load_space_data(space).info

@@ -230,6 +230,32 @@ def test_task_sweeps_on_the_cluster(cluster, tmp_path, task):
     assert all(t.value > 0 and abs(t.value - t.user_attrs["best_metrics"][metric]) < 1e-6 for t in trials)
 
 
+def shipped_space_shortened(name: str, geolife: Path) -> str:
+    """A shipped real-data space as is (task, data reader, folds, forbid rules, params), cut to
+    one epoch of small models so three trials take seconds on one-CPU nodes."""
+    doc = yaml.safe_load((Path(__file__).resolve().parents[1] / "spaces" / name).read_text())
+    doc["data"] = {"geolife": str(geolife)}
+    doc["asha"] = {"max_epochs": 1, "grace_period": 1}
+    doc["budget"]["max_params"] = 40_000
+    doc["params"]["batch_size"] = 1024
+    return yaml.safe_dump(doc)
+
+
+@pytest.mark.parametrize("task,space_file", [("category", "geolife_category.yaml"), ("vector", "geolife_vector.yaml")])
+def test_real_derived_sweeps_on_the_cluster(cluster, tmp_path, geolife_files, task, space_file):
+    """The shipped Geolife-derived spaces (5 user-grouped folds for category) on the three nodes."""
+    text = shipped_space_shortened(space_file, geolife_files[0].parent)
+    out = subprocess.run(sweep_cmd(tmp_path, cluster, task, 3, "--max-concurrent", "3", text=text),
+                         capture_output=True, text=True, env=ENV, timeout=500)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    trials = [t for t in handed(tmp_path, task) if "rejected" not in t.user_attrs]
+    assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials), [t.state for t in trials]
+    assert {t.user_attrs["node_id"] for t in trials} <= set(cluster.ids.values())
+    assert all(t.value > 0 for t in trials)
+    if task == "category":
+        assert all("val_f1_std" in t.user_attrs["best_metrics"] for t in trials)  # the 5-fold mean was reported
+
+
 def test_driver_sigkill_then_resume(cluster, tmp_path):
     cmd = sweep_cmd(tmp_path, cluster, "driver", 6, "--max-concurrent", "3", text=space(**SLOW))
     first = subprocess.Popen(cmd, stdout=open(tmp_path / "first.log", "w"), stderr=subprocess.STDOUT, env=ENV,
