@@ -218,7 +218,7 @@ def cmd_space_check(a: argparse.Namespace) -> int:
     from spaces import load_space
     from spaces.check import check_space, describe_param
     from spaces.data import load_space_info
-    space = load_space(a.file)
+    space = load_space(a.file, a.overrides)
     info = load_space_info(space)
     print(f"space        {space.name}  ({a.file})")
     print(f"data         {info.name}: {info.n_locations:,} location classes, train {info.split_sizes['train']:,} samples")
@@ -246,7 +246,8 @@ def cmd_sweep(a: argparse.Namespace) -> int:
                         max_concurrent=a.max_concurrent, cpus_per_trial=a.cpus_per_trial,
                         gpus_per_trial=a.gpus_per_trial,
                         time_budget_s=parse_duration(a.time_budget) if a.time_budget else None,
-                        sampler=a.sampler, seed=a.seed, resume=a.resume, dir=a.dir, max_failures=a.max_failures)
+                        sampler=a.sampler, seed=a.seed, resume=a.resume, dir=a.dir, max_failures=a.max_failures,
+                        enqueue=a.enqueue, overrides=a.overrides)
     run_sweep(opts)
     return 0
 
@@ -272,9 +273,35 @@ def cmd_dashboard(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from search.export import export_top
-    for path in export_top(_storage(a), a.study, a.top, a.out):
+    from search.export import export_top, print_front
+    paths = export_top(_storage(a), a.study, a.top, a.out, pareto=a.pareto)
+    if a.pareto:
+        print_front(paths)
+    for path in paths:
         print(f"wrote {path}")
+    return 0
+
+
+def cmd_confirm(a: argparse.Namespace) -> int:
+    from search.confirm import ConfirmOptions, print_confirmed, run_confirm
+    opts = ConfirmOptions(storage=_storage(a), study=a.study, top=a.top, seeds=a.seeds, address=a.address,
+                          cpus_per_trial=a.cpus_per_trial)
+    print_confirmed(run_confirm(opts))
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from search.predict import default_model, predict
+    n = predict(a.config, a.out, a.model, a.split, a.top_k)
+    print(f"wrote {a.out}: top-{a.top_k} predictions of {n:,} {a.split} samples by {a.model or default_model(a.config)}")
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    import optuna
+    from search.report import write_report
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created in memory" lines for its plots
+    print(f"wrote {write_report(_storage(a), a.study, a.out, a.exports, a.top)}")
     return 0
 
 
@@ -301,6 +328,14 @@ def _study_options(p: argparse.ArgumentParser) -> None:
     _storage_options(p)
     p.add_argument("--dir", default="runs", help="sweep directory holding the default SQLite file (default runs)")
     p.add_argument("--study", help="study name (default: the newest study in the storage)")
+
+
+def _set_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                   help="override a field of the space file, validated like the file (repeatable): a dotted key "
+                        "and a YAML value, e.g. --set asha.max_epochs=20, --set budget.max_params=100000, "
+                        "--set params.lr.high=0.01, --set params.batch_size=512, "
+                        "--set params.family.choices=[gru,transformer]. A --resume must repeat the same --set")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -401,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("file", help="space YAML file (e.g. spaces/quickstart.yaml)")
     c.add_argument("--samples", type=int, default=300, help="random proposals for the feasible share (default 300)")
     c.add_argument("--seed", type=int, default=0, help="seed of the random proposals (default 0)")
+    _set_option(c)
     c.set_defaults(func=cmd_space_check)
     w = sub.add_parser("sweep", help="run a search: Ray Tune trials, Optuna proposals, ASHA pruning",
                        description="Run a sweep over a space file. Every trial lands in an Optuna study "
@@ -421,6 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--resume", action="store_true", help="continue --study after an interruption: no trial lost or repeated")
     w.add_argument("--dir", default="runs", help="sweep directory: SQLite study, Ray results, checkpoints (default runs)")
     w.add_argument("--max-failures", type=int, default=0, help="retries of a trial whose worker died (default 0)")
+    _set_option(w)
+    w.add_argument("--enqueue", action="append", default=[], metavar="EXPORT.yaml",
+                   help="warm start: train the Optuna parameters of this `nextsweep export` file first, before the "
+                        "sampler proposes anything (repeatable, in order; they count toward --samples and still "
+                        "pass the budget check). A file whose parameters the space cannot propose (unknown name, "
+                        "value outside its range or choices) is refused before the sweep starts")
     w.set_defaults(func=cmd_sweep)
 
     st = sub.add_parser("status", help="trials by state, best value and its parameters, CPU time")
@@ -434,11 +476,41 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     d.set_defaults(func=cmd_dashboard)
 
-    e = sub.add_parser("export", help="write the best trials as YAML files that `retrain` reads")
+    e = sub.add_parser("export", help="write the best trials as YAML files that `retrain` reads", description=(
+        "Rank: trials confirmed by `nextsweep confirm` come first, by their validation mean over seeds; then the "
+        "others by their one run. Trials whose objective is within its noise of a better one (the confirmed std, "
+        "else the space's objective.tolerance, default 0.002) are ordered by the space's objective.then metrics. "
+        "status, the sweep's summary and report use the same ranking."))
     _study_options(e)
     e.add_argument("--top", type=int, default=3, help="how many of the best COMPLETE trials (default 3)")
+    e.add_argument("--pareto", action="store_true",
+                   help="export the Pareto front instead of --top: every trial that no other beats with as few or "
+                        "fewer parameters; files are named STUDY-pareto-<N>params-trial<T>.yaml")
     e.add_argument("--out", required=True, help="folder for the YAML files")
     e.set_defaults(func=cmd_export)
+
+    cf = sub.add_parser("confirm", help="train the top trials again with new seeds; validation mean +- std",
+                        description="Re-train the top --top trials (the sweep's own ranking) with --seeds new seeds "
+                                    "each (the trial's seed + 1000 * i, never its own) on the training split, "
+                                    "measured on validation only, in parallel on Ray. Each trial keeps the result "
+                                    "(user attribute 'confirmed') after every seed; running the same command again "
+                                    "trains only the missing seeds. export then ranks confirmed trials first.")
+    _study_options(cf)
+    cf.add_argument("--top", type=int, default=5, help="how many of the best COMPLETE trials (default 5)")
+    cf.add_argument("--seeds", type=int, default=3, help="new seeds per trial (default 3)")
+    cf.add_argument("--address", help="Ray cluster to join: 'auto' or ray://HOST:PORT (default: start a local Ray)")
+    cf.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per run (default 1)")
+    cf.set_defaults(func=cmd_confirm)
+
+    rp = sub.add_parser("report", help="one self-contained HTML page reviewing a study (opens offline)",
+                        description="Settings, outcomes, warnings, best so far against the baselines, learning "
+                                    "curves with ASHA's rungs, objective against size (Pareto front), importances, "
+                                    "parallel coordinates and the top trials with confirmed and retrained figures.")
+    _study_options(rp)
+    rp.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")
+    rp.add_argument("--exports", metavar="DIR", help="folder of `nextsweep export` whose retrain.json files to show")
+    rp.add_argument("--top", type=int, default=10, help="rows of the top-trials table (default 10)")
+    rp.set_defaults(func=cmd_report)
 
     r = sub.add_parser("retrain", help="train an exported config with several seeds; test metrics mean +- std")
     r.add_argument("config", help="YAML written by `nextsweep export`")
@@ -446,6 +518,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output folder (default: the YAML's path without .yaml)")
     r.add_argument("--force", action="store_true", help="retrain even if the data's fingerprint changed")
     r.set_defaults(func=cmd_retrain)
+
+    pr = sub.add_parser("predict", help="a retrained model's top-k predictions for a split, as Parquet",
+                        description="Columns: sample_id, target, pred_1..k, score_1..k. Predictions are location "
+                                    "ids as the dataset codes them (location; scores: log-probabilities), class "
+                                    "labels (category; log-probabilities) or rows of the split's candidate bank "
+                                    "(vector; cosine similarities).")
+    pr.add_argument("config", help="YAML written by `nextsweep export`")
+    pr.add_argument("--model", help="weights (default: best_model.pt in the retrain folder, the YAML's path without .yaml)")
+    pr.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split (default test)")
+    pr.add_argument("--top-k", type=int, default=5, help="predictions per sample (default 5)")
+    pr.add_argument("--out", required=True, help="Parquet file to write")
+    pr.set_defaults(func=cmd_predict)
     return parser
 
 

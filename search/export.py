@@ -9,12 +9,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import optuna
 import torch
 import yaml
 
 from models import build_model, fit, metric_mode
 from models.tasks import get_task
-from search.outcomes import ranked
+from search.outcomes import confirmation, pareto_front, ranked
 from search.storage import SearchError, load_study, redact
 from spaces.data import load_data
 
@@ -23,15 +24,25 @@ LABELS = {"acc1": "Acc@1", "hit1": "Hit@1", "hit5": "Acc@5", "hit10": "Acc@10", 
           "f1": "macro-F1", "cos": "cosine", "loss": "loss"}
 
 
-def export_top(storage_url: str, study_name: str | None, top: int, out: str | Path) -> list[Path]:
+def export_top(storage_url: str, study_name: str | None, top: int, out: str | Path, pareto: bool = False) -> list[Path]:
+    """The `top` best trials by ranked() (confirmed means first), or with `pareto` every trial of
+    the Pareto front (value vs parameter count, smallest first; `top` is then ignored)."""
     study = load_study(storage_url, study_name)
     done = ranked(study)
     if not done:
         raise SearchError(f"study '{study.study_name}' has no COMPLETE trial to export yet")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    rank_of = {t.number: r for r, t in enumerate(done, 1)}
+    if pareto:
+        chosen = pareto_front(done, study.direction == optuna.study.StudyDirection.MAXIMIZE)
+        name = lambda t: f"{study.study_name}-pareto-{t.user_attrs['n_params']}params-trial{t.number}.yaml"  # noqa: E731
+    else:
+        chosen = done[:top]
+        name = lambda t: f"{study.study_name}-rank{rank_of[t.number]}-trial{t.number}.yaml"  # noqa: E731
     paths = []
-    for rank, t in enumerate(done[:top], 1):
+    for t in chosen:
+        rank = rank_of[t.number]
         doc = {
             "nextsweep_export": EXPORT_VERSION,
             "study": study.study_name,
@@ -50,11 +61,30 @@ def export_top(storage_url: str, study_name: str | None, top: int, out: str | Pa
             "code_version": t.user_attrs.get("code_version"),
             "threads": max(1, int(t.user_attrs.get("cpus", 1))),  # what the trial trained with
             "config": json.loads(t.user_attrs["config"]),
+            "params": t.params,  # Optuna's own values: what `sweep --enqueue` puts first in a new sweep
         }
-        path = out / f"{study.study_name}-rank{rank}-trial{t.number}.yaml"
-        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        if confirmation(t, study.user_attrs.get("metric")):  # validation mean +- std over new seeds
+            doc["confirmed"] = {k: v for k, v in t.user_attrs["confirmed"].items() if k != "runs"}
+        path = out / name(t)
+        write_atomic(path, yaml.safe_dump(doc, sort_keys=False))
         paths.append(path)
     return paths
+
+
+def print_front(paths: list[Path]) -> None:
+    """The exported Pareto front, smallest model first: what each size costs in objective."""
+    docs = [read_export(p) for p in paths]
+    metric = next(iter(docs[0]["objective"])) if docs else "value"
+    print(f"{'params':>10}  {metric:>9}  {'trial':>5}  {'rank':>4}  file")
+    for path, doc in zip(paths, docs):
+        print(f"{doc['n_params']:>10,}  {doc['objective'][metric]:>9.4f}  {doc['trial']:>5}  {doc['rank']:>4}  {path.name}")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a temp file beside `path`, then rename: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def read_export(path: str | Path) -> dict:

@@ -7,13 +7,18 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
+from itertools import groupby
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.baselines import margin_line
 from search.storage import has_password, redact
+from models.config import metric_mode
 from spaces import FORBIDDEN, OVER_BUDGET, UNBUILDABLE
+from spaces.schema import DEFAULT_TOLERANCE
 
 STOPPED = "stopped by the sweep"  # error text prefix of trials the sweep itself cut short
 OUTCOMES = ("complete", "pruned", "failed", "stopped", "running", "over_budget", "unbuildable", "forbidden")
@@ -46,10 +51,89 @@ def tally_line(counts: dict[str, int]) -> str:
     return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
 
 
-def ranked(study: optuna.Study) -> list[FrozenTrial]:
-    """COMPLETE trials that ran a config, best first in the study's direction."""
+def ranked(study: optuna.Study, use_confirmed: bool = True) -> list[FrozenTrial]:
+    """COMPLETE trials that ran a config, best first. The rule:
+
+    1. A trial's score is its confirmed mean (user attribute "confirmed" of `nextsweep confirm`,
+       for the study's metric) where it has one and `use_confirmed`, else its value (one run).
+    2. Confirmed trials come first: a mean over several seeds outranks any single run (confirm
+       more trials to compare them). The rest follow; each block is ranked by steps 3 and 4.
+    3. Sorted by score in the study's direction, trials are cut into tie groups: a group starts
+       at its best trial and takes each next trial whose score is within the leader's noise of
+       the leader's score. Noise: the leader's confirmed std (2 or more seeds), else the study's
+       `tolerance` (objective.tolerance of the space; DEFAULT_TOLERANCE = 0.002 when unset).
+    4. Each group is ordered by the study's `then` metrics in turn (each in its own direction;
+       the confirmed mean where confirmed, else the trial's best_metrics; missing = worst), then
+       by score, then by trial number. Without `then` this is plain order by score.
+    """
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "config" in t.user_attrs]
-    return sorted(done, key=lambda t: t.value, reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
+    metric = study.user_attrs.get("metric")
+    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+    then = list(study.user_attrs.get("then") or [])
+    tolerance = float(study.user_attrs.get("tolerance", DEFAULT_TOLERANCE))
+    sure = [t for t in done if use_confirmed and confirmation(t, metric)]
+    rest = [t for t in done if not (use_confirmed and confirmation(t, metric))]
+    return [t for block in (sure, rest) for t in _rank_block(block, metric, sign, then, tolerance, use_confirmed)]
+
+
+def pareto_front(trials: list[FrozenTrial], maximize: bool = True) -> list[FrozenTrial]:
+    """The trials no other one dominates on (parameter count, value), smallest first. u dominates
+    t when u has no more parameters and no worse a value, and is strictly better in one of them
+    (equal pairs are both kept). The value is the trial's own run (what every trial has)."""
+    sign = 1 if maximize else -1
+    sized = sorted((t for t in trials if t.user_attrs.get("n_params") is not None),
+                   key=lambda t: (t.user_attrs["n_params"], -sign * t.value, t.number))
+    front, best_smaller = [], -math.inf
+    for _, same in groupby(sized, key=lambda t: t.user_attrs["n_params"]):  # a size's best must beat all smaller
+        same = list(same)
+        top = sign * same[0].value
+        if top > best_smaller:
+            front += [t for t in same if sign * t.value == top]
+        best_smaller = max(best_smaller, top)
+    return front
+
+
+def confirmation(t: FrozenTrial, metric: str | None) -> dict | None:
+    """The trial's "confirmed" record for `metric` with at least one seed, else None."""
+    c = t.user_attrs.get("confirmed")
+    return c if isinstance(c, dict) and c.get("metric") == metric and c.get("values") else None
+
+
+def score(t: FrozenTrial, metric: str | None, use_confirmed: bool = True) -> float:
+    """What ranked() compares: the confirmed mean where there is one, else the trial's value."""
+    c = confirmation(t, metric) if use_confirmed else None
+    return float(c["mean"]) if c else float(t.value)
+
+
+def then_value(t: FrozenTrial, name: str, metric: str | None, use_confirmed: bool = True) -> float | None:
+    """A tie-breaking metric of a trial: its confirmed mean, else its best epoch's value, else None."""
+    c = confirmation(t, metric) if use_confirmed else None
+    if c and name in (c.get("then") or {}):
+        return float(c["then"][name]["mean"])
+    value = t.user_attrs.get("best_metrics", {}).get(name)
+    return None if value is None else float(value)
+
+
+def _rank_block(trials: list[FrozenTrial], metric, sign: int, then: list[str], tolerance: float,
+                use_confirmed: bool) -> list[FrozenTrial]:
+    good = lambda t: sign * score(t, metric, use_confirmed)  # noqa: E731  (higher is better)
+
+    def noise(t: FrozenTrial) -> float:
+        c = confirmation(t, metric) if use_confirmed else None
+        return float(c["std"]) if c and len(c["values"]) >= 2 else tolerance
+
+    def tie_key(t: FrozenTrial) -> tuple:
+        values = [then_value(t, m, metric, use_confirmed) for m in then]
+        return (*(-math.inf if v is None else (v if metric_mode(m) == "max" else -v) for m, v in zip(then, values)),
+                good(t), -t.number)
+
+    out, rest = [], sorted(trials, key=lambda t: (good(t), -t.number), reverse=True)
+    while rest:
+        leader = rest[0]
+        group = [t for t in rest if good(leader) - good(t) <= noise(leader)]  # rest is sorted: a prefix
+        rest = rest[len(group):]
+        out += sorted(group, key=tie_key, reverse=True)
+    return out
 
 
 def print_summary(study: optuna.Study, storage_url: str, top: int = 5) -> None:
@@ -59,26 +143,61 @@ def print_summary(study: optuna.Study, storage_url: str, top: int = 5) -> None:
     print("trials     " + tally_line(tally(study.get_trials(deepcopy=False))))
     done = ranked(study)
     metric = study.user_attrs.get("metric", "value")
+    then = list(study.user_attrs.get("then") or [])
+    confirmed = any(confirmation(t, metric) for t in done[:top])
     if done:
-        print(f"\n{'trial':>5}  {metric:>9}  {'params':>9}  {'epoch':>5}  config")
+        print(f"\n{'trial':>5}  {metric:>9}  " + "".join(f"{m:>9}  " for m in then)
+              + (f"{'confirmed':>20}  " if confirmed else "") + f"{'params':>9}  {'epoch':>5}  config")
         for t in done[:top]:
             cfg = ", ".join(f"{k}={_short(v)}" for k, v in t.params.items() if not k.endswith("_frac"))
             width = {k: t.user_attrs[k] for k in ("d_model",) if k in t.user_attrs}
             cfg = ", ".join([*(f"{k}={v}" for k, v in width.items()), cfg])
-            print(f"{t.number:>5}  {t.value:>9.4f}  {t.user_attrs.get('n_params', 0):>9,}  "
+            extra = "".join(f"{_num(then_value(t, m, metric, False)):>9}  " for m in then)
+            extra += f"{confirmed_text(t, metric):>20}  " if confirmed else ""
+            print(f"{t.number:>5}  {t.value:>9.4f}  {extra}{t.user_attrs.get('n_params', 0):>9,}  "
                   f"{t.user_attrs.get('best_epoch', '-'):>5}  {cfg}")
         best = done[0]
-        print(f"\nbest       trial {best.number}: {metric} {best.value:.4f} with {best.user_attrs.get('n_params', 0):,} parameters, "
-              f"best epoch {best.user_attrs.get('best_epoch')}")
+        print(f"\nbest       trial {best.number}: {metric} {best.value:.4f}{then_text(best, then, metric)} with "
+              f"{best.user_attrs.get('n_params', 0):,} parameters, best epoch {best.user_attrs.get('best_epoch')}")
         print("config     " + ", ".join(f"{k}={_short(v)}" for k, v in json.loads(best.user_attrs["config"]).items()))
         print(f"export     nextsweep export {_storage_arg(storage_url)} --study {study.study_name} --top 3 --out exports/")
+    margin = margin_line(study.user_attrs.get("baselines", {}), metric, done)
+    if margin:
+        print(f"baseline   {margin}")
     print(f"dashboard  nextsweep dashboard {_storage_arg(storage_url)}")
+    print(f"report     nextsweep report {_storage_arg(storage_url)} --study {study.study_name} --out report.html")
+    print_warnings(study)
     sys.stdout.flush()
+
+
+def print_warnings(study: optuna.Study) -> None:
+    from search.advice import sweep_warnings  # advice reads outcomes: imported late, no cycle
+    found = sweep_warnings(study)
+    if found:
+        print("\nwarnings (the sweep may be mis-set)")
+        for line in found:
+            print(f"  - {line}")
 
 
 def _storage_arg(url: str) -> str:
     """A storage option the user can paste: never the password, never a redacted URL."""
     return "--storage-file PATH (or $NEXTSWEEP_STORAGE)" if has_password(url) else f"--storage '{url}'"
+
+
+def then_text(t: FrozenTrial, then: list[str], metric: str | None) -> str:
+    """' (val_acc1 0.4512, val_mrr 0.5530)': the tie-breaking metrics of one run, for a summary line."""
+    shown = [f"{m} {_num(then_value(t, m, metric, False))}" for m in then]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def confirmed_text(t: FrozenTrial, metric: str | None) -> str:
+    """'0.7812 +- 0.0031 (5)': the confirmed mean +- std over its seeds, or '-'."""
+    c = confirmation(t, metric)
+    return f"{c['mean']:.4f} +- {c['std']:.4f} ({len(c['values'])})" if c else "-"
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
 
 
 def _short(v) -> str:

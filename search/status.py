@@ -5,8 +5,9 @@ from __future__ import annotations
 import ipaddress
 import sys
 
+from search.baselines import baseline_lines, margin_line
 from search.storage import load_study, open_storage, redact
-from search.outcomes import tally, tally_line
+from search.outcomes import confirmation, confirmed_text, ranked, tally, tally_line, then_text
 
 
 def print_status(storage_url: str, study_name: str | None) -> None:
@@ -18,16 +19,30 @@ def print_status(storage_url: str, study_name: str | None) -> None:
           f"budget {study.user_attrs.get('budget') or 'none'}")
     print("trials     " + tally_line(c))
     print(f"cpu time   {cpu / 60:.1f} CPU-minutes in trials")
-    try:
-        best = study.best_trial
-    except ValueError:
+    top = ranked(study)  # the ranking export uses: confirmed means and `then` tie-breaks included
+    _print_baselines(study, top)
+    if not top:
         print("best       no complete trial yet")
         return
-    print(f"best       trial {best.number}: {study.user_attrs.get('metric', 'value')} {best.value:.4f}, "
+    best, metric = top[0], study.user_attrs.get("metric", "value")
+    print(f"best       trial {best.number}: {metric} {best.value:.4f}"
+          f"{then_text(best, study.user_attrs.get('then') or [], metric)}, "
           f"{best.user_attrs.get('n_params', 0):,} parameters, best epoch {best.user_attrs.get('best_epoch')}")
+    if confirmation(best, metric):
+        print(f"confirmed  {metric} {confirmed_text(best, metric)} seeds (validation)")
     width = {k: v for k, v in best.user_attrs.items() if k == "d_model"}
     for k, v in {**width, **best.params}.items():
         print(f"  {k:<16} {v}")
+
+
+def _print_baselines(study, complete: list) -> None:
+    """The study's no-search baselines and how far the best trial is past them."""
+    baselines, metric = study.user_attrs.get("baselines") or {}, study.user_attrs.get("metric", "value")
+    for i, line in enumerate(baseline_lines(baselines, metric)):
+        print(f"{'baselines' if i == 0 else '':<10} {line}")
+    margin = margin_line(baselines, metric, complete)
+    if margin:
+        print(f"{'':<10} {margin}")
 
 
 def dashboard_warning(host: str, port: int = 8080) -> str | None:

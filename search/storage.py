@@ -115,3 +115,23 @@ def load_study(storage_url: str, name: str | None) -> optuna.Study:
     elif name not in names:
         raise SearchError(f"study '{name}' not found in {redact(storage_url)}; it holds: {', '.join(names)}")
     return optuna.load_study(study_name=name, storage=storage)
+
+
+def set_finished_trial_attr(study: optuna.Study, trial_id: int, key: str, value) -> None:
+    """Set a user attribute on a trial that has finished (`nextsweep confirm` annotates COMPLETE
+    trials). Optuna's API refuses to touch finished trials, so this upserts the attribute row of
+    its RDB storage directly (the schema of the pinned optuna 5.0). A study object already open in
+    this process may keep showing the old value (Optuna caches finished trials): load it again."""
+    import json
+
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    rdb = getattr(study._storage, "_backend", study._storage)  # _CachedStorage wraps the RDBStorage
+    if not isinstance(rdb, optuna.storages.RDBStorage):
+        raise SearchError(f"study '{study.study_name}': annotating finished trials needs an RDB storage (SQLite, PostgreSQL)")
+    with _create_scoped_session(rdb.scoped_session) as session:
+        row = session.query(models.TrialUserAttributeModel).filter_by(trial_id=trial_id, key=key).one_or_none()
+        if row is None:
+            session.add(models.TrialUserAttributeModel(trial_id=trial_id, key=key, value_json=json.dumps(value)))
+        else:
+            row.value_json = json.dumps(value)

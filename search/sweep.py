@@ -7,15 +7,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import subprocess
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
+from search.baselines import baseline_lines, ensure_baselines
 from search.outcomes import print_summary
 from spaces import OVER_BUDGET, UNBUILDABLE, CompiledSpace, check_feasible, load_space, load_space_data
 from search.storage import DEFAULT_DIR, SearchError, default_storage, open_storage, redact, study_names
@@ -39,6 +42,8 @@ class SweepOptions:
     resume: bool = False
     dir: str = str(DEFAULT_DIR)
     max_failures: int = 0  # Tune retries of a trial whose worker died
+    enqueue: list[str] = field(default_factory=list)  # exports whose params are tried first (--enqueue)
+    overrides: list[str] = field(default_factory=list)  # KEY=VALUE fields of the space (--set)
 
 
 def parse_duration(text: str) -> float:
@@ -111,8 +116,11 @@ def _check_resumable(study: optuna.Study, space) -> None:
     old, new = flat(old), flat(new)
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
+            sets = study.user_attrs.get("space_overrides") or []
+            given = f" (it was started with {' '.join(f'--set {o}' for o in sets) or 'no --set'})" \
+                if sets != space.overrides else ""
             raise SearchError(f"--resume: {space.path}: {key} is {new.get(key)!r}, but study '{study.study_name}' "
-                              f"ran with {old.get(key)!r}; restore it, or start a new study for the changed space")
+                              f"ran with {old.get(key)!r}{given}; restore it, or start a new study for the changed space")
 
 
 def open_study(opts: SweepOptions, space, storage) -> optuna.Study:
@@ -134,7 +142,8 @@ def open_study(opts: SweepOptions, space, storage) -> optuna.Study:
 
 
 def run_sweep(opts: SweepOptions) -> optuna.Study:
-    space = load_space(opts.space)
+    space = load_space(opts.space, opts.overrides)
+    enqueued = read_enqueued(opts.enqueue)
     if opts.samples < 1:
         raise SearchError(f"--samples {opts.samples}: must be >= 1")
     if opts.resume and not opts.study:
@@ -145,6 +154,7 @@ def run_sweep(opts: SweepOptions) -> optuna.Study:
     data = load_space_data(space)
     compiled = CompiledSpace(space, data.info)
     check_feasible(space, compiled.count)
+    check_enqueued(enqueued, compiled, opts.samples)
     study = open_study(opts, space, storage)
     if opts.resume and study.user_attrs.get("fingerprint") not in (None, data.info.fingerprint):
         raise SearchError(f"--resume: the data of space '{space.name}' changed since study '{opts.study}' started "
@@ -156,10 +166,53 @@ def run_sweep(opts: SweepOptions) -> optuna.Study:
     if opts.resume:
         print(f"nextsweep: resuming: {finished} trials finished, {len(orphans)} interrupted (re-run), "
               f"{todo - len(orphans)} new")
+    _print_baselines(ensure_baselines(study, space.task, data, space.folds), space.metric)
+    _enqueue(study, enqueued, todo - len(orphans))
     if todo > 0:
         _run_tune(opts, space, data, compiled, study, orphans, todo)
     print_summary(study, opts.storage)
     return study
+
+
+def read_enqueued(paths: list[str]) -> list[tuple[str, dict]]:
+    """(file, Optuna params) of each --enqueue export, read before anything starts."""
+    from search.export import read_export
+    out = []
+    for path in paths:
+        params = read_export(path).get("params")
+        if not isinstance(params, dict) or not params:
+            raise SearchError(f"--enqueue {path}: params: missing (an export from before nextsweep kept the trial's "
+                              "Optuna parameters); export the trial again with `nextsweep export`")
+        out.append((path, params))
+    return out
+
+
+def check_enqueued(enqueued: list[tuple[str, dict]], compiled: CompiledSpace, samples: int) -> None:
+    """Every enqueued export must be a proposal this space could make, and fit in --samples."""
+    for path, params in enqueued:
+        problem = compiled.params_problem(params)
+        if problem:
+            raise SearchError(f"--enqueue {path}: params.{problem}; enqueue an export of a sweep over this space")
+    if len(enqueued) > samples:
+        raise SearchError(f"--enqueue: {len(enqueued)} configs but --samples {samples}; raise --samples to at least "
+                          f"{len(enqueued)}")
+
+
+def _enqueue(study: optuna.Study, enqueued: list[tuple[str, dict]], new: int) -> None:
+    """Known-good configs first: Optuna hands them out before sampling (the budget check still
+    applies, as to any proposal)."""
+    if len(enqueued) > new:
+        raise SearchError(f"--enqueue: {len(enqueued)} configs but only {new} new trials are left of --samples; "
+                          "raise --samples")
+    for path, params in enqueued:
+        study.enqueue_trial(params, user_attrs={"enqueued_from": str(Path(path).resolve())})
+        print(f"nextsweep: enqueued {path}: " + ", ".join(f"{k}={v}" for k, v in params.items()))
+
+
+def _print_baselines(baselines: dict, metric: str) -> None:
+    print("nextsweep: no-search baselines on the validation split (the bar a trial must beat):")
+    for line in baseline_lines(baselines, metric):
+        print(f"  {line}")
 
 
 def _record_study(study: optuna.Study, opts: SweepOptions, space, fingerprint: str) -> None:
@@ -167,12 +220,62 @@ def _record_study(study: optuna.Study, opts: SweepOptions, space, fingerprint: s
     study.set_user_attr("space_name", space.name)
     study.set_user_attr("task", space.task)
     study.set_user_attr("space_file", str(Path(opts.space).resolve()))
+    study.set_user_attr("space_overrides", list(space.overrides))
     study.set_user_attr("data", {k: (v if k == "synthetic" else str(v)) for k, v in space.data.items()})
     study.set_user_attr("fingerprint", fingerprint)
     study.set_user_attr("budget", space.max_params)
     study.set_user_attr("metric", space.metric)
+    # ranking only (outcomes.ranked): kept out of space_signature, so a changed `then` resumes
+    study.set_user_attr("then", list(space.then))
+    study.set_user_attr("tolerance", space.tolerance)
     study.set_user_attr("space_signature", space_signature(space))
     study.set_user_attr("samples", opts.samples)
+    # for `nextsweep report` and the dashboard: how the sweep was run, and the objective's name
+    study.set_user_attr("sampler", opts.sampler)
+    study.set_user_attr("seed", opts.seed)
+    study.set_user_attr("code_version", code_version())
+    study.set_user_attr("command", sweep_command(opts))
+    if "started" not in study.user_attrs:
+        study.set_user_attr("started", datetime.now().astimezone().isoformat(timespec="seconds"))
+    if study.metric_names is None:
+        with warnings.catch_warnings():  # experimental in Optuna 5; the dashboard reads it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([space.metric])
+    from optuna_dashboard import save_note  # imported here: the web app's modules are not needed before
+    save_note(study, study_note(study))
+
+
+def sweep_command(opts: SweepOptions) -> str:
+    """The command that (re)runs this sweep, without any password of the storage URL."""
+    parts = ["nextsweep sweep", opts.space, f"--study {opts.study}", f"--samples {opts.samples}",
+             f"--sampler {opts.sampler}", f"--seed {opts.seed}"]
+    if opts.time_budget_s:
+        parts.append(f"--time-budget {opts.time_budget_s:g}")
+    if opts.address:
+        parts.append(f"--address {opts.address}")
+    parts += [f"--set {shlex.quote(kv)}" for kv in opts.overrides] + [f"--enqueue {e}" for e in opts.enqueue]
+    parts += ["--resume"] if opts.resume else []
+    return " ".join(parts) + f" --storage '{redact(opts.storage)}'"
+
+
+def study_note(study: optuna.Study) -> str:
+    """The study's note in optuna-dashboard (Markdown): what the sweep was, and what each width column means."""
+    a = study.user_attrs
+    sig = a.get("space_signature", {})
+    asha = sig.get("asha") or [None, None, None]
+    budget = f"{a['budget']:,} parameters" if a.get("budget") else "none"
+    width = sig.get("width")
+    rows = [("space", f"{a.get('space_name')} ({a.get('space_file')})"), ("task", a.get("task")),
+            ("objective", f"{a.get('metric')} ({sig.get('mode', 'max')})"), ("budget", budget),
+            ("ASHA", f"max_epochs {asha[0]}, grace period {asha[1]}, reduction factor {asha[2]:g}"),
+            ("data", f"fingerprint {str(a.get('fingerprint'))[:12]}, {json.dumps(a.get('data'))}"),
+            ("sampler", f"{a.get('sampler')} (seed {a.get('seed')})"), ("code", a.get("code_version")),
+            ("started", a.get("started")), ("command", f"`{a.get('command')}`")]
+    if width:
+        rows.append((width, f"the width each trial trained, fitted to the budget: user attribute `{width}` "
+                            f"(the parameter `{width}_frac` is the sampler's position in the range)"))
+    table = "\n".join(f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows)
+    return f"## nextsweep sweep `{study.study_name}`\n\n| | |\n|---|---|\n{table}\n"
 
 
 def _plan(study: optuna.Study, compiled: CompiledSpace) -> tuple[list, int]:

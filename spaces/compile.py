@@ -85,6 +85,27 @@ class CompiledSpace:
         over = self.space.max_params is not None and n > self.space.max_params
         return Proposal(config, int(n), OVER_BUDGET if over else None, time.perf_counter() - start, extra)
 
+    def optuna_params(self) -> dict[str, ParamSpec]:
+        """The parameters Optuna samples, by the names it stores them under (the fitted width
+        as `<width>_frac` in [0, 1])."""
+        out = {p.name: p for p in self.space.params if p.kind != "fixed"}
+        if self.fit_width:
+            del out[self.space.width]
+            out[f"{self.space.width}_frac"] = ParamSpec(f"{self.space.width}_frac", "float", 0.0, 1.0)
+        return out
+
+    def params_problem(self, params: dict) -> str | None:
+        """Why Optuna parameter values (e.g. an exported trial's, to enqueue) cannot come from this
+        space: "KEY: reason"; None when every value is one the space could have proposed."""
+        specs = self.optuna_params()
+        for key, value in params.items():
+            if key not in specs:
+                return f"{key}: not a parameter the space samples (it samples {', '.join(specs)})"
+            problem = outside(specs[key], value)
+            if problem:
+                return f"{key}: {problem}"
+        return None
+
     def _fit_width(self, trial: optuna.Trial, config: dict) -> dict:
         spec = self.space.param(self.space.width)
         if not spec.active(config):
@@ -96,6 +117,21 @@ class CompiledSpace:
         frac = trial.suggest_float(f"{spec.name}_frac", 0.0, 1.0)
         config[spec.name] = grid[round(frac * top)]
         return {"width_max": grid[top], "frac": frac}
+
+
+def outside(p: ParamSpec, value) -> str | None:
+    """Why `value` is not one the parameter can take, or None."""
+    if p.kind == "categorical":
+        ok = any(c == value and isinstance(c, bool) == isinstance(value, bool) for c in p.choices)
+        return None if ok else f"{value!r} is not one of its choices {p.choices}"
+    kind = int if p.kind == "int" else (int, float)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        return f"{value!r} is not {'an integer' if p.kind == 'int' else 'a number'}"
+    if not p.low <= value <= p.high:
+        return f"{value!r} is outside its range [{p.low}, {p.high}]"
+    if p.step and not math.isclose((value - p.low) / p.step, round((value - p.low) / p.step), abs_tol=1e-8):
+        return f"{value!r} is not on its grid (low {p.low}, step {p.step})"
+    return None
 
 
 def forbidden_by(rules: list[dict[str, list]], config: dict) -> dict | None:

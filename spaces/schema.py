@@ -4,7 +4,7 @@ A space file:
 
     name: geolife_500k
     data: {geolife: ../../shared/data/geolife}    # or {path: DIR} or {synthetic: {users: 50}}
-    objective: {metric: val_hit5, mode: max}
+    objective: {metric: val_hit5, mode: max, then: [val_acc1, val_mrr], tolerance: 0.002}
     budget: {max_params: 500000, width: d_model}  # width: the int param fitted to the budget
     asha: {max_epochs: 12, grace_period: 2, reduction_factor: 3}
     params:
@@ -14,15 +14,19 @@ A space file:
       lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
       batch_size: 128                            # a fixed value
 
-Relative paths are resolved against the space file's folder.
+Relative paths are resolved against the space file's folder. `objective.then` (optional) names
+secondary metrics that order trials whose objective differs by no more than `tolerance` (or by the
+confirmed seed std, see search/outcomes.py ranked()); ASHA still prunes on `metric` alone.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -32,9 +36,15 @@ from models.tasks import TASKS
 
 
 class SpaceError(Exception):
-    """A space file the user must fix: the message names the file, the key path and the fix."""
+    """A space file the user must fix: the message names the file, the key path and the fix.
+    `key` and `detail` (the key path and the message without the file) where a key is at fault."""
+
+    def __init__(self, message: str, key: str | None = None, detail: str | None = None):
+        super().__init__(message)
+        self.key, self.detail = key, detail
 
 
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  # exponent numbers PyYAML leaves as strings
 TOP_KEYS = ("name", "description", "task", "data", "objective", "budget", "asha", "folds", "forbid", "params")
 SPEC_KEYS = ("type", "low", "high", "step", "log", "choices", "when")
 DATA_KINDS = ("synthetic", "path", "geolife")
@@ -48,6 +58,7 @@ RESERVED = {"epochs": "set asha.max_epochs instead", "seed": "the sweep gives ea
 TASK_CHECKED = {"family": "families", "loss": "losses"}  # params whose values the task must allow
 ENUMS = {"family": FAMILIES, "loss": LOSSES, "sampler": SAMPLERS, "schedule": SCHEDULES}
 FIELD_TYPES = {f.name: f.type for f in fields(ModelConfig) + fields(TrainConfig)}
+DEFAULT_TOLERANCE = 0.002  # objective.tolerance: objectives this close tie, and `then` orders them
 
 
 @dataclass
@@ -92,11 +103,14 @@ class Space:
     forbid: list[dict[str, list]] = field(default_factory=list)  # combinations never trained
     metric: str = "val_hit5"
     mode: str = "max"
+    then: list[str] = field(default_factory=list)  # tie-breaking metrics, ranking only (not ASHA)
+    tolerance: float = DEFAULT_TOLERANCE  # objectives within this of each other tie
     max_params: int | None = None
     width: str | None = None
     asha: Asha = field(default_factory=Asha)
     params: list[ParamSpec] = field(default_factory=list)
     description: str = ""
+    overrides: list[str] = field(default_factory=list)  # the --set KEY=VALUE applied to the file
 
     def param(self, name: str) -> ParamSpec | None:
         return next((p for p in self.params if p.name == name), None)
@@ -107,7 +121,7 @@ class _Checker:
         self.path = path
 
     def fail(self, key: str, msg: str) -> SpaceError:
-        return SpaceError(f"{self.path}: {key}: {msg}")
+        return SpaceError(f"{self.path}: {key}: {msg}", key, msg)
 
     def unknown(self, key: str, name: str, allowed: tuple) -> SpaceError:
         near = difflib.get_close_matches(str(name), allowed, n=1)
@@ -237,7 +251,7 @@ def parse_space(raw: Any, path: Path) -> Space:
         raise c.fail("task", f"{task!r} is not a task; use one of {', '.join(TASKS)}")
     space = Space(name=top["name"], path=path, data=_parse_data(c, top["data"], task), task=task,
                   description=str(top.get("description", "")))
-    obj = c.mapping("objective", top.get("objective", {}), ("metric", "mode"))
+    obj = c.mapping("objective", top.get("objective", {}), ("metric", "mode", "then", "tolerance"))
     space.metric = obj.get("metric", TASKS[task].objective)
     if space.metric not in TASKS[task].metrics:
         raise c.fail("objective.metric", f"'{space.metric}' is not reported by the {task} task; "
@@ -248,6 +262,8 @@ def parse_space(raw: Any, path: Path) -> Space:
     if space.mode != metric_mode(space.metric):  # the engine's best epoch and export follow the metric
         raise c.fail("objective.mode", f"{space.metric} is better when {'higher' if metric_mode(space.metric) == 'max' else 'lower'}, "
                      f"so mode {space.mode} would select the worst models; set mode: {metric_mode(space.metric)} or leave it out")
+    space.then = _parse_then(c, obj.get("then", []), space)
+    space.tolerance = c.number("objective.tolerance", obj.get("tolerance", DEFAULT_TOLERANCE), float, 0)
     asha = c.mapping("asha", top.get("asha", {}), ("max_epochs", "grace_period", "reduction_factor"))
     space.asha = Asha(c.number("asha.max_epochs", asha.get("max_epochs", 20), int, 1),
                       c.number("asha.grace_period", asha.get("grace_period", 1), int, 1),
@@ -268,6 +284,21 @@ def parse_space(raw: Any, path: Path) -> Space:
     space.forbid = _parse_forbid(c, top.get("forbid", []), declared)
     _parse_budget(c, space, top.get("budget", {}))
     return space
+
+
+def _parse_then(c: _Checker, raw, space: Space) -> list[str]:
+    """objective.then: other metrics of the task, each once; their directions come from metric_mode."""
+    if not isinstance(raw, list) or not all(isinstance(m, str) for m in raw):
+        raise c.fail("objective.then", f"must be a list of metric names (e.g. [val_acc1, val_mrr]), got {raw!r}")
+    allowed = TASKS[space.task].metrics
+    for i, m in enumerate(raw):
+        if m not in allowed:
+            raise c.fail(f"objective.then[{i}]", f"'{m}' is not reported by the {space.task} task; "
+                         f"use one of {', '.join(x for x in allowed if x != space.metric)}")
+        if m == space.metric or m in raw[:i]:
+            raise c.fail(f"objective.then[{i}]", f"'{m}' is already {'the objective' if m == space.metric else 'listed'}; "
+                         "name each tie-breaking metric once, other than objective.metric")
+    return list(raw)
 
 
 def _check_task_values(c: _Checker, space: Space) -> None:
@@ -323,8 +354,11 @@ def _parse_budget(c: _Checker, space: Space, raw) -> None:
             raise c.fail(f"params.{p.name}.when.{space.width}", "conditions on the fitted width are not supported")
 
 
-def load_space(path: str | Path) -> Space:
+def load_space(path: str | Path, overrides: Sequence[str] = ()) -> Space:
+    """The space of a YAML file; `overrides` ("KEY=VALUE" with a dotted key, as `--set` gives
+    them) replace fields of the parsed document before it is validated like the file itself."""
     path = Path(path)
+    sets = [parse_override(text) for text in overrides]  # a malformed --set fails before any reading
     if not path.is_file():
         raise SpaceError(f"{path}: file not found; give a space YAML file (see spaces/*.yaml)")
     try:
@@ -333,4 +367,64 @@ def load_space(path: str | Path) -> Space:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "?"
         raise SpaceError(f"{path}: {where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return parse_space(raw, path)
+    if not sets:
+        return parse_space(raw, path)
+    try:
+        space = parse_space(apply_overrides(raw, sets, path), path)
+    except SpaceError as exc:
+        raise _blame(exc, sets, path) from None
+    space.overrides = [text.strip() for text in overrides]
+    return space
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """"asha.max_epochs=20" -> ("asha.max_epochs", 20): the value read as YAML (a number, true,
+    a string, or a flow list such as [gru, lstm])."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or "" in key.split("."):
+        raise SpaceError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. --set asha.max_epochs=20")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise SpaceError(f"--set {key}: {value!r} is not a YAML value; check its brackets and quotes") from None
+    if isinstance(parsed, str) and NUMBER.fullmatch(parsed.strip()):
+        parsed = float(parsed)  # YAML 1.1 reads 1e-4 (no dot) as a string; on a command line it is a number
+    return key, parsed
+
+
+def apply_overrides(raw: Any, sets: list[tuple[str, Any]], path: Path) -> Any:
+    """A copy of the parsed document with each (dotted key, value) set; missing mappings on the
+    way are created (e.g. budget.max_params in a file without a budget)."""
+    doc = copy.deepcopy(raw)
+    if not isinstance(doc, dict):
+        return doc  # parse_space says what is wrong with the file
+    for key, value in sets:
+        node, parts = doc, key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(parts[:depth + 1])
+                hint = f"set --set {where}=VALUE instead" if where.startswith("params.") else "it takes no sub-keys"
+                raise SpaceError(f"--set {key}: {where} is {child!r} in {path}, not a mapping; {hint}")
+            node = child
+        node[parts[-1]] = value
+    return doc
+
+
+def _blame(exc: SpaceError, sets: list[tuple[str, Any]], path: Path) -> SpaceError:
+    """The validation error of an overridden space, naming the --set it comes from where the key
+    paths show it (the same key, one inside the other), else every --set beside the file."""
+    if exc.key is None:
+        return exc
+    inside = lambda inner, outer: inner.startswith(outer + ".") or inner.startswith(outer + "[")
+    related = [k for k, _ in sets if k == exc.key or inside(k, exc.key) or inside(exc.key, k)]
+    if related:
+        # Best: the same key; next: a key below the error's whose next part the message names
+        # (params: unknown key 'foo' <- --set params.foo=1); else the last related one.
+        below = lambda k: k.startswith(exc.key + ".") and f"'{k[len(exc.key) + 1:].split('.')[0]}'" in exc.detail
+        key = next((k for k in related if k == exc.key), None) or next((k for k in related if below(k)), related[-1])
+        where = "" if key == exc.key else f"{exc.key}: "
+        return SpaceError(f"--set {key}: {where}{exc.detail} (space {path})", exc.key, exc.detail)
+    given = ", ".join(f"--set {k}" for k, _ in sets)
+    return SpaceError(f"{path} with {given}: {exc.key}: {exc.detail}", exc.key, exc.detail)

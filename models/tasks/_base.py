@@ -8,7 +8,7 @@ its data reader.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -16,7 +16,9 @@ from torch import nn
 
 from data_io import Dataset, DatasetInfo, SplitArrays
 from data_io.batches import Batch, iter_batches
+from data_io.folds import fold_view
 from models.config import FAMILIES, ModelConfig, ModelError, TrainConfig
+from models.metrics import RankMetrics
 
 LossFn = Callable[[torch.Tensor, Batch], torch.Tensor]  # (model output, batch) -> scalar loss
 
@@ -62,6 +64,11 @@ class Task(ABC):
                  batch_size: int = 512) -> dict[str, float]:
         """The metrics (names without the val_ prefix) of `model` on one split."""
 
+    @abstractmethod
+    def top_k(self, model: nn.Module, data: Dataset, split: str, k: int, batch_size: int = 512) -> dict[str, np.ndarray]:
+        """The k best predictions per sample of one split, best first, in this task's own terms:
+        {"target": [N], "pred": [N, k], "score": float [N, k]} (for `nextsweep predict`)."""
+
     def details(self, model: nn.Module, data: Dataset, split: str) -> dict:
         """Extra per-split figures for export and retrain (e.g. per-class precision/recall)."""
         return {}
@@ -69,6 +76,47 @@ class Task(ABC):
     def class_targets(self, split: SplitArrays) -> np.ndarray | None:
         """Class ids the balanced sampler weighs, or None."""
         return split.target if self.balanced_sampler else None
+
+    def baselines(self, data: Dataset, folds: int = 0) -> dict[str, dict[str, float]]:
+        """Reference predictors that need no search, fitted on the train split and scored on the
+        validation split with the models' own metric code: {name: {"val_<metric>": value}}. With
+        `folds` > 1, fitted and scored on each grouped CV fold and averaged, as a trial's objective is."""
+        views = [fold_view(data, f) for f in range(folds)] if folds else [data]
+        if any(len(v["val"]) == 0 for v in views):
+            raise ModelError("the validation split is empty: nothing to score the baselines (or trials) on; "
+                             "prepare the data with a validation fraction > 0")
+        per_view = [self.reference_scores(view) for view in views]
+        return {name: {f"val_{k}": float(np.mean([v[name][k] for v in per_view])) for k in scores
+                       if f"val_{k}" in self.metrics}  # the keys a trial's best_metrics has
+                for name, scores in per_view[0].items()}
+
+    @abstractmethod
+    def reference_scores(self, data: Dataset) -> dict[str, dict[str, float]]:
+        """This task's baselines fitted on data['train'], their metrics (no val_ prefix) on data['val']."""
+
+
+def check_k(k: int, n: int, what: str) -> None:
+    if not 1 <= k <= n:
+        raise ModelError(f"top-k {k}: must be between 1 and the {n} {what}; choose a smaller --top-k")
+
+
+def class_top_k(model: nn.Module, split: SplitArrays, k: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(class ids [N, k], log-probabilities [N, k]) of the k most likely classes, best first."""
+    rows, ids, scores = [], [], []
+    for logp, b in outputs(model, split, batch_size):
+        top = logp.topk(k, dim=1)
+        rows.append(b.index)
+        ids.append(top.indices)
+        scores.append(top.values.float())
+    return split_order(rows, ids), split_order(rows, scores)
+
+
+def split_order(rows: list[torch.Tensor], parts: list[torch.Tensor]) -> np.ndarray:
+    """Per-batch results back in the split's row order (evaluation batches come sorted by length)."""
+    values = torch.cat(parts).cpu().numpy()
+    out = np.empty_like(values)
+    out[torch.cat(rows).cpu().numpy()] = values
+    return out
 
 
 @torch.no_grad()
@@ -85,3 +133,40 @@ def outputs(model: nn.Module, split: SplitArrays, batch_size: int) -> Iterator[t
             yield model(b.seq, b.user, b.lengths), b
     finally:
         model.train(was_training)
+
+
+def last_step(split: SplitArrays, feature: str) -> np.ndarray:
+    """Each sample's most recent history step of one sequence feature ([N] codes or [N, D] vectors)."""
+    return split.seq[feature][np.arange(len(split)), split.lengths - 1]
+
+
+def class_counts(targets: np.ndarray, n_classes: int) -> np.ndarray:
+    """How often each class is a target (float64, for score matrices)."""
+    return np.bincount(targets, minlength=n_classes).astype(np.float64)
+
+
+def rank_scores(chunks: Iterable[tuple[np.ndarray | torch.Tensor, np.ndarray]], n_classes: int,
+                log_probs: bool = False) -> dict[str, float]:
+    """Score matrices [n, C] (higher = more likely) with their targets [n], chunk by chunk, through
+    the models' RankMetrics (pessimistic ranks: ties count against the target). The loss only
+    for log-probabilities: counts have none."""
+    acc = RankMetrics(n_classes)
+    for scores, target in chunks:
+        acc.add(torch.as_tensor(scores), torch.as_tensor(target))
+    out = acc.result()
+    if not log_probs:
+        out.pop("loss")
+    return out
+
+
+def row_chunks(n: int, size: int = 1024) -> Iterator[np.ndarray]:
+    """Row indices in blocks, so a score matrix over many classes stays small."""
+    for start in range(0, n, size):
+        yield np.arange(start, min(n, start + size))
+
+
+def most_frequent(train_targets: np.ndarray, val_targets: np.ndarray, n_classes: int) -> dict[str, float]:
+    """The train split's class frequencies as every sample's scores: its most frequent target first."""
+    counts = torch.from_numpy(class_counts(train_targets, n_classes))
+    return rank_scores(((counts.expand(len(rows), -1), val_targets[rows]) for rows in row_chunks(len(val_targets))),
+                       n_classes)

@@ -4,6 +4,9 @@ the target), because mean cosine alone can hide a model that retrieves nothing."
 
 from __future__ import annotations
 
+from typing import Callable
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -12,7 +15,7 @@ from data_io import Dataset, DatasetInfo, SplitArrays
 from data_io.batches import Batch
 from models.config import ModelConfig, ModelError, TrainConfig
 from models.metrics import pessimistic_rank
-from models.tasks._base import LossFn, Task, outputs
+from models.tasks._base import LossFn, Task, check_k, split_order, last_step, outputs, row_chunks
 from models.vector_nets import VectorHead, VectorInputModel
 
 
@@ -41,18 +44,69 @@ class VectorTask(Task):
         bank = F.normalize(torch.from_numpy(data.banks[split]), dim=-1)
         ranks, cos, loss_sum, n = [], [], 0.0, 0
         for pred, b in outputs(model, data[split], batch_size):
-            unit = F.normalize(pred, dim=-1)
-            scores = unit @ bank.to(unit.device).T  # [B, bank]
-            ranks.append(pessimistic_rank(scores, scores.gather(1, b.target_id[:, None]), TIE_ATOL).double())
-            cos.append((unit * F.normalize(b.target, dim=-1)).sum(-1).double())
+            rank, c = retrieve(pred, b.target, b.target_id, bank.to(pred.device))
+            ranks.append(rank)
+            cos.append(c)
             if loss is not None:
                 loss_sum += float(loss(pred, b)) * len(b)
             n += len(b)
-        rank, cos_all = torch.cat(ranks), torch.cat(cos)
-        out = {f"hit{k}": float((rank <= k).double().mean()) for k in (1, 5, 10)}
-        out.update(mrr=float((1 / rank).mean()), cos=float(cos_all.mean()))
-        out["loss"] = loss_sum / n if loss is not None else float((1 - cos_all).mean())
+        out = retrieval_metrics(torch.cat(ranks), torch.cat(cos))
+        out["loss"] = loss_sum / n if loss is not None else out["loss"]
         return out
+
+    def top_k(self, model, data: Dataset, split: str, k: int, batch_size: int = 512) -> dict[str, np.ndarray]:
+        """Rows of the split's candidate bank (target: the target's row); scores: cosine similarity."""
+        bank = F.normalize(torch.from_numpy(data.banks[split]), dim=-1)
+        check_k(k, len(bank), "candidates of the bank")
+        rows, ids, scores = [], [], []
+        for pred, b in outputs(model, data[split], batch_size):
+            top = (F.normalize(pred, dim=-1) @ bank.to(pred.device).T).topk(k, dim=1)
+            rows.append(b.index)
+            ids.append(top.indices)
+            scores.append(top.values.float())
+        return {"target": data[split].target_id, "pred": split_order(rows, ids), "score": split_order(rows, scores)}
+
+    def reference_scores(self, data: Dataset) -> dict[str, dict[str, float]]:
+        """The most frequent train target vector for every sample; and persistence (the last input
+        vector as the prediction) where inputs and targets live in one space."""
+        train, val = data["train"], data["val"]
+        ids, counts = np.unique(train.target_id, return_counts=True)
+        common = data.banks["train"][ids[counts.argmax()]]
+        out = {"most_frequent": predicted_vectors(lambda rows: np.broadcast_to(common, (len(rows), len(common))), data)}
+        if data.info.input_dim == data.info.target_dim:
+            last = last_step(val, "vec")
+            out["persistence"] = predicted_vectors(lambda rows: last[rows], data)
+        return out
+
+
+def retrieve(pred: torch.Tensor, target: torch.Tensor, target_id: torch.Tensor,
+             unit_bank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rank of the true target among the bank by cosine, ties against it; cosine to the target)."""
+    unit = F.normalize(pred, dim=-1)
+    scores = unit @ unit_bank.T  # [B, bank]
+    rank = pessimistic_rank(scores, scores.gather(1, target_id[:, None]), TIE_ATOL).double()
+    return rank, (unit * F.normalize(target, dim=-1)).sum(-1).double()
+
+
+def retrieval_metrics(rank: torch.Tensor, cos: torch.Tensor) -> dict[str, float]:
+    out = {f"hit{k}": float((rank <= k).double().mean()) for k in (1, 5, 10)}
+    out.update(mrr=float((1 / rank).mean()), cos=float(cos.mean()), loss=float((1 - cos).mean()))
+    return out
+
+
+def predicted_vectors(predict: Callable[[np.ndarray], np.ndarray], data: Dataset, split: str = "val",
+                      chunk: int = 512) -> dict[str, float]:
+    """The retrieval metrics of vectors predicted without a model (`predict(rows)` -> [rows, D])."""
+    s, bank = data[split], F.normalize(torch.from_numpy(data.banks[split]), dim=-1)
+    ranks, cos = [], []
+    for rows in row_chunks(len(s), chunk):
+        rank, c = retrieve(torch.from_numpy(np.array(predict(rows), dtype=np.float32)), torch.from_numpy(s.target[rows]),
+                           torch.from_numpy(s.target_id[rows]), bank)
+        ranks.append(rank)
+        cos.append(c)
+    out = retrieval_metrics(torch.cat(ranks), torch.cat(cos))
+    out.pop("loss")  # the training loss is the model's; 1 - cos shows as cos
+    return out
 
 
 def vector_loss(cfg: TrainConfig, pred: torch.Tensor, batch: Batch) -> torch.Tensor:

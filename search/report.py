@@ -1,0 +1,340 @@
+"""`nextsweep report`: one self-contained HTML page reviewing a sweep (settings, outcomes, curves,
+size against objective, importances, the top trials with their confirmed and retrained figures).
+
+The plots are Plotly figures (Optuna's own where one fits); Plotly's JavaScript is embedded once,
+so the page opens offline. The page is written to a temporary file and renamed into place.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import optuna
+import yaml
+from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial
+
+from search.advice import sweep_warnings
+from search.outcomes import outcome, pareto_front, ranked, tally
+from search.storage import SearchError, load_study, redact
+
+COLOURS = {"complete": "#2a9d4b", "pruned": "#e8a33d", "failed": "#d62728", "stopped": "#7f7f7f", "running": "#1f77b4"}
+HEIGHT = 430
+CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:14px}
+th{background:#f2f2f2}h2{margin-top:1.6em;border-bottom:1px solid #ddd}.note{color:#666;font-style:italic}
+.warn{color:#8a4b00}code{background:#f5f5f5;padding:0 3px}"""
+
+
+def write_report(storage_url: str, study_name: str | None, out: str | Path, exports: str | Path | None = None,
+                 top: int = 10) -> Path:
+    """Write the report of a study to `out` (atomically); returns the path."""
+    if top < 1:
+        raise SearchError(f"--top {top}: must be >= 1")
+    study = load_study(storage_url, study_name)
+    retrained = read_retrained(exports, study.study_name) if exports else {}
+    page = build_html(study, redact(storage_url), retrained, top)
+    out = Path(out)
+    if out.is_dir():
+        raise SearchError(f"--out {out}: is a folder; give a file name such as {out / 'report.html'}")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(page, encoding="utf-8")
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise SearchError(f"--out {out}: cannot write it ({exc.strerror}); choose a writable place") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def read_retrained(folder: str | Path, study_name: str) -> dict[int, dict]:
+    """retrain.json files under `folder` (written by `nextsweep retrain`) of this study, by trial number.
+    The study and trial come from the export YAML each one names (or the YAML beside its folder)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SearchError(f"--exports {folder}: not a folder; give the folder `nextsweep export --out` wrote")
+    found = {}
+    for path in sorted(folder.rglob("retrain.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise SearchError(f"{path}: not a readable retrain.json ({exc}); retrain again or remove it") from None
+        export = _export_of(doc, path)
+        if export.get("study") == study_name and isinstance(export.get("trial"), int):
+            found[export["trial"]] = doc
+    return found
+
+
+def _export_of(doc: dict, path: Path) -> dict:
+    if "study" in doc and "trial" in doc:
+        return doc
+    for yml in (Path(str(doc.get("export", ""))), path.parent.with_suffix(".yaml")):
+        if yml.is_file():
+            try:
+                meta = yaml.safe_load(yml.read_text())
+            except yaml.YAMLError:
+                continue
+            if isinstance(meta, dict):
+                return meta
+    return {}
+
+
+# --- the page ----------------------------------------------------------------------------------
+class _Page:
+    """Sections of HTML; the first figure carries Plotly's JavaScript, the others reuse it."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+        self.has_js = False
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+
+    def section(self, title: str) -> None:
+        self.add(f"<h2>{_e(title)}</h2>")
+
+    def note(self, text: str) -> None:
+        self.add(f'<p class="note">{_e(text)}</p>')
+
+    def figure(self, fig) -> None:
+        fig.update_layout(height=HEIGHT, margin={"t": 40, "b": 40})
+        self.add(fig.to_html(full_html=False, include_plotlyjs=not self.has_js, config={"displaylogo": False}))
+        self.has_js = True
+
+
+def build_html(study: optuna.Study, storage: str, retrained: dict[int, dict], top: int = 10) -> str:
+    trials = study.get_trials(deepcopy=False)
+    metric = study.user_attrs.get("metric", "value")
+    done = ranked(study)
+    p = _Page()
+    p.add(f"<h1>Sweep report: {_e(study.study_name)}</h1>")
+    p.section("Settings")
+    p.add(_table(["setting", "value"], _settings(study, storage, trials)))
+    p.section("Warnings")
+    found = sweep_warnings(study)
+    p.add("<ul>" + "".join(f'<li class="warn">{_e(w)}</li>' for w in found) + "</ul>" if found
+          else '<p class="note">none: the sweep looks well set (or holds too few complete trials to judge)</p>')
+    p.section("Trials by outcome")
+    counts = tally(trials)
+    p.add(_table(["outcome", "trials"], [(k.replace("_", " "), v) for k, v in counts.items()]
+                 + [("total", sum(counts.values()))]))
+    p.section("Best so far, with the reference baselines")
+    _best_so_far(p, study, metric, done)
+    p.section("Learning curves (per-epoch objective) by outcome, with ASHA's rungs")
+    _curves(p, study, trials, metric)
+    p.section("Objective against parameter count; the Pareto front (best model at each size)")
+    _pareto(p, study, metric, done)
+    view = _view_study(study, done)
+    p.section("Parameter importances")
+    _importances(p, view, metric, done)
+    p.section("Parallel coordinates")
+    if done:
+        p.figure(optuna.visualization.plot_parallel_coordinate(view, target_name=metric))
+    else:
+        p.note("no COMPLETE trial yet: nothing to draw")
+    p.section(f"Top {min(top, len(done))} trials, ranked as `nextsweep export` ranks them")
+    _top_table(p, study, metric, done[:top], retrained)
+    body = "\n".join(p.parts)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>nextsweep report: '
+            f"{_e(study.study_name)}</title><style>{CSS}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def _settings(study: optuna.Study, storage: str, trials: list[FrozenTrial]) -> list[tuple]:
+    a = study.user_attrs
+    sig = a.get("space_signature") or {}
+    asha = sig.get("asha")
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    wall = _duration((max(ends) - min(starts)).total_seconds()) if starts and ends else "-"
+    cpu = sum(t.user_attrs.get("cpu_s", 0.0) for t in trials)
+    budget = a.get("budget")
+    return [("study", study.study_name), ("storage", storage),
+            ("space", f"{a.get('space_name', '-')}  ({a.get('space_file', '-')})"), ("task", a.get("task", "location")),
+            ("objective", f"{a.get('metric', 'value')} ({study.direction.name.lower()})"),
+            ("data", json.dumps(a.get("data")) if a.get("data") else "-"), ("data fingerprint", a.get("fingerprint", "-")),
+            ("budget", f"{budget:,} parameters" if budget else "none"),
+            ("width fitted to the budget", sig.get("width") or "-"),
+            ("ASHA", f"max_epochs {asha[0]}, grace period {asha[1]}, reduction factor {asha[2]:g}; rungs at epochs "
+                     f"{', '.join(map(str, rungs(*asha)))}" if asha else "-"),
+            ("sampler", f"{a.get('sampler', 'not recorded')} (seed {a.get('seed', '-')})"),
+            ("code version", a.get("code_version") or _trial_attr(trials, "code_version")),
+            ("started", a.get("started", "-")), ("command", a.get("command", "-")),
+            ("wall time", f"{wall} from the first trial's start to the last one's end"),
+            ("CPU time", f"{_duration(cpu)} in trials ({cpu / 3600:.2f} CPU-hours)")]
+
+
+def rungs(max_epochs: int, grace: int, rf: float) -> list[int]:
+    """The epochs where ASHA compares trials: grace * rf^k up to max_epochs."""
+    out, r = [], float(grace)
+    while r <= max_epochs and rf > 1:
+        out.append(int(r))
+        r *= rf
+    return out
+
+
+def _best_so_far(p: _Page, study: optuna.Study, metric: str, done: list[FrozenTrial]) -> None:
+    baselines = study.user_attrs.get("baselines")
+    if done:
+        fig = optuna.visualization.plot_optimization_history(study, target_name=metric)
+        for name, figures in (baselines or {}).items():
+            if isinstance(figures, dict) and isinstance(figures.get(metric), (int, float)):
+                fig.add_hline(y=figures[metric], line_dash="dot", line_color="#555",
+                              annotation_text=f"{name} {figures[metric]:.4f}", annotation_position="top left")
+        p.figure(fig)
+    else:
+        p.note("no COMPLETE trial yet: nothing to draw")
+    if not baselines:
+        p.note("no reference baselines recorded on this study (studies from before baselines were added have none)")
+        return
+    keys = sorted({k for v in baselines.values() if isinstance(v, dict) for k in v})
+    p.add(_table(["baseline", *keys], [(name, *(_num(v.get(k)) for k in keys)) for name, v in baselines.items()
+                                       if isinstance(v, dict)]))
+
+
+def _curves(p: _Page, study: optuna.Study, trials: list[FrozenTrial], metric: str) -> None:
+    import plotly.graph_objects as go
+    fig, shown = go.Figure(), set()
+    for t in trials:
+        kind = outcome(t)
+        if kind not in COLOURS or not t.intermediate_values:
+            continue
+        steps = sorted(t.intermediate_values)
+        fig.add_trace(go.Scatter(x=steps, y=[t.intermediate_values[s] for s in steps], mode="lines+markers",
+                                 name=kind, legendgroup=kind, showlegend=kind not in shown, opacity=0.75,
+                                 line={"color": COLOURS[kind], "width": 1.5}, marker={"size": 4},
+                                 hovertemplate=f"trial {t.number} ({kind})<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>"))
+        shown.add(kind)
+    if not shown:
+        p.note("no trial has reported an epoch yet: nothing to draw")
+        return
+    asha = (study.user_attrs.get("space_signature") or {}).get("asha")
+    for k, epoch in enumerate(rungs(*asha) if asha else []):
+        fig.add_vline(x=epoch, line_dash="dash", line_color="#999", annotation_text=f"rung {k}")
+    fig.update_layout(xaxis_title="epoch", yaxis_title=metric)
+    p.figure(fig)
+
+
+def _pareto(p: _Page, study: optuna.Study, metric: str, done: list[FrozenTrial]) -> None:
+    import plotly.graph_objects as go
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    front = pareto_front(done, maximize)
+    if not front:
+        p.note("no COMPLETE trial with a parameter count yet: nothing to draw")
+        return
+    label = lambda ts: [f"trial {t.number}" for t in ts]
+    size = lambda ts: [t.user_attrs["n_params"] for t in ts]
+    others = [t for t in done if t not in front and t.user_attrs.get("n_params")]
+    fig = go.Figure([
+        go.Scatter(x=size(others), y=[t.value for t in others], mode="markers", name="complete trials",
+                   text=label(others), marker={"color": "#8fb3d9", "size": 8}),
+        go.Scatter(x=size(front), y=[t.value for t in front], mode="lines+markers", name="Pareto front",
+                   text=label(front), line={"color": "#d62728", "shape": "hv"}, marker={"size": 10})])
+    if study.user_attrs.get("budget"):
+        fig.add_vline(x=study.user_attrs["budget"], line_dash="dot", annotation_text="budget")
+    fig.update_layout(xaxis_title="parameters", yaxis_title=metric)
+    p.figure(fig)
+    p.add(_table(["trial", "parameters", metric], [(t.number, f"{t.user_attrs['n_params']:,}", _num(t.value))
+                                                   for t in front]))
+
+
+def _view_study(study: optuna.Study, done: list[FrozenTrial]) -> optuna.Study:
+    """The COMPLETE trials with the fitted width in place of its `<width>_frac` (the value people
+    read), in memory, for Optuna's importance and parallel-coordinate plots."""
+    sig = study.user_attrs.get("space_signature") or {}
+    width = sig.get("width")
+    decl = (sig.get("params") or {}).get(width)
+    view = optuna.create_study(direction=study.direction)
+    for t in done:
+        params, dists = dict(t.params), dict(t.distributions)
+        value = t.user_attrs.get(width) if width else None
+        if decl and f"{width}_frac" in params and isinstance(value, (int, float)):
+            del params[f"{width}_frac"], dists[f"{width}_frac"]
+            kind = IntDistribution if decl[0] == "int" else FloatDistribution
+            params[width], dists[width] = value, kind(min(decl[1], value), max(decl[2], value))
+        view.add_trial(optuna.trial.create_trial(value=t.value, params=params, distributions=dists))
+    return view
+
+
+def _importances(p: _Page, view: optuna.Study, metric: str, done: list[FrozenTrial]) -> None:
+    varying = {k for t in done for k in t.params if len({json.dumps(u.params.get(k)) for u in done}) > 1}
+    if len(done) < 2 or not varying:
+        p.note(f"not shown: importances need at least 2 COMPLETE trials whose parameters differ "
+               f"(this study has {len(done)} COMPLETE)")
+        return
+    try:
+        p.figure(optuna.visualization.plot_param_importances(view, target_name=metric))
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # e.g. too few trials for the evaluator
+        p.note(f"not shown: Optuna could not compute importances on these trials ({exc})")
+
+
+def _top_table(p: _Page, study: optuna.Study, metric: str, top: list[FrozenTrial], retrained: dict[int, dict]) -> None:
+    if not top:
+        p.note("no COMPLETE trial yet")
+        return
+    width = (study.user_attrs.get("space_signature") or {}).get("width")
+    others = sorted({k for t in top for k in t.user_attrs.get("best_metrics", {}) if k != metric})
+    head = ["rank", "trial", metric, *others, "parameters", *([width] if width else []), "best / run epochs",
+            "confirmed (mean ± std, seeds)", "retrained test (mean ± std)", "sampled values"]
+    rows = []
+    for rank, t in enumerate(top, 1):
+        a, m = t.user_attrs, t.user_attrs.get("best_metrics", {})
+        shown = ", ".join(f"{k}={_short(v)}" for k, v in t.params.items() if not k.endswith("_frac"))  # the search's choices
+        rows.append((rank, t.number, _num(t.value), *(_num(m.get(k)) for k in others), f"{a.get('n_params', 0):,}",
+                     *([a.get(width, "-")] if width else []), f"{a.get('best_epoch', '-')} / {a.get('epochs_run', '-')}",
+                     _confirmed(a.get("confirmed")), _retrained(retrained.get(t.number)), shown))
+    p.add(_table(head, rows))
+    if not retrained:
+        p.note("retrained test figures: none given (pass --exports DIR, the folder of `nextsweep export` "
+               "whose configs `nextsweep retrain` trained)")
+
+
+def _confirmed(c) -> str:
+    if not isinstance(c, dict) or "mean" not in c:
+        return "-"
+    then = ", ".join(f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in (c.get("then") or {}).items()
+                     if isinstance(v, dict) and "mean" in v and "std" in v)
+    return (f"{c.get('metric', '')} {c['mean']:.4f} ± {c.get('std', 0.0):.4f} ({len(c.get('seeds', []))} seeds)"
+            + (f"; {then}" if then else ""))
+
+
+def _retrained(r) -> str:
+    if not r or not isinstance(r.get("test"), dict):
+        return "-"
+    return (", ".join(f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in r["test"].items() if k != "loss")
+            + f" ({len(r.get('seeds', []))} seeds)")
+
+
+# --- small formatting helpers --------------------------------------------------------------------
+def _e(text) -> str:
+    return html.escape(str(text))
+
+
+def _table(head: list, rows: list[tuple]) -> str:
+    cells = lambda row, tag: "".join(f"<{tag}>{_e(c)}</{tag}>" for c in row)
+    return ("<table><tr>" + cells(head, "th") + "</tr>" + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows)
+            + "</table>")
+
+
+def _num(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v))
+
+
+def _short(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _duration(seconds: float) -> str:
+    return str(timedelta(seconds=round(seconds)))
+
+
+def _trial_attr(trials: list[FrozenTrial], key: str) -> str:
+    """A value the trials recorded (studies from before it was kept on the study)."""
+    values = sorted({str(t.user_attrs[key]) for t in trials if key in t.user_attrs})
+    return ", ".join(values) or "-"
+

@@ -1,0 +1,131 @@
+"""`nextsweep report` on hand-built studies: what the page holds, small studies, bad input; and
+the page opened in a real headless Chromium (Debian's package) with its plots rendered."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from handmade import add, make_study, well_set
+from search.cli import main
+from search.report import rungs
+
+BASELINES = {"most_frequent": {"val_hit5": 0.31, "val_acc1": 0.12}, "markov": {"val_hit5": 0.52, "val_acc1": 0.30}}
+
+
+def reviewed_study(url: str, name: str = "review"):
+    """7 complete trials (the best confirmed), 2 pruned by ASHA, 1 failed, 2 over budget, 1 forbidden."""
+    study = well_set(make_study(url, name=name, baselines=BASELINES))
+    confirmed = {"metric": "val_hit5", "seeds": [7, 8, 9], "values": [0.64, 0.65, 0.66], "mean": 0.65, "std": 0.01,
+                 "then": {"val_acc1": {"mean": 0.3, "std": 0.02}}}
+    add(study, 0.7, d_model=48, best_epoch=4, epochs=6, n=9, extra={"confirmed": confirmed})  # the best
+    add(study, d_model=24, best_epoch=2, epochs=2, outcome="pruned", n=10)
+    add(study, d_model=32, best_epoch=1, epochs=2, outcome="pruned", n=11)
+    add(study, d_model=48, best_epoch=1, epochs=1, outcome="failed", n=12)
+    for i, why in enumerate(["over_budget", "over_budget", "forbidden"]):
+        add(study, outcome=why, n=20 + i)
+    return study, 6
+
+
+def write_retrain(folder: Path, study: str, trial: int) -> None:
+    """What `nextsweep export` + `nextsweep retrain` leave: the YAML and its folder's retrain.json."""
+    yml = folder / f"{study}-rank1-trial{trial}.yaml"
+    yml.write_text(yaml.safe_dump({"nextsweep_export": 1, "study": study, "trial": trial}))
+    out = yml.with_suffix("")
+    out.mkdir()
+    (out / "retrain.json").write_text(json.dumps({"export": str(yml), "seeds": [0, 1, 2],
+                                                  "test": {"acc1": {"mean": 0.474, "std": 0.015},
+                                                           "loss": {"mean": 2.0, "std": 0.1}}}))
+
+
+def test_rungs():
+    assert rungs(6, 1, 2) == [1, 2, 4] and rungs(27, 1, 3) == [1, 3, 9, 27] and rungs(10, 2, 2) == [2, 4, 8]
+
+
+def test_report_holds_every_section(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    _, best = reviewed_study(url)
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    write_retrain(exports, "review", best)
+    write_retrain(exports, "another-study", best)  # same trial number, other study: not shown
+    out = tmp_path / "sub" / "report.html"
+    assert main(["report", "--storage", url, "--study", "review", "--out", str(out), "--exports", str(exports)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    page = out.read_text()
+    for text in ["Sweep report: review", "f" * 64, "40,000 parameters", "rungs at epochs 2, 4", "tpe (seed",
+                 "0.1.0+test", "Pareto front", "most_frequent", "markov", "val_hit5 0.6500 ± 0.0100 (3 seeds)",
+                 "val_acc1 0.3000 ± 0.0200", "acc1 0.4740 ± 0.0150 (3 seeds)", "Parameter importances",
+                 "Warnings"]:
+        assert text in page, text
+    assert page.count("acc1 0.4740") == 1
+    assert re.search(r"<td>over budget</td><td>2</td>", page) and re.search(r"<td>pruned</td><td>2</td>", page)
+    assert re.search(r"<td>complete</td><td>7</td>", page) and re.search(r"<td>forbidden</td><td>1</td>", page)
+    assert page.count("<script") >= 5 and not re.search(r"<script[^>]*src=", page)  # all JavaScript inline
+    assert not list(out.parent.glob(".*tmp"))
+
+
+def test_report_of_old_and_tiny_studies(tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    empty = make_study(url, name="empty")
+    add(make_study(url, name="one"), 0.5, n=0)
+    out = tmp_path / "one.html"
+    assert main(["report", "--storage", url, "--study", "one", "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "importances need at least 2 COMPLETE trials" in page and "no reference baselines recorded" in page
+    assert empty.study_name == "empty"
+    assert main(["report", "--storage", url, "--study", "empty", "--out", str(tmp_path / "empty.html")]) == 0
+    assert "no COMPLETE trial yet" in (tmp_path / "empty.html").read_text()
+
+
+def test_report_bad_input_is_one_line(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    reviewed_study(url)
+    out = tmp_path / "report.html"
+    assert main(["report", "--storage", url, "--study", "nope", "--out", str(out)]) == 2
+    assert "study 'nope' not found" in capsys.readouterr().err
+    assert main(["report", "--storage", url, "--out", str(out), "--exports", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nextsweep: error: --exports") and "not a folder" in err
+    bad = tmp_path / "bad"
+    (bad / "x").mkdir(parents=True)
+    (bad / "x" / "retrain.json").write_text("{not json")
+    assert main(["report", "--storage", url, "--out", str(out), "--exports", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "retrain.json" in err and "Traceback" not in err
+    assert not out.exists()  # nothing half-written
+    assert main(["report", "--storage", url, "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+# --- in a real browser ---------------------------------------------------------------------------
+@pytest.mark.browser
+@pytest.mark.slow
+def test_report_renders_in_chromium(tmp_path):
+    from browser import chromium_page, distinct_colours
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    reviewed_study(url, name="browser-review")
+    out = tmp_path / "report.html"
+    assert main(["report", "--storage", url, "--out", str(out)]) == 0
+    plots = out.read_text().count('class="plotly-graph-div"')
+    assert plots == 5  # best so far, curves, Pareto, importances, parallel coordinates
+    with chromium_page() as (page, errors):
+        fetched = []
+        page.on("request", lambda r: fetched.append(r.url))
+        page.goto(out.as_uri())
+        page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {plots}")
+        text = page.inner_text("body")
+        colours = distinct_colours(page, page.screenshot(full_page=True))
+        shown = page.locator(".js-plotly-plot")
+        per_plot = [distinct_colours(page, shown.nth(i).screenshot()) for i in range(shown.count())]
+        curves = shown.nth(1).locator(".scatterlayer .trace").count()  # one line per trial that ran an epoch
+    assert errors.all() == []
+    assert [u for u in fetched if not u.startswith(("file:", "data:", "blob:"))] == []  # opens offline
+    assert "Sweep report: browser-review" in text
+    for row in ["complete\t7", "pruned\t2", "failed\t1", "over budget\t2", "forbidden\t1", "total\t13"]:
+        assert row in text, row
+    assert colours > 500, "the screenshot is (nearly) blank"
+    assert len(per_plot) == plots and min(per_plot) > 200, per_plot  # a page of text alone gives about 150
+    assert curves == 10  # 7 complete, 2 pruned, 1 failed
