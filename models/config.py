@@ -6,7 +6,7 @@ import difflib
 from dataclasses import asdict, dataclass, fields
 
 FAMILIES = ("transformer", "gru", "lstm", "hybrid", "pointer", "hrm")
-LOSSES = ("ce", "label_smoothing", "weighted_ce", "focal", "mse", "cosine", "infonce", "mix")  # each task allows some
+LOSSES = ("ce", "label_smoothing", "weighted_ce", "focal", "mse", "cosine", "infonce", "mix", "bank_nce")  # each task allows some
 SAMPLERS = ("uniform", "balanced")
 SCHEDULES = ("cosine", "onecycle", "constant")
 METRICS = ("val_hit5", "val_acc1", "val_hit10", "val_mrr", "val_ndcg10", "val_f1", "val_loss", "val_hit1", "val_cos")
@@ -75,7 +75,7 @@ class TrainConfig:
     label_smoothing: float = 0.1  # loss = label_smoothing
     focal_gamma: float = 2.0  # loss = focal
     focal_alpha: bool = False  # loss = focal: weight classes by their (clipped) inverse frequency
-    temperature: float = 0.1  # loss = infonce / mix: softmax temperature over in-batch candidates
+    temperature: float = 0.1  # loss = infonce / mix / bank_nce: softmax temperature over the candidates
     mix_weight: float = 0.1  # loss = mix: cosine + mix_weight x InfoNCE
     weight_clip: float = 10.0  # loss = weighted_ce: class weights are clipped to this
     sampler: str = "uniform"

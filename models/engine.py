@@ -163,7 +163,7 @@ def _make_run(mcfg: ModelConfig, tcfg: TrainConfig, task: Task, data: Dataset, d
     train = data["train"]
     steps = math.ceil(len(train) / tcfg.batch_size) * tcfg.epochs
     opt = _optimizer(model, tcfg)
-    return _Run(data, model, opt, _scheduler(opt, tcfg, steps), task.loss(tcfg, train, data.info),
+    return _Run(data, model, opt, _scheduler(opt, tcfg, steps), task.loss(tcfg, data),
                 np.random.default_rng(seed))
 
 

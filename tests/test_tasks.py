@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from data_io.batches import Batch
+from data_io.synthetic_vectors import VectorSynthParams, synthetic_vector
 from data_io.vectors import VectorSamples, vector_dataset
 from models import ModelError, build_model, count_params
 from models.config import FAMILIES, TrainConfig
 from models.tasks import get_task
-from models.tasks.vector import info_nce, vector_loss
+from models.tasks.vector import bank_nce, info_nce, vector_loss
 
 SMALL = {"d_model": 16, "layers": 1, "heads": 2, "dropout": 0.0}
 
@@ -102,6 +103,32 @@ def test_vector_losses_match_hand_computation():
     assert math.isclose(float(info_nce(pred, t, b.target_id, 0.5)), total / 4, rel_tol=1e-5)
     mix = vector_loss(TrainConfig(loss="mix", temperature=0.5, mix_weight=0.1), pred, b)
     assert math.isclose(float(mix), 1 - sum(cos) / 4 + 0.1 * total / 4, rel_tol=1e-5)
+
+
+def test_bank_nce_matches_hand_computation():
+    """InfoNCE over the whole bank: a softmax over every candidate's cosine, the target's row right."""
+    g = torch.Generator().manual_seed(3)
+    pred, bank, ids = torch.randn(3, 4, generator=g), torch.randn(5, 4, generator=g), torch.tensor([4, 0, 4])
+    u, w = F.normalize(pred, dim=-1), F.normalize(bank, dim=-1)
+    total = 0.0
+    for i in range(3):
+        logits = [float(u[i] @ w[j]) / 0.2 for j in range(5)]
+        total += -(logits[int(ids[i])] - math.log(sum(math.exp(x) for x in logits)))
+    assert math.isclose(float(bank_nce(pred, ids, w, 0.2)), total / 3, rel_tol=1e-5)
+
+
+def test_bank_nce_trains_against_the_training_bank():
+    """The vector task's bank_nce loss takes its candidates from the train split's bank."""
+    data = synthetic_vector(VectorSynthParams(groups=6, steps=20, dim=8, items=30, n_folds=0, seed=2))
+    loss = get_task("vector").loss(TrainConfig(loss="bank_nce", temperature=0.2), data)
+    train = data["train"]
+    rows = torch.arange(4)
+    batch = Batch(rows, torch.zeros(4, dtype=torch.long), torch.from_numpy(train.target[:4]),
+                  torch.ones(4, dtype=torch.long), {}, torch.from_numpy(train.target_id[:4]))
+    pred = torch.from_numpy(train.target[:4]).clone()  # a perfect prediction: its own row is the best candidate
+    unit = F.normalize(torch.from_numpy(data.banks["train"]), dim=-1)
+    assert math.isclose(float(loss(pred, batch)), float(bank_nce(pred, batch.target_id, unit, 0.2)), rel_tol=1e-6)
+    assert float(loss(pred, batch)) < float(loss(-pred, batch))
 
 
 def test_focal_alpha_weights_classes():

@@ -56,8 +56,9 @@ class Task(ABC):
         """The model: forward(seq, user, lengths) -> this task's output."""
 
     @abstractmethod
-    def loss(self, tcfg: TrainConfig, train: SplitArrays, info: DatasetInfo) -> LossFn:
-        """The training loss; anything fitted from data (class weights) comes from train only."""
+    def loss(self, tcfg: TrainConfig, data: Dataset) -> LossFn:
+        """The training loss; anything fitted from data (class weights, the candidate bank) comes
+        from data['train'] only."""
 
     @abstractmethod
     def evaluate(self, model: nn.Module, data: Dataset, split: str, loss: LossFn | None,

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_io import Dataset, DatasetInfo, SplitArrays
+from data_io import Dataset, DatasetInfo
 from models.config import ModelConfig, TrainConfig
 from models.metrics import RankMetrics, unique_top1
 from models.tasks._base import LossFn, Task, check_k, class_top_k, last_step, most_frequent, outputs, rank_scores
@@ -28,8 +28,8 @@ class CategoryTask(Task):
     def build(self, mcfg: ModelConfig, info: DatasetInfo) -> nn.Module:
         return VectorInputModel(mcfg, info, ClassHead(mcfg.d_model, len(info.classes)))
 
-    def loss(self, tcfg: TrainConfig, train: SplitArrays, info: DatasetInfo) -> LossFn:
-        return class_loss(tcfg, train, len(info.classes))
+    def loss(self, tcfg: TrainConfig, data: Dataset) -> LossFn:
+        return class_loss(tcfg, data["train"], len(data.info.classes))
 
     def evaluate(self, model, data: Dataset, split: str, loss=None, batch_size: int = 512) -> dict[str, float]:
         acc = RankMetrics(len(data.info.classes))

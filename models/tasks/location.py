@@ -34,8 +34,8 @@ class LocationTask(Task):
         cards["position"] = max(1, cards["position"])
         return NextLocationModel(mcfg, cards)
 
-    def loss(self, tcfg: TrainConfig, train: SplitArrays, info: DatasetInfo) -> LossFn:
-        return class_loss(tcfg, train, info.n_locations)
+    def loss(self, tcfg: TrainConfig, data: Dataset) -> LossFn:
+        return class_loss(tcfg, data["train"], data.info.n_locations)
 
     def evaluate(self, model, data: Dataset, split: str, loss=None, batch_size: int = 512) -> dict[str, float]:
         acc = RankMetrics(data.info.n_locations)

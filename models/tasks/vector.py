@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_io import Dataset, DatasetInfo, SplitArrays
+from data_io import Dataset, DatasetInfo
 from data_io.batches import Batch
 from models.config import ModelConfig, ModelError, TrainConfig
 from models.metrics import pessimistic_rank
@@ -24,7 +24,7 @@ TIE_ATOL = 1e-6  # cosine scores this close to the target's are ties (counted ag
 
 class VectorTask(Task):
     name = "vector"
-    losses = ("cosine", "mse", "infonce", "mix")
+    losses = ("cosine", "mse", "infonce", "mix", "bank_nce")
     metrics = ("val_hit5", "val_hit1", "val_hit10", "val_mrr", "val_cos", "val_loss")
     objective = "val_hit5"
     default_loss = "cosine"
@@ -36,7 +36,10 @@ class VectorTask(Task):
                              "so there is no last input to add a change to; set delta false")
         return VectorInputModel(mcfg, info, VectorHead(mcfg.d_model, info.target_dim, mcfg.delta))
 
-    def loss(self, tcfg: TrainConfig, train: SplitArrays, info: DatasetInfo) -> LossFn:
+    def loss(self, tcfg: TrainConfig, data: Dataset) -> LossFn:
+        if tcfg.loss == "bank_nce":
+            bank = F.normalize(torch.from_numpy(data.banks["train"]), dim=-1)
+            return lambda pred, batch: bank_nce(pred, batch.target_id, bank.to(pred.device), tcfg.temperature)
         return lambda pred, batch: vector_loss(tcfg, pred, batch)
 
     def evaluate(self, model, data: Dataset, split: str, loss: LossFn | None = None,
@@ -118,6 +121,13 @@ def vector_loss(cfg: TrainConfig, pred: torch.Tensor, batch: Batch) -> torch.Ten
         return cosine
     nce = info_nce(pred, target, batch.target_id, cfg.temperature)
     return nce if cfg.loss == "infonce" else cosine + cfg.mix_weight * nce
+
+
+def bank_nce(pred: torch.Tensor, target_id: torch.Tensor, unit_bank: torch.Tensor, temperature: float) -> torch.Tensor:
+    """InfoNCE over the whole candidate bank: a softmax over every bank vector's cosine to the
+    prediction, the target's row the right answer. It trains the ranking that Hit@K measures,
+    against every candidate rather than a batch's few."""
+    return F.cross_entropy(F.normalize(pred, dim=-1) @ unit_bank.T / temperature, target_id)
 
 
 def info_nce(pred: torch.Tensor, target: torch.Tensor, target_id: torch.Tensor | None, temperature: float):
