@@ -98,7 +98,7 @@ def _edge(name: str, decl: list, top: list[FrozenTrial], budget: int | None, is_
     pos = [(scale(min(max(v, low), high)) - scale(low)) / (scale(high) - scale(low)) for v in values]
     n, lower, upper = len(pos), sum(p <= EDGE for p in pos), sum(p >= 1 - EDGE for p in pos)
     used = _budget_use(top, budget)
-    if _most(lower, n):
+    if _most(lower, n) and not (kind == "int" and low <= 1):  # no fewer than 1 layer / head: nothing to lower
         why = (f"the search wants smaller models than the space allows{used}" if is_width
                else "the search wants lower values than the space allows")
         return [f"{name}: {lower} of the {n} top trials sit at the lower end of its range [{low}, {high}]: "

@@ -58,5 +58,5 @@ def margin_line(baselines: dict[str, dict[str, float]], metric: str, complete: l
         return (f"no trial beats the best no-search baseline {name} ({metric} {value:.4f}): the best, trial "
                 f"{best.number}, has {best.value:.4f} ({sign * gap:+.4f})")
     rel = f" ({100 * gap / abs(value):.1f}%)" if value else ""
-    return (f"best trial {best.number} beats the best no-search baseline {name} by {gap:.4f} {metric}{rel}: "
-            f"{best.value:.4f} vs {value:.4f}")
+    return (f"the best {metric}, trial {best.number}'s {best.value:.4f}, beats the best no-search baseline {name} "
+            f"({value:.4f}) by {gap:.4f}{rel}")

@@ -146,3 +146,18 @@ def test_upper_end_without_a_budget():
         add(study, 0.6 + i / 100, d_model=40 + 8 * (i % 3), lr=9.5e-3, n=i)
     found = _about(sweep_warnings(study), "lr:")
     assert len(found) == 1 and "upper end" in found[0] and "with no budget, the space is the limit" in found[0]
+
+
+def test_no_lower_end_warning_for_an_int_already_at_one():
+    """layers / heads cannot go below 1: top trials at 1 are not a range to widen."""
+    from search.advice import _edge
+    study = make_study()
+    for i in range(TOP_K):
+        add(study, 0.6 + i / 100, n=i, extra={"layers": 1})
+    top = study.get_trials(deepcopy=False)
+    assert _edge("layers", ["int", 1, 3, None, False], top, None, False) == []
+    study = make_study(name="two")
+    for i in range(TOP_K):
+        add(study, 0.6 + i / 100, n=i, extra={"layers": 2})
+    found = _edge("layers", ["int", 2, 4, None, False], study.get_trials(deepcopy=False), None, False)
+    assert len(found) == 1 and "lower end of its range [2, 4]" in found[0]

@@ -157,12 +157,12 @@ def test_margin_line_follows_the_metric_direction():
         t.number = number
         return t
     base = {"markov": {"val_hit5": 0.5, "val_loss": 2.0}, "most_frequent": {"val_hit5": 0.3, "val_loss": 3.0}}
-    assert margin_line(base, "val_hit5", [trial(4, 0.56)]) == ("best trial 4 beats the best no-search baseline markov "
-                                                               "by 0.0600 val_hit5 (12.0%): 0.5600 vs 0.5000")
+    assert margin_line(base, "val_hit5", [trial(4, 0.56)]) == ("the best val_hit5, trial 4's 0.5600, beats the best "
+                                                               "no-search baseline markov (0.5000) by 0.0600 (12.0%)")
     assert margin_line(base, "val_hit5", [trial(2, 0.45), trial(3, 0.4)]) == (
         "no trial beats the best no-search baseline markov (val_hit5 0.5000): the best, trial 2, has 0.4500 (-0.0500)")
-    assert margin_line(base, "val_loss", [trial(1, 1.5)]).startswith("best trial 1 beats the best no-search baseline "
-                                                                     "markov by 0.5000 val_loss")
+    assert margin_line(base, "val_loss", [trial(1, 1.5)]).startswith("the best val_loss, trial 1's 1.5000, beats the "
+                                                                     "best no-search baseline markov (2.0000) by 0.5000")
     assert margin_line(base, "val_loss", [trial(1, 2.5)]).startswith("no trial beats")
     assert margin_line(base, "val_hit5", []).startswith("no trial beats")
     assert margin_line({}, "val_hit5", [trial(1, 0.9)]) is None
@@ -215,7 +215,7 @@ def test_sweep_stores_prints_and_measures_against_baselines(tmp_path, capsys):
     bar = max(b["val_hit5"] for b in stored.values())
     line = next(x for x in summary.splitlines() if x.startswith("baseline"))
     if best > bar:
-        assert f"beats the best no-search baseline markov by {best - bar:.4f} val_hit5" in line
+        assert f"beats the best no-search baseline markov ({bar:.4f}) by {best - bar:.4f}" in line
     else:
         assert "no trial beats the best no-search baseline markov" in line
     json.dumps(stored)  # plain JSON in the study
