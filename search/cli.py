@@ -340,7 +340,7 @@ def _set_option(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nextsweep", description=(
-        "Hyperparameter search for next-location models under a hard parameter budget."))
+        "Hyperparameter search for small sequence models (next location, next category, next vector) under a hard parameter budget."))
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="prepare, generate and inspect datasets").add_subparsers(dest="data_command", required=True)
