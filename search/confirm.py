@@ -17,7 +17,7 @@ import optuna
 import torch
 
 from models import fit
-from search.outcomes import confirmation, confirmed_text, ranked, then_value
+from search.outcomes import config_text, confirmation, confirmed_text, num_text, ranked, then_value
 from search.storage import SearchError, load_study, set_finished_trial_attr
 from spaces.data import load_data
 
@@ -147,16 +147,9 @@ def print_confirmed(result: ConfirmResult) -> None:
     print(f"\n{'trial':>5}  {metric + ' (1 run)':>16}  {'confirmed mean +- std (seeds)':>30}  "
           + "".join(f"{m:>9}  " for m in then) + f"{'params':>9}  config")
     for t in rows:
-        shown = "".join(f"{_num(then_value(t, m, metric)):>9}  " for m in then)
-        cfg = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items()
-                        if not k.endswith("_frac"))
-        width = f"d_model={t.user_attrs['d_model']}, " if "d_model" in t.user_attrs else ""
+        shown = "".join(f"{num_text(then_value(t, m, metric)):>9}  " for m in then)
         print(f"{t.number:>5}  {t.value:>16.4f}  {confirmed_text(t, metric):>30}  {shown}"
-              f"{t.user_attrs.get('n_params', 0):>9,}  {width}{cfg}")
+              f"{t.user_attrs.get('n_params', 0):>9,}  {config_text(t)}")
     if result.failed:
         print(f"\n{len(result.failed)} runs failed (listed above); run the same command again to retry them")
     print("\nexport ranks confirmed trials first, by their mean (see `nextsweep export --help`)")
-
-
-def _num(v: float | None) -> str:
-    return "-" if v is None else f"{v:.4f}"

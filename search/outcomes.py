@@ -149,17 +149,15 @@ def print_summary(study: optuna.Study, storage_url: str, top: int = 5) -> None:
         print(f"\n{'trial':>5}  {metric:>9}  " + "".join(f"{m:>9}  " for m in then)
               + (f"{'confirmed':>20}  " if confirmed else "") + f"{'params':>9}  {'epoch':>5}  config")
         for t in done[:top]:
-            cfg = ", ".join(f"{k}={_short(v)}" for k, v in t.params.items() if not k.endswith("_frac"))
-            width = {k: t.user_attrs[k] for k in ("d_model",) if k in t.user_attrs}
-            cfg = ", ".join([*(f"{k}={v}" for k, v in width.items()), cfg])
-            extra = "".join(f"{_num(then_value(t, m, metric, False)):>9}  " for m in then)
+            cfg = config_text(t)
+            extra = "".join(f"{num_text(then_value(t, m, metric, False)):>9}  " for m in then)
             extra += f"{confirmed_text(t, metric):>20}  " if confirmed else ""
             print(f"{t.number:>5}  {t.value:>9.4f}  {extra}{t.user_attrs.get('n_params', 0):>9,}  "
                   f"{t.user_attrs.get('best_epoch', '-'):>5}  {cfg}")
         best = done[0]
         print(f"\nbest       trial {best.number}: {metric} {best.value:.4f}{then_text(best, then, metric)} with "
               f"{best.user_attrs.get('n_params', 0):,} parameters, best epoch {best.user_attrs.get('best_epoch')}")
-        print("config     " + ", ".join(f"{k}={_short(v)}" for k, v in json.loads(best.user_attrs["config"]).items()))
+        print("config     " + ", ".join(f"{k}={short(v)}" for k, v in json.loads(best.user_attrs["config"]).items()))
         print(f"export     nextsweep export {_storage_arg(storage_url)} --study {study.study_name} --top 3 --out exports/")
     margin = margin_line(study.user_attrs.get("baselines", {}), metric, done)
     if margin:
@@ -186,7 +184,7 @@ def _storage_arg(url: str) -> str:
 
 def then_text(t: FrozenTrial, then: list[str], metric: str | None) -> str:
     """' (val_acc1 0.4512, val_mrr 0.5530)': the tie-breaking metrics of one run, for a summary line."""
-    shown = [f"{m} {_num(then_value(t, m, metric, False))}" for m in then]
+    shown = [f"{m} {num_text(then_value(t, m, metric, False))}" for m in then]
     return f" ({', '.join(shown)})" if shown else ""
 
 
@@ -196,9 +194,20 @@ def confirmed_text(t: FrozenTrial, metric: str | None) -> str:
     return f"{c['mean']:.4f} +- {c['std']:.4f} ({len(c['values'])})" if c else "-"
 
 
-def _num(v: float | None) -> str:
+def num_text(v: float | None) -> str:
     return "-" if v is None else f"{v:.4f}"
 
 
-def _short(v) -> str:
+def short(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def sampled_text(t: FrozenTrial) -> str:
+    """The sampler's choices of a trial (the width's position `*_frac` left out)."""
+    return ", ".join(f"{k}={short(v)}" for k, v in t.params.items() if not k.endswith("_frac"))
+
+
+def config_text(t: FrozenTrial) -> str:
+    """The trained width first (e.g. d_model=48), then the sampler's choices."""
+    width = [f"{k}={t.user_attrs[k]}" for k in ("d_model",) if k in t.user_attrs]
+    return ", ".join([*width, sampled_text(t)])

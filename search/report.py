@@ -19,7 +19,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial
 
 from search.advice import sweep_warnings
-from search.outcomes import outcome, pareto_front, ranked, tally
+from search.outcomes import outcome, pareto_front, ranked, sampled_text, tally
 from search.storage import SearchError, load_study, redact
 
 COLOURS = {"complete": "#2a9d4b", "pruned": "#e8a33d", "failed": "#d62728", "stopped": "#7f7f7f", "running": "#1f77b4"}
@@ -284,7 +284,7 @@ def _top_table(p: _Page, study: optuna.Study, metric: str, top: list[FrozenTrial
     rows = []
     for rank, t in enumerate(top, 1):
         a, m = t.user_attrs, t.user_attrs.get("best_metrics", {})
-        shown = ", ".join(f"{k}={_short(v)}" for k, v in t.params.items() if not k.endswith("_frac"))  # the search's choices
+        shown = sampled_text(t)  # the search's choices
         rows.append((rank, t.number, _num(t.value), *(_num(m.get(k)) for k in others), f"{a.get('n_params', 0):,}",
                      *([a.get(width, "-")] if width else []), f"{a.get('best_epoch', '-')} / {a.get('epochs_run', '-')}",
                      _confirmed(a.get("confirmed")), _retrained(retrained.get(t.number)), shown))
@@ -323,10 +323,6 @@ def _table(head: list, rows: list[tuple]) -> str:
 
 def _num(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v))
-
-
-def _short(v) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def _duration(seconds: float) -> str:
