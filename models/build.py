@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from data_io import DatasetInfo
 from models.config import ModelConfig, split_config
@@ -25,10 +26,25 @@ def build_model(config: ModelConfig | dict, info: DatasetInfo) -> torch.nn.Modul
     return task.build(mcfg, info)
 
 
+class _NoInit(TorchFunctionMode):
+    """Skips weight initialisation: on the meta device it writes nothing, yet its Python-level
+    decompositions (normal_, uniform_...) cost about 2/3 of building a model for counting."""
+    SKIP = {getattr(torch.nn.init, f) for f in ("normal_", "uniform_", "constant_", "zeros_", "ones_", "trunc_normal_",
+                                                  "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
+                                                  "kaiming_normal_", "orthogonal_")} | \
+           {torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.zero_, torch.Tensor.fill_}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.SKIP:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
+
+
 def count_params(config: ModelConfig | dict, info: DatasetInfo) -> int:
     """Exact trainable parameter count (a tied head counted once), built on the meta device so
-    no weight memory is allocated."""
-    with torch.device("meta"):
+    no weight memory is allocated, and without initialising weights (~2.5 ms a model)."""
+    with torch.device("meta"), _NoInit():
         model = build_model(config, info)
     return sum(p.numel() for p in model.parameters())
 

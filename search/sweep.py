@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from search.baselines import baseline_lines, ensure_baselines
 from search.outcomes import print_summary
+from search.tpe import ColumnTPE
 from spaces import OVER_BUDGET, UNBUILDABLE, CompiledSpace, check_feasible, load_space, load_space_data
 from search.storage import DEFAULT_DIR, SearchError, default_storage, open_storage, redact, study_names
 
@@ -66,7 +67,7 @@ def resumed_seed(name: str, seed: int, n_trials: int) -> int:
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "tpe":  # constant liar: concurrent trials do not all get the same suggestion
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+        return ColumnTPE(seed=seed, multivariate=True, constant_liar=True)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":

@@ -32,6 +32,7 @@ class ParamCounter:
     def __init__(self, info: DatasetInfo):
         self.info = info
         self.cache: dict[tuple, int] = {}
+        self.widest: dict[tuple, int] = {}  # widest_fit's answers, by the structure without its width
         self.calls = 0  # exact counts (a model built on the meta device)
         self.hits = 0
 
@@ -70,7 +71,16 @@ def width_grid(spec: ParamSpec, config: dict) -> list[int]:
 
 def widest_fit(grid: list[int], name: str, config: dict, max_params: int, count: ParamCounter) -> int:
     """Index of the largest grid width whose model fits; -1 if even the smallest does not.
-    Counts grow with width, so a binary search needs about log2(len(grid)) exact counts."""
+    Counts grow with width, so a binary search needs about log2(len(grid)) exact counts; a
+    structure seen before (same count-changing choices and grid) needs none."""
+    structure = tuple(sorted((k, v) for k, v in config.items() if k in MODEL_KEYS and k != name and k not in COUNT_FREE))
+    key = (structure, tuple(grid), max_params)
+    if key not in count.widest:
+        count.widest[key] = _widest_fit(grid, name, config, max_params, count)
+    return count.widest[key]
+
+
+def _widest_fit(grid: list[int], name: str, config: dict, max_params: int, count: ParamCounter) -> int:
     lo, hi = -1, len(grid) - 1
     while lo < hi:
         mid = (lo + hi + 1) // 2

@@ -34,6 +34,7 @@ class Proposal:
     n_params: int  # -1 when the engine cannot build the config
     rejected: str | None  # None, OVER_BUDGET, UNBUILDABLE or FORBIDDEN; a rejected proposal never reaches a trainer
     seconds: float = 0.0  # time spent proposing, budget check included
+    budget_seconds: float = 0.0  # of which the budget check: fitting the width and counting
     extra: dict = field(default_factory=dict)  # e.g. the fitted width and its upper bound
 
     @property
@@ -77,13 +78,15 @@ class CompiledSpace:
                 config[p.name] = suggest(trial, p)
         rule = forbidden_by(self.space.forbid, config)
         if rule is not None:  # never trained, and no count needed
-            return Proposal(config, -1, FORBIDDEN, time.perf_counter() - start, {"error": f"{FORBIDDEN} by {rule}"})
+            return Proposal(config, -1, FORBIDDEN, time.perf_counter() - start, 0.0, {"error": f"{FORBIDDEN} by {rule}"})
         extra = self._fit_width(trial, config) if self.fit_width else {}
+        counting = time.perf_counter()
         n = extra.pop("n_min", None) or self.count.safe(config)
+        budget_s = extra.pop("budget_s", 0.0) + time.perf_counter() - counting
         if n == math.inf:  # the engine cannot build it (e.g. heads do not divide the width)
-            return Proposal(config, -1, UNBUILDABLE, time.perf_counter() - start, {"error": _build_error(config)})
+            return Proposal(config, -1, UNBUILDABLE, time.perf_counter() - start, budget_s, {"error": _build_error(config)})
         over = self.space.max_params is not None and n > self.space.max_params
-        return Proposal(config, int(n), OVER_BUDGET if over else None, time.perf_counter() - start, extra)
+        return Proposal(config, int(n), OVER_BUDGET if over else None, time.perf_counter() - start, budget_s, extra)
 
     def optuna_params(self) -> dict[str, ParamSpec]:
         """The parameters Optuna samples, by the names it stores them under (the fitted width
@@ -110,13 +113,16 @@ class CompiledSpace:
         spec = self.space.param(self.space.width)
         if not spec.active(config):
             return {}
+        start = time.perf_counter()
         grid = width_grid(spec, config)
         top = widest_fit(grid, spec.name, config, self.space.max_params, self.count) if grid else -1
         if top < 0:  # even the smallest width is over budget: the other choices are infeasible
-            return {"n_min": self.count.safe({**config, spec.name: grid[0]}) if grid else math.inf}
+            n_min = self.count.safe({**config, spec.name: grid[0]}) if grid else math.inf
+            return {"n_min": n_min, "budget_s": time.perf_counter() - start}
+        budget_s = time.perf_counter() - start
         frac = trial.suggest_float(f"{spec.name}_frac", 0.0, 1.0)
         config[spec.name] = grid[round(frac * top)]
-        return {"width_max": grid[top], "frac": frac}
+        return {"width_max": grid[top], "frac": frac, "budget_s": budget_s}
 
 
 def outside(p: ParamSpec, value) -> str | None:

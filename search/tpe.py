@@ -1,0 +1,165 @@
+"""Optuna's TPE with its history kept as columns.
+
+Stock `TPESampler._sample` walks every trial of the study in Python, once to split them into
+"below" and "above" and once per Parzen estimator to read the parameters, and it does so for
+the relative sample and again for each parameter sampled independently (conditional ones):
+at 5,000 finished trials that is ~150 ms a suggestion. `ColumnTPE` reads each finished trial
+once into numpy columns (its split key and each parameter's internal value) and does the split
+and the lookups with array operations. The splits, the estimators and the random stream are
+Optuna's own, so it suggests exactly what `TPESampler` suggests with the same seed and history
+(tests/test_tpe.py); only single-objective studies take the fast path.
+
+The history is read once per asked trial: a trial that finishes while another one's
+define-by-run function runs is seen from the next trial on (as with Optuna's trial cache).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from optuna.distributions import BaseDistribution
+from optuna.samplers import TPESampler
+from optuna.samplers._tpe.sampler import _get_infeasible_trial_score, default_gamma
+from optuna.study import Study, StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+COMPLETE, PRUNED, INFEASIBLE = 0, 1, 2  # the groups _split_trials fills "below" from, in order
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class _History:
+    """The study's finished (COMPLETE / PRUNED) trials as columns, in the order they were read."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.params: list[dict] = []
+        self.number, self.group, self.key1, self.key2 = [], [], [], []
+        self.columns: dict[tuple[str, BaseDistribution], np.ndarray] = {}
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def add(self, trial: FrozenTrial, maximize: bool) -> None:
+        self.seen.add(trial._trial_id)
+        self.params.append(trial.params)
+        self.number.append(trial.number)
+        score = _get_infeasible_trial_score(trial)
+        if score > 0:  # as Optuna's _split_trials: infeasible before the state is looked at
+            group, key1, key2 = INFEASIBLE, score, 0.0
+        elif trial.state == TrialState.COMPLETE:
+            group, key1, key2 = COMPLETE, (-trial.value if maximize else trial.value), 0.0
+        elif trial.intermediate_values:  # _get_pruned_trial_score: the latest step first
+            step, value = max(trial.intermediate_values.items())
+            group, key1 = PRUNED, -step
+            key2 = math.inf if math.isnan(value) else (-value if maximize else value)
+        else:
+            group, key1, key2 = PRUNED, 1.0, 0.0
+        self.group.append(group)
+        self.key1.append(key1)
+        self.key2.append(key2)
+        self.arrays.clear()
+
+    def array(self, name: str) -> np.ndarray:
+        if name not in self.arrays:
+            self.arrays[name] = np.asarray(getattr(self, name), dtype=float)
+        return self.arrays[name]
+
+    def column(self, name: str, dist: BaseDistribution) -> np.ndarray:
+        """Internal values of one parameter, NaN where a trial does not have it."""
+        col = self.columns.get((name, dist), np.empty(0))
+        if len(col) < len(self.params):
+            new = [dist.to_internal_repr(p[name]) if name in p else math.nan for p in self.params[len(col):]]
+            col = self.columns[(name, dist)] = np.concatenate([col, np.asarray(new, dtype=float)])
+        return col
+
+
+class ColumnTPE(TPESampler):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._history = _History()
+        self._read_for: tuple[int, int] | None = None  # (study id, trial number) last read for
+        self._running: list[FrozenTrial] = []
+
+    def _refresh(self, study: Study, trial: FrozenTrial) -> None:
+        if self._read_for == (study._study_id, trial.number):
+            return
+        if self._read_for is not None and self._read_for[0] != study._study_id:
+            self._history = _History()
+        self._read_for = (study._study_id, trial.number)
+        maximize = study.direction == StudyDirection.MAXIMIZE
+        states = FINISHED + ((TrialState.RUNNING,) if self._constant_liar else ())
+        self._running = []
+        for t in study._get_trials(deepcopy=False, states=states, use_cache=not self._constant_liar):
+            if t.state == TrialState.RUNNING:
+                if t.number != trial.number:
+                    self._running.append(t)
+            elif t._trial_id not in self._history.seen:
+                self._history.add(t, maximize)
+
+    def _split(self, n_below: int) -> tuple[np.ndarray, np.ndarray]:
+        """(below, above) row indices of the history, each in trial-number order."""
+        h = self._history
+        by_number = np.argsort(h.array("number"), kind="stable")
+        group, key1, key2 = h.array("group")[by_number], h.array("key1")[by_number], h.array("key2")[by_number]
+        ranked = []
+        for g in (COMPLETE, PRUNED, INFEASIBLE):
+            rows = np.flatnonzero(group == g)
+            order = np.lexsort((key2[rows], key1[rows])) if g == PRUNED else np.argsort(key1[rows], kind="stable")
+            ranked.append(by_number[rows[order]])
+        ranked = np.concatenate(ranked)
+        below, above = ranked[:n_below], ranked[n_below:]
+        number = h.array("number")
+        return below[np.argsort(number[below], kind="stable")], above[np.argsort(number[above], kind="stable")]
+
+    def _observations(self, rows: np.ndarray, running: list[FrozenTrial], study: Study,
+                      search_space: dict[str, BaseDistribution]) -> dict[str, np.ndarray]:
+        h = self._history
+        cols = {name: h.column(name, dist)[rows] for name, dist in search_space.items()}
+        keep = np.ones(len(rows), dtype=bool)
+        for col in cols.values():
+            keep &= ~np.isnan(col)
+        numbers = list(h.array("number")[rows][keep])
+        values = {name: list(col[keep]) for name, col in cols.items()}
+        for t in running:  # constant liar: running trials join "above" with the params they have
+            params = self._get_params(t, study)
+            if search_space.keys() <= params.keys():
+                numbers.append(t.number)
+                for name, dist in search_space.items():
+                    values[name].append(dist.to_internal_repr(params[name]))
+        order = np.argsort(np.asarray(numbers, dtype=float), kind="stable")
+        return {name: np.asarray(v, dtype=float)[order] for name, v in values.items()}
+
+    # TPESampler's entry points, without their own walk over every trial to count the history.
+    def _sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict:
+        if study._is_multi_objective():
+            return super()._sample_relative(study, trial, search_space)
+        if search_space == {} or not self._started(study, trial):
+            return {}
+        return self._sample(study, trial, search_space)
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution):
+        if study._is_multi_objective() or self._warn_independent_sampling:
+            return super().sample_independent(study, trial, param_name, param_distribution)
+        if not self._started(study, trial):
+            return self._random_sampler.sample_independent(study, trial, param_name, param_distribution)
+        return self._sample(study, trial, {param_name: param_distribution})[param_name]
+
+    def _started(self, study: Study, trial: FrozenTrial) -> bool:
+        """Past the random start-up: at least n_startup_trials COMPLETE or PRUNED trials."""
+        self._refresh(study, trial)
+        return len(self._history.number) >= self._n_startup_trials
+
+    def _sample(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict:
+        if study._is_multi_objective():
+            return super()._sample(study, trial, search_space)
+        self._refresh(study, trial)
+        if self._gamma is None:  # as TPESampler sets it for a single objective
+            self._gamma = default_gamma
+        below, above = self._split(self._gamma(len(self._history.number)))
+        mpe_below = self._parzen_estimator_cls(self._observations(below, [], study, search_space), search_space,
+                                               self._parzen_estimator_parameters)
+        mpe_above = self._parzen_estimator_cls(self._observations(above, self._running, study, search_space),
+                                               search_space, self._parzen_estimator_parameters)
+        samples = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
+        ret = TPESampler._compare(samples, self._compute_acquisition_func(samples, mpe_below, mpe_above))
+        return {name: dist.to_external_repr(ret[name]) for name, dist in search_space.items()}
