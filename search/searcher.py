@@ -39,34 +39,41 @@ class RecordingASHA(ASHAScheduler):
 
 class BudgetSearcher(Searcher):
     def __init__(self, study: optuna.Study, compiled: CompiledSpace, asha: RecordingASHA, *,
-                 seed: int, cpus: float, attrs: dict, orphans: list[optuna.trial.FrozenTrial]):
+                 seed: int, cpus: float, attrs: dict, orphans: list[optuna.trial.FrozenTrial],
+                 checkpoint_at: list[int] | None = None):
         # ASHA and Tune rank trials on the best epoch so far (what the study records as the
         # value), so one bad epoch at a rung does not prune a trial whose best is competitive.
         super().__init__(metric=f"best_{compiled.space.metric}", mode=compiled.space.mode)
         self.objective = compiled.space.metric  # the per-epoch value: the learning curve
         self.study, self.compiled, self.asha = study, compiled, asha
-        self.seed, self.cpus, self.attrs = seed, cpus, attrs
+        self.seed, self.cpus, self.attrs, self.checkpoint_at = seed, cpus, attrs, checkpoint_at
         self.orphans = list(orphans)  # trials a killed driver left RUNNING: re-run, not re-asked
         self.live: dict[str, optuna.Trial] = {}
         self.started: dict[str, float] = {}
         self.last: dict[str, dict] = {}
         self.best_rows: dict[str, dict] = {}  # the best epoch's result so far, per trial
+        self.steps: dict[str, set[int]] = {}  # epochs already reported to Optuna, per trial
+        self.numbers: dict[str, int] = {}  # Optuna trial number of each Tune trial id
         self.failed: dict[str, optuna.Trial] = {}  # waiting for their error text
         self.rejected = dict.fromkeys(REJECTIONS.values(), 0)
         self.propose_s: list[float] = []
 
     # --- Tune's calls -------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict | None:
+        steps: set[int] = set()
         if self.orphans:
             frozen = self.orphans.pop(0)
             trial = optuna.trial.Trial(self.study, frozen._trial_id)
             config = json.loads(frozen.user_attrs["config"])
+            steps = set(frozen.intermediate_values)  # reported before the driver was killed
         else:
             trial, config = self._ask_feasible()
         trial.set_user_attr("ray_trial_id", trial_id)
         self.live[trial_id] = trial
         self.started[trial_id] = time.time()
-        return {"engine": config, "cpus": self.cpus}
+        self.numbers[trial_id] = trial.number
+        self.steps[trial_id] = steps
+        return {"engine": config, "cpus": self.cpus, "checkpoint_at": self.checkpoint_at}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         trial = self.live.get(trial_id)
@@ -85,7 +92,8 @@ class BudgetSearcher(Searcher):
         if result["epoch"] == result["best_epoch"]:
             self.best_rows[trial_id] = result
         step = int(result["epoch"])
-        if step not in trial.storage.get_trial(trial._trial_id).intermediate_values:
+        if step not in self.steps.setdefault(trial_id, set()):  # a retried trial repeats epochs
+            self.steps[trial_id].add(step)
             trial.report(float(result[self.objective]), step)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -94,6 +102,7 @@ class BudgetSearcher(Searcher):
             return
         self._observe(trial, trial_id, result)  # a trainable's final result may arrive only here
         last = self.last.pop(trial_id, {})
+        self.steps.pop(trial_id, None)
         self._record_run(trial, trial_id, last)
         if error:
             self.failed[trial_id] = trial  # told FAIL when the error text arrives (see fail())

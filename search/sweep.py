@@ -329,6 +329,11 @@ def _quiet_ray(local: bool) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def rung_epochs(asha) -> list[int]:
+    """The epochs at which ASHA may stop a trial: its rungs' milestones."""
+    return sorted({int(milestone) for bracket in asha._brackets for milestone, _ in bracket._rungs})
+
+
 def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
     _quiet_ray(local=not opts.address)
     from ray import tune
@@ -342,7 +347,10 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
     asha = RecordingASHA(time_attr="epoch", max_t=space.asha.max_epochs, grace_period=space.asha.grace_period,
                          reduction_factor=space.asha.reduction_factor)
     attrs = {"fingerprint": data.info.fingerprint, "code_version": code_version(), "cpus": cpus}
-    searcher = BudgetSearcher(study, compiled, asha, seed=opts.seed * 100_003, cpus=cpus, attrs=attrs, orphans=orphans)
+    # Checkpoints every epoch only where a retry resumes from them; else where ASHA may stop a trial.
+    checkpoint_at = None if opts.max_failures else rung_epochs(asha)
+    searcher = BudgetSearcher(study, compiled, asha, seed=opts.seed * 100_003, cpus=cpus, attrs=attrs, orphans=orphans,
+                              checkpoint_at=checkpoint_at)
     progress = Progress(searcher, study, todo)
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data),
                                     {"cpu": cpus, "gpu": float(opts.gpus_per_trial)})
@@ -353,7 +361,8 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
         trainable,
         tune_config=tune.TuneConfig(metric=searcher.metric, mode=space.mode, search_alg=searcher, scheduler=asha,
                                     num_samples=todo, max_concurrent_trials=opts.max_concurrent,
-                                    time_budget_s=opts.time_budget_s),
+                                    time_budget_s=opts.time_budget_s,
+                                    reuse_actors=True),  # no new worker process (~1 s) per trial
         run_config=tune.RunConfig(name=f"ray-{int(time.time())}", storage_path=str(sweep_dir), verbose=0,
                                   callbacks=[progress], log_to_file=True,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1),

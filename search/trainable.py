@@ -1,6 +1,9 @@
-"""The Tune function trainable: one trial = one `models.fit`, reporting every epoch with a
-checkpoint that holds the best epoch's weights (the best model is never lost) and the latest
-epoch's full training state (a trial Tune retries after a worker died resumes, not restarts)."""
+"""The Tune function trainable: one trial = one `models.fit`, reporting every epoch. A checkpoint
+holds the best epoch's weights and the latest epoch's full training state (a trial Tune retries
+after a worker died resumes, not restarts). It is written where it can matter: at every epoch
+when Tune may retry trials (--max-failures), else at ASHA's rungs (where a trial may be stopped:
+its best model so far is kept) and at the last epoch. Tune reuses the worker between trials
+(reuse_actors), so nothing here may outlive one call."""
 
 from __future__ import annotations
 
@@ -19,15 +22,17 @@ CHECKPOINT_FILE = "model.pt"  # {"state_dict": best epoch's weights, "config", "
 RESUME_FILE = "resume.pt"  # {"fit": EpochReport.resume_state() of the latest epoch, "wall_s"}
 
 
-def should_checkpoint(rep: EpochReport) -> bool:
-    """When an epoch's result carries a checkpoint. Every epoch: a retry then resumes right after
-    the last result Tune and the searcher saw, and the trial keeps only the newest one (num_to_keep=1)."""
-    return True
+def should_checkpoint(rep: EpochReport, at: list[int] | None) -> bool:
+    """When an epoch's result carries a checkpoint: every epoch when `at` is None (a retry then
+    resumes right after the last result Tune and the searcher saw), else at the epochs `at`
+    lists and the last one. The trial keeps only the newest checkpoint (num_to_keep=1)."""
+    return at is None or rep.last or rep.epoch in at
 
 
 def train_trial(config: dict, data: Dataset) -> None:
-    """config = {"engine": flat engine config, "cpus": CPUs of this trial}; data comes zero-copy
-    from the Ray object store (tune.with_parameters)."""
+    """config = {"engine": flat engine config, "cpus": CPUs of this trial, "checkpoint_at":
+    epochs to checkpoint, or None for every epoch}; data comes zero-copy from the Ray object
+    store (tune.with_parameters)."""
     torch.set_num_threads(max(1, int(config.get("cpus", 1))))
     engine = config["engine"]
     metric = engine.get("metric", "val_hit5")
@@ -42,7 +47,7 @@ def train_trial(config: dict, data: Dataset) -> None:
         best = history[rep.best_epoch - 1]
         result = {**rep.metrics, "best_epoch": rep.best_epoch, f"best_{metric}": best, "last": rep.last,
                   "n_params": n_params, "wall_s": time.perf_counter() - start, "node_id": node}
-        if not should_checkpoint(rep):
+        if not should_checkpoint(rep, config.get("checkpoint_at")):
             tune.report(result)
             return
         state = rep.resume_state()
