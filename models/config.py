@@ -45,6 +45,7 @@ class ModelConfig:
     h_cycles: int = 2  # hrm: cycles of the slow high-level module
     l_cycles: int = 2  # hrm: fast low-level steps per cycle
     delta: bool = False  # vector task: predict the change from the last input vector
+    copy: bool = False  # vector task: gate in an attention-weighted sum of the history's input vectors
 
     @property
     def emb(self) -> int:

@@ -1,9 +1,20 @@
 """Models over given per-step vectors (category and vector tasks): a vector encoder in front of
-the same sequence bodies as next-location, and a class or vector head on the last state."""
+the same sequence bodies as next-location, and a class or vector head on the last state.
+
+With `copy` (vector task, inputs and targets in one space) the vector head is a pointer in vector
+space: attention of the last state over the history's states weighs the history's unit input
+vectors, and a learned gate mixes that sum with the generated unit vector,
+pred = sigmoid(g) unit(out(last)) + sigmoid(-g) sum_t attn_t unit(x_t). Near-orthogonal place
+vectors make a few weighted history vectors retrieve those places, as a next-location pointer
+copies ids.
+"""
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from data_io import DatasetInfo
@@ -62,16 +73,38 @@ class VectorHead(nn.Module):
         return pred
 
 
+class VectorCopy(nn.Module):
+    """Pointer part of the vector head: attention of the last state over the history weighs the
+    history's unit input vectors; a learned gate mixes their sum with the generated unit vector."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.query = nn.Linear(d, d)
+        self.key = nn.Linear(d, d)
+        self.gate = nn.Linear(d, 1)
+
+    def forward(self, pred, h, last, vec, pad):
+        scores = (self.key(h) @ self.query(last)[:, :, None]).squeeze(-1) / math.sqrt(h.shape[-1])
+        attn = scores.masked_fill(pad, float("-inf")).softmax(-1)
+        copied = (attn[:, :, None] * F.normalize(vec, dim=-1)).sum(1)
+        g = torch.sigmoid(self.gate(last))
+        return g * F.normalize(pred, dim=-1) + (1 - g) * copied
+
+
 class VectorInputModel(nn.Module):
-    def __init__(self, cfg: ModelConfig, info: DatasetInfo, head: nn.Module):
+    def __init__(self, cfg: ModelConfig, info: DatasetInfo, head: nn.Module, copy: bool = False):
         super().__init__()
         self.encoder = VectorEncoder(cfg, info)
         self.body = make_body(cfg)
         self.out_norm = nn.LayerNorm(cfg.d_model) if cfg.family in ("gru", "lstm") else nn.Identity()
         self.head = head
+        self.copy = VectorCopy(cfg.d_model) if copy else None
 
     def forward(self, seq: dict[str, torch.Tensor], user: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         pad = torch.arange(seq["vec"].shape[1], device=lengths.device)[None, :] >= lengths[:, None]
         h = self.body(self.encoder(seq, user, lengths), pad)
         last = self.out_norm(h[torch.arange(len(lengths), device=h.device), lengths - 1])
-        return self.head(last, seq, lengths)
+        out = self.head(last, seq, lengths)
+        if self.copy is not None:
+            out = self.copy(out, h, last, seq["vec"], pad)
+        return out

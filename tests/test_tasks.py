@@ -76,6 +76,33 @@ def test_delta_needs_matching_dimensions():
     assert torch.equal(model(b.seq, b.user, b.lengths), last)  # a zero change predicts persistence
 
 
+@pytest.mark.parametrize("family", ["gru", "transformer"])
+def test_copy_head_counts_and_matches_hand_computation(family):
+    with pytest.raises(ModelError, match="copy=True"):
+        build_model({**SMALL, "family": family, "copy": True}, toy("vector").info)  # 5-dim in, 4-dim out
+    with pytest.raises(ModelError, match="copy=True: only the vector task"):
+        build_model({**SMALL, "family": family, "copy": True}, toy("category").info)
+    data = toy("vector", D=4)
+    cfg = {**SMALL, "family": family, "copy": True}
+    model = build_model(cfg, data.info)
+    d = SMALL["d_model"]
+    assert count_params(cfg, data.info) == sum(p.numel() for p in model.parameters())
+    assert count_params(cfg, data.info) - count_params({**cfg, "copy": False}, data.info) == 2 * (d * d + d) + d + 1
+    gen = torch.tensor([3.0, 0.0, -4.0, 0.0])
+    with torch.no_grad():  # uniform attention over the real steps, gate sigmoid(log 3) = 0.75, generated vector `gen`
+        model.copy.query.weight.zero_(), model.copy.query.bias.zero_(), model.copy.gate.weight.zero_()
+        model.copy.gate.bias.fill_(math.log(3.0)), model.head.out.weight.zero_(), model.head.out.bias.copy_(gen)
+    model.eval()
+    b = next(iter_batches(data["val"], 8))
+    with torch.no_grad():
+        got = model(b.seq, b.user, b.lengths)
+    for i in range(8):
+        x = b.seq["vec"][i, :b.lengths[i]].numpy()
+        mean_unit = (x / np.linalg.norm(x, axis=1, keepdims=True)).mean(0)
+        want = 0.75 * gen.numpy() / 5.0 + 0.25 * mean_unit
+        np.testing.assert_allclose(got[i].numpy(), want, rtol=1e-5, atol=1e-6)
+
+
 def _batch(pred_dim=3, n=4, seed=0):
     g = torch.Generator().manual_seed(seed)
     target = torch.randn(n, pred_dim, generator=g)

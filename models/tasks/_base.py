@@ -38,6 +38,9 @@ class Task(ABC):
             raise self._refuse("family", mcfg.family, self.families)
         if mcfg.tied_head and self.name != "location":
             raise ModelError("tied_head=True: only the location task has an input embedding to tie to; set it false")
+        if mcfg.copy and self.name != "vector":
+            raise ModelError(f"copy=True: only the vector task copies history vectors (the location task's copy is "
+                             f"family pointer); set it false for the {self.name} task")
 
     def check_train(self, tcfg: TrainConfig) -> None:
         """Training settings this task allows."""

@@ -31,10 +31,11 @@ class VectorTask(Task):
     balanced_sampler = False
 
     def build(self, mcfg: ModelConfig, info: DatasetInfo) -> nn.Module:
-        if mcfg.delta and info.target_dim != info.input_dim:
-            raise ModelError(f"delta=True: targets ({info.target_dim}-dim) and inputs ({info.input_dim}-dim) differ, "
-                             "so there is no last input to add a change to; set delta false")
-        return VectorInputModel(mcfg, info, VectorHead(mcfg.d_model, info.target_dim, mcfg.delta))
+        for key, what in (("delta", "no last input to add a change to"), ("copy", "no history vector to copy")):
+            if getattr(mcfg, key) and info.target_dim != info.input_dim:
+                raise ModelError(f"{key}=True: targets ({info.target_dim}-dim) and inputs ({info.input_dim}-dim) differ, "
+                                 f"so there is {what}; set {key} false")
+        return VectorInputModel(mcfg, info, VectorHead(mcfg.d_model, info.target_dim, mcfg.delta), mcfg.copy)
 
     def loss(self, tcfg: TrainConfig, data: Dataset) -> LossFn:
         if tcfg.loss == "bank_nce":
