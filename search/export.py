@@ -22,6 +22,8 @@ from spaces.data import load_data
 EXPORT_VERSION = 1
 LABELS = {"acc1": "Acc@1", "hit1": "Hit@1", "hit5": "Acc@5", "hit10": "Acc@10", "mrr": "MRR", "ndcg10": "NDCG@10",
           "f1": "macro-F1", "cos": "cosine", "loss": "loss"}
+RETRIEVAL_LABELS = {**LABELS, "hit5": "Hit@5", "hit10": "Hit@10"}  # the vector task ranks a bank, not classes
+UNSCALED = ("loss", "cos")  # printed as they are; the other figures are rates, in percent
 
 
 def export_top(storage_url: str, study_name: str | None, top: int, out: str | Path, pareto: bool = False) -> list[Path]:
@@ -118,7 +120,8 @@ def retrain(path: str | Path, seeds: int, out: str | Path | None, force: bool = 
     summary = {k: {"mean": statistics.mean(r["test"][k] for r in runs),
                    "std": statistics.stdev(r["test"][k] for r in runs) if len(runs) > 1 else 0.0}
                for k in runs[0]["test"]}
-    report = {"export": str(path), "n_params": doc.get("n_params"), "seeds": [r["seed"] for r in runs],
+    report = {"export": str(path), "task": doc.get("task", "location"), "n_params": doc.get("n_params"),
+              "seeds": [r["seed"] for r in runs],
               "test": summary, "runs": runs, "fingerprint": data.info.fingerprint}
     (out / "retrain.json").write_text(json.dumps(report, indent=2) + "\n")
     torch.save({"state_dict": best[1], "config": best[2], "seed": best[0]["seed"]}, out / "best_model.pt")
@@ -179,9 +182,10 @@ def _better(value: float, than: float, metric: str) -> bool:
 
 def print_retrain(report: dict, out: Path) -> None:
     print(f"\ntest metrics over {len(report['seeds'])} seeds (mean +- std), {report['n_params']:,} parameters")
+    labels = RETRIEVAL_LABELS if report.get("task") == "vector" else LABELS
     for k, s in report["test"].items():
-        scale = 1 if k == "loss" else 100  # rates in percent
-        print(f"  {LABELS.get(k, k):<9} {scale * s['mean']:6.2f} +- {scale * s['std']:.2f}")
+        scale = 1 if k in UNSCALED else 100
+        print(f"  {labels.get(k, k):<9} {scale * s['mean']:6.2f} +- {scale * s['std']:.2f}")
     per_class = report["runs"][0].get("per_class")
     if per_class:  # minority over-calling shows as predicted >> support with low precision
         print(f"\nper class (seed {report['runs'][0]['seed']}, test)   support  predicted  precision  recall     F1")

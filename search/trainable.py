@@ -46,7 +46,8 @@ def train_trial(config: dict, data: Dataset) -> None:
         history.append(rep.metrics[metric])
         best = history[rep.best_epoch - 1]
         result = {**rep.metrics, "best_epoch": rep.best_epoch, f"best_{metric}": best, "last": rep.last,
-                  "n_params": n_params, "wall_s": time.perf_counter() - start, "node_id": node}
+                  "n_params": n_params, "wall_s": time.perf_counter() - start, "node_id": node,
+                  "reported_at": time.time()}  # wall clock: when each epoch ended (bench/sweep_overhead.py)
         if not should_checkpoint(rep, config.get("checkpoint_at")):
             tune.report(result)
             return

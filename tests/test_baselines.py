@@ -107,7 +107,7 @@ def test_category_logreg_beats_most_frequent(category_data):
     assert task.baselines(category_data) == b  # deterministic
 
 
-# --- next vector: persistence, retrieved from the bank ---------------------------------------
+# --- next vector: persistence and the history's sum, retrieved from the bank ---------------------------------------
 def vector_data() -> Dataset:
     rng = np.random.default_rng(5)
     items = rng.normal(size=(8, 3)).astype(np.float32)
@@ -147,6 +147,9 @@ def test_vector_persistence_and_most_frequent_by_brute_force():
     ids, counts = np.unique(data["train"].target_id, return_counts=True)
     common = np.repeat(data.banks["train"][ids[counts.argmax()]][None], len(val), 0)
     assert b["most_frequent"] == pytest.approx(retrieval_reference(common, val.target, bank), abs=1e-6)
+    unit = lambda v: v / np.linalg.norm(v) if np.linalg.norm(v) > 0 else v
+    summed = np.array([sum(unit(val.seq["vec"][i, t]) for t in range(val.lengths[i])) for i in range(len(val))])
+    assert b["history_sum"] == pytest.approx(retrieval_reference(summed, val.target, bank), abs=1e-6)
     assert {6, 7} & set(val.target_id.tolist())  # targets with a parallel twin: ties counted against them
 
 

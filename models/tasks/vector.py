@@ -71,8 +71,10 @@ class VectorTask(Task):
         return {"target": data[split].target_id, "pred": split_order(rows, ids), "score": split_order(rows, scores)}
 
     def reference_scores(self, data: Dataset) -> dict[str, dict[str, float]]:
-        """The most frequent train target vector for every sample; and persistence (the last input
-        vector as the prediction) where inputs and targets live in one space."""
+        """The most frequent train target vector for every sample; and, where inputs and targets
+        live in one space, persistence (the last input vector) and history_sum (the sum of the
+        history's unit vectors: it retrieves the places a history keeps returning to, a strong bar
+        on mobility data, where most next places are in the history)."""
         train, val = data["train"], data["val"]
         ids, counts = np.unique(train.target_id, return_counts=True)
         common = data.banks["train"][ids[counts.argmax()]]
@@ -80,7 +82,16 @@ class VectorTask(Task):
         if data.info.input_dim == data.info.target_dim:
             last = last_step(val, "vec")
             out["persistence"] = predicted_vectors(lambda rows: last[rows], data)
+            out["history_sum"] = predicted_vectors(lambda rows: history_sum(val.seq["vec"][rows], val.lengths[rows]), data)
         return out
+
+
+def history_sum(vec: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """[N, L, D] histories (first `lengths` steps real) -> [N, D] sums of their unit vectors."""
+    norm = np.linalg.norm(vec, axis=-1, keepdims=True)
+    unit = np.divide(vec, norm, out=np.zeros_like(vec), where=norm > 0)
+    real = np.arange(vec.shape[1])[None, :, None] < lengths[:, None, None]
+    return (unit * real).sum(axis=1)
 
 
 def retrieve(pred: torch.Tensor, target: torch.Tensor, target_id: torch.Tensor,
