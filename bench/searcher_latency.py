@@ -10,14 +10,16 @@ Both use the same budget check, whose median is reported apart (`budget_ms`). It
 is warm, as in a long sweep whose searcher proposed the history itself (after a --resume it
 starts cold). Targets: < 30 ms per suggestion at 5,000 trials, budget check < 2 ms.
 
-    .venv/bin/python bench/searcher_latency.py [--sizes 0 100 1000 5000] [--postgres URL]
+    .venv/bin/python bench/searcher_latency.py [--sizes 0 100 1000 5000] [--asks 30]
 
-Without --postgres it starts a throw-away PostgreSQL server (Debian's package) on 127.0.0.1.
+Each study gets its own database: a throw-away PostgreSQL server (Debian's package) on 127.0.0.1,
+or a new SQLite file; planner statistics are refreshed after the history is loaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import statistics
@@ -49,20 +51,32 @@ def history(n: int, compiled: CompiledSpace, seed: int = 0) -> list[optuna.trial
     return study.get_trials()
 
 
-def measure(storage, sampler, name: str, past: list, asks: int, compiled: CompiledSpace) -> tuple[float, float]:
-    """(median ms per suggestion, median ms of its budget check)."""
+def measure(storage, sampler, name: str, past: list, asks: int, compiled: CompiledSpace,
+            searcher: bool) -> tuple[float, float]:
+    """(median ms per suggestion, median ms of its budget check). With `searcher`, the sweep's own
+    path (BudgetSearcher.suggest: ask, propose, every attribute the sweep writes); else the usual
+    glue: ask, propose, three attributes written one by one."""
+    from search.searcher import BudgetSearcher, RecordingASHA
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize", sampler=sampler)
     study.add_trials(past)
+    analyze(storage)
+    ours = BudgetSearcher(study, compiled, RecordingASHA(time_attr="epoch", max_t=12), seed=0, cpus=1.0,
+                          attrs={"fingerprint": "x" * 64, "code_version": "bench"}, orphans=[])
     times, budget = [], []
     for i in range(asks):
         start = time.perf_counter()
-        trial = study.ask()
-        p = compiled.propose(trial)
-        for key, value in {"config": json.dumps(p.config), "n_params": p.n_params, "fingerprint": "x" * 64}.items():
-            trial.set_user_attr(key, value)
+        if searcher:
+            ours.suggest(f"t{i}")
+            trial, p = ours.live[f"t{i}"], None
+        else:
+            trial = study.ask()
+            p = compiled.propose(trial)
+            for key, value in {"config": json.dumps(p.config), "n_params": p.n_params, "fingerprint": "x" * 64}.items():
+                trial.set_user_attr(key, value)
         times.append(time.perf_counter() - start)
-        budget.append(p.budget_seconds)
-        study.tell(trial, p.n_params / 5e5)
+        budget.append(ours.budget_s[-1] if searcher else p.budget_seconds)
+        study.tell(trial, float(trial.user_attrs["n_params"]) / 5e5)
+        ours.live.clear()
     return 1000 * statistics.median(times), 1000 * statistics.median(budget)
 
 
@@ -70,51 +84,51 @@ def stock_sampler() -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=0, multivariate=True, constant_liar=True)
 
 
-def start_postgres():
-    from pgserver import postgres_server  # the tests' throw-away server
-    ctx = postgres_server()
-    return ctx.__enter__(), ctx
+def analyze(storage) -> None:
+    """Fresh planner statistics after the history was loaded in bulk (a live database's
+    autovacuum keeps them; without them PostgreSQL plans Optuna's per-parameter query badly)."""
+    import sqlalchemy
+    with storage.engine.connect() as conn:
+        conn.execute(sqlalchemy.text("ANALYZE"))
+        conn.commit()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[0, 100, 1000, 5000])
     ap.add_argument("--asks", type=int, default=30, help="suggestions timed per point (median kept)")
-    ap.add_argument("--postgres", help="PostgreSQL URL (default: start a throw-away server)")
+    ap.add_argument("--db", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"])
     ap.add_argument("--out", default="bench/out/searcher_latency.json")
     a = ap.parse_args()
     compiled = CompiledSpace(load_space(SPACE), INFO)
     past = history(max(a.sizes), compiled)
     tmp = Path("bench/out")
     tmp.mkdir(parents=True, exist_ok=True)
-    pg, gen = (a.postgres, None) if a.postgres else start_postgres()
+    from pgserver import postgres_server  # the tests' throw-away server (Debian's package)
     rows = []
-    try:
-        for size in a.sizes:
-            row = {"trials": size}
-            for db_kind in ("sqlite", "postgres"):
-                for side in ("nextsweep", "stock"):
+    for size in a.sizes:
+        row = {"trials": size}
+        for db_kind in a.db:
+            for side in ("nextsweep", "stock"):
+                with contextlib.ExitStack() as stack:  # one database per study: no study slows another
                     if db_kind == "sqlite":
                         db = tmp / f"latency-{size}-{side}.db"
                         for f in tmp.glob(db.name + "*"):
                             f.unlink()
                         url = f"sqlite:///{db}"
                     else:
-                        url = pg
+                        url = stack.enter_context(postgres_server())
                     storage = open_storage(url) if side == "nextsweep" else optuna.storages.RDBStorage(url)
                     sampler = make_sampler("tpe", 0) if side == "nextsweep" else stock_sampler()
-                    ms, budget_ms = measure(storage, sampler, f"lat{size}-{side}-{time.time_ns()}", past[:size],
-                                            a.asks, compiled)
-                    row[f"{db_kind}_{side}_ms"] = ms
-                    row[f"{db_kind}_{side}_budget_ms"] = budget_ms
-            rows.append(row)
-            print(f"{size:>6} trials: SQLite {row['sqlite_nextsweep_ms']:7.1f} ms (stock {row['sqlite_stock_ms']:7.1f})   "
-                  f"PostgreSQL {row['postgres_nextsweep_ms']:7.1f} ms (stock {row['postgres_stock_ms']:7.1f})   "
-                  f"budget check {row['sqlite_nextsweep_budget_ms']:.2f} / {row['postgres_nextsweep_budget_ms']:.2f} ms",
-                  flush=True)
-    finally:
-        if gen is not None:
-            gen.__exit__(None, None, None)
+                    ms, budget_ms = measure(storage, sampler, f"lat{size}", past[:size], a.asks, compiled,
+                                            searcher=side == "nextsweep")
+                    storage.engine.dispose()
+                row[f"{db_kind}_{side}_ms"] = ms
+                row[f"{db_kind}_{side}_budget_ms"] = budget_ms
+        rows.append(row)
+        print(f"{size:>6} trials: " + "   ".join(
+            f"{db}: nextsweep {row[f'{db}_nextsweep_ms']:6.1f} ms (budget check {row[f'{db}_nextsweep_budget_ms']:.2f}), "
+            f"stock {row[f'{db}_stock_ms']:6.1f} ms" for db in a.db), flush=True)
     Path(a.out).write_text(json.dumps(rows, indent=2) + "\n")
 
 

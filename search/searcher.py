@@ -17,7 +17,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 
 from search.outcomes import REJECTIONS, STOPPED
-from search.storage import SearchError
+from search.storage import SearchError, set_trial_attrs
 from spaces import CompiledSpace, record_rejection
 
 MAX_REJECTIONS_IN_A_ROW = 1000
@@ -56,7 +56,8 @@ class BudgetSearcher(Searcher):
         self.numbers: dict[str, int] = {}  # Optuna trial number of each Tune trial id
         self.failed: dict[str, optuna.Trial] = {}  # waiting for their error text
         self.rejected = dict.fromkeys(REJECTIONS.values(), 0)
-        self.propose_s: list[float] = []
+        self.propose_s: list[float] = []  # per proposal: seconds proposing, and of that the budget check
+        self.budget_s: list[float] = []
 
     # --- Tune's calls -------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict | None:
@@ -66,9 +67,9 @@ class BudgetSearcher(Searcher):
             trial = optuna.trial.Trial(self.study, frozen._trial_id)
             config = json.loads(frozen.user_attrs["config"])
             steps = set(frozen.intermediate_values)  # reported before the driver was killed
+            set_trial_attrs(trial, {"ray_trial_id": trial_id})
         else:
-            trial, config = self._ask_feasible()
-        trial.set_user_attr("ray_trial_id", trial_id)
+            trial, config = self._ask_feasible(trial_id)
         self.live[trial_id] = trial
         self.started[trial_id] = time.time()
         self.numbers[trial_id] = trial.number
@@ -132,11 +133,12 @@ class BudgetSearcher(Searcher):
         for trial_id in list(self.live):
             self.on_trial_complete(trial_id)
 
-    def _ask_feasible(self) -> tuple[optuna.Trial, dict]:
+    def _ask_feasible(self, trial_id: str) -> tuple[optuna.Trial, dict]:
         for _ in range(MAX_REJECTIONS_IN_A_ROW):
             trial = self.study.ask()
             proposal = self.compiled.propose(trial)
             self.propose_s.append(proposal.seconds)
+            self.budget_s.append(proposal.budget_seconds)
             if proposal.feasible:
                 break
             record_rejection(trial, proposal, self.compiled.space.max_params)
@@ -147,23 +149,21 @@ class BudgetSearcher(Searcher):
                               f"(last: {proposal.rejected}); raise budget.max_params, or make heads divide every "
                               "d_model the space allows, or shrink the space")
         config = {**proposal.config, "seed": self.seed + trial.number}
-        trial.set_user_attr("config", json.dumps(config))
-        trial.set_user_attr("n_params", proposal.n_params)
-        for key, value in {**self.attrs, **{k: v for k, v in proposal.extra.items() if v is not None}}.items():
-            trial.set_user_attr(key, value)
+        attrs = {"config": json.dumps(config), "n_params": proposal.n_params, **self.attrs,
+                 **{k: v for k, v in proposal.extra.items() if v is not None}, "ray_trial_id": trial_id}
         if self.compiled.space.width in config:
-            trial.set_user_attr(self.compiled.space.width, config[self.compiled.space.width])
+            attrs[self.compiled.space.width] = config[self.compiled.space.width]
+        set_trial_attrs(trial, attrs)  # one transaction, not one per attribute
         return trial, config
 
     def _record_run(self, trial: optuna.Trial, trial_id: str, last: dict) -> None:
         queued = time.time() - self.started.pop(trial_id, time.time())
         wall = float(last.get("wall_s", queued))  # time inside the trainable, not waiting for a slot
-        trial.set_user_attr("wall_s", round(wall, 2))
-        trial.set_user_attr("cpu_s", round(wall * self.cpus, 2))
+        attrs = {"wall_s": round(wall, 2), "cpu_s": round(wall * self.cpus, 2)}
         best = self.best_rows.pop(trial_id, None)
         if best is not None:
-            trial.set_user_attr("best_metrics", {k: round(float(v), 6) for k, v in best.items() if k.startswith("val_")})
+            attrs["best_metrics"] = {k: round(float(v), 6) for k, v in best.items() if k.startswith("val_")}
         if "epoch" in last:
-            trial.set_user_attr("epochs_run", int(last["epoch"]))
-            trial.set_user_attr("best_epoch", int(last["best_epoch"]))
-            trial.set_user_attr("samples_s", round(float(last["samples_s"]), 1))
+            attrs.update(epochs_run=int(last["epoch"]), best_epoch=int(last["best_epoch"]),
+                         samples_s=round(float(last["samples_s"]), 1))
+        set_trial_attrs(trial, attrs)

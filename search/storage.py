@@ -147,16 +147,39 @@ def set_finished_trial_attr(study: optuna.Study, trial_id: int, key: str, value)
     trials). Optuna's API refuses to touch finished trials, so this upserts the attribute row of
     its RDB storage directly (the schema of the pinned optuna 5.0). A study object already open in
     this process may keep showing the old value (Optuna caches finished trials): load it again."""
+    rdb = getattr(study._storage, "_backend", study._storage)  # _CachedStorage wraps the RDBStorage
+    if not isinstance(rdb, optuna.storages.RDBStorage):
+        raise SearchError(f"study '{study.study_name}': annotating finished trials needs an RDB storage (SQLite, PostgreSQL)")
+    _upsert_attrs(rdb, trial_id, {key: value})
+
+
+def set_trial_attrs(trial: optuna.Trial, attrs: dict) -> None:
+    """Several user attributes of a running trial in one transaction (Optuna's set_user_attr
+    costs ~4 statements and a commit each, and the searcher writes ~10 per trial)."""
+    storage = trial.study._storage
+    rdb = getattr(storage, "_backend", storage)
+    if not isinstance(rdb, optuna.storages.RDBStorage) or not attrs:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        return
+    _upsert_attrs(rdb, trial._trial_id, attrs, running_only=True)
+    trial._cached_frozen_trial.user_attrs.update(attrs)  # as Trial.set_user_attr keeps its copy
+
+
+def _upsert_attrs(rdb: optuna.storages.RDBStorage, trial_id: int, attrs: dict, running_only: bool = False) -> None:
     import json
 
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
-    rdb = getattr(study._storage, "_backend", study._storage)  # _CachedStorage wraps the RDBStorage
-    if not isinstance(rdb, optuna.storages.RDBStorage):
-        raise SearchError(f"study '{study.study_name}': annotating finished trials needs an RDB storage (SQLite, PostgreSQL)")
     with _create_scoped_session(rdb.scoped_session) as session:
-        row = session.query(models.TrialUserAttributeModel).filter_by(trial_id=trial_id, key=key).one_or_none()
-        if row is None:
-            session.add(models.TrialUserAttributeModel(trial_id=trial_id, key=key, value_json=json.dumps(value)))
-        else:
-            row.value_json = json.dumps(value)
+        if running_only:  # what Optuna's set_user_attr checks, without loading the whole trial
+            state = session.query(models.TrialModel.state).filter(models.TrialModel.trial_id == trial_id).scalar()
+            rdb.check_trial_is_updatable(trial_id, state)
+        rows = {r.key: r for r in session.query(models.TrialUserAttributeModel)
+                .filter(models.TrialUserAttributeModel.trial_id == trial_id,
+                        models.TrialUserAttributeModel.key.in_(list(attrs)))}
+        for key, value in attrs.items():
+            if key in rows:
+                rows[key].value_json = json.dumps(value)
+            else:
+                session.add(models.TrialUserAttributeModel(trial_id=trial_id, key=key, value_json=json.dumps(value)))

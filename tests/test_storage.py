@@ -60,3 +60,33 @@ def test_password_is_not_printed(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "space.yaml"), "--storage", "postgresql://u:secret@127.0.0.1:1/db"]) == 2
     err = capsys.readouterr().err
     assert "secret" not in err and "u:***@127.0.0.1:1/db" in err
+
+
+def test_trial_attributes_are_written_in_one_transaction(tmp_path):
+    from search.storage import open_storage, set_trial_attrs
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(storage=open_storage(url))
+    trial = study.ask()
+    trial.set_user_attr("n_params", 1)
+    statements = []
+    engine = study._storage._backend.engine
+    listen = lambda *args: statements.append(args[2])  # noqa: E731 (before_cursor_execute: statement)
+    import sqlalchemy
+    sqlalchemy.event.listen(engine, "before_cursor_execute", listen)
+    set_trial_attrs(trial, {"n_params": 2, "config": "{}", "best": {"val_hit5": 0.5}})
+    sqlalchemy.event.remove(engine, "before_cursor_execute", listen)
+    assert len(statements) <= 5, statements  # the state, the attributes there, one update, the inserts
+    assert trial.user_attrs == {"n_params": 2, "config": "{}", "best": {"val_hit5": 0.5}}
+    again = optuna.load_study(study_name=study.study_name, storage=url).trials[0]
+    assert again.user_attrs == trial.user_attrs
+    study.tell(trial, 1.0)
+    with pytest.raises(RuntimeError, match="finished"):
+        set_trial_attrs(trial, {"late": 1})  # as Optuna's own set_user_attr refuses
+
+
+def test_sqlite_commits_do_not_wait_for_the_disk(tmp_path):
+    from search.storage import open_storage
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    with storage.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
