@@ -43,9 +43,8 @@ class Progress(Callback):
 
     def _line(self, trial) -> None:
         self.seen += 1
-        number = self.searcher.numbers.get(trial.trial_id)
-        frozen = self.study._storage.get_trial(self.study._storage.get_trial_id_from_study_id_trial_number(
-            self.study._study_id, number)) if number is not None else None
+        optuna_id = self.searcher.optuna_ids.get(trial.trial_id)
+        frozen = self.study._storage.get_trial(optuna_id) if optuna_id is not None else None
         if frozen is not None and (o := outcome(frozen)) is not None and o != "running":
             self.counts[o] += 1
             if frozen.state == optuna.trial.TrialState.COMPLETE and (
@@ -61,7 +60,6 @@ class Progress(Callback):
         print(f"[{time.time() - self.start:6.0f}s] {self.seen}/{self.todo} {what}"
               f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed, {c['running']} running, "
               f"{c['over_budget']} over budget, {c['unbuildable']} unbuildable, {c['forbidden']} forbidden; {best}", flush=True)
-
 
     def _rejected(self) -> dict[str, int]:
         """Rejections so far: those of earlier runs of the study plus this searcher's."""

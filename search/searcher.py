@@ -53,7 +53,7 @@ class BudgetSearcher(Searcher):
         self.last: dict[str, dict] = {}
         self.best_rows: dict[str, dict] = {}  # the best epoch's result so far, per trial
         self.steps: dict[str, set[int]] = {}  # epochs already reported to Optuna, per trial
-        self.numbers: dict[str, int] = {}  # Optuna trial number of each Tune trial id
+        self.optuna_ids: dict[str, int] = {}  # Optuna's trial id of each Tune trial id (progress lines)
         self.failed: dict[str, optuna.Trial] = {}  # waiting for their error text
         self.rejected = dict.fromkeys(REJECTIONS.values(), 0)
         self.propose_s: list[float] = []  # per proposal: seconds proposing, and of that the budget check
@@ -72,7 +72,7 @@ class BudgetSearcher(Searcher):
             trial, config = self._ask_feasible(trial_id)
         self.live[trial_id] = trial
         self.started[trial_id] = time.time()
-        self.numbers[trial_id] = trial.number
+        self.optuna_ids[trial_id] = trial._trial_id
         self.steps[trial_id] = steps
         return {"engine": config, "cpus": self.cpus, "checkpoint_at": self.checkpoint_at}
 
