@@ -12,7 +12,7 @@ import search.trainable as trainable
 from data_io import load_dataset
 from models import fit
 
-TIMING = ("epoch_s", "samples_s", "wall_s")  # the only values allowed to differ between runs
+TIMING = ("epoch_s", "samples_s", "wall_s", "reported_at")  # the only values allowed to differ between runs
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,20 @@ def test_retried_trial_resumes_from_its_checkpoint(monkeypatch, tmp_path, data):
     assert best["epoch"] == whole[-1]["best_epoch"] and best["config"] == config["engine"]
     expected = fit(config["engine"], data).state_dict
     assert all(torch.equal(best["state_dict"][k], v) for k, v in expected.items())
+
+
+def test_without_retries_checkpoints_are_written_at_the_rungs_and_the_end(monkeypatch, tmp_path, data):
+    config = {"engine": {"family": "gru", "d_model": 24, "layers": 1, "batch_size": 64, "epochs": 5, "seed": 11},
+              "cpus": 1, "checkpoint_at": [2, 4]}  # ASHA's rungs (sweep.rung_epochs)
+    results, kept = run_trial(monkeypatch, tmp_path / "rungs", data, config)
+    assert [r["epoch"] for r in results] == [1, 2, 3, 4, 5]
+    assert [p.name for p in kept] == ["epoch2", "epoch4", "epoch5"]
+    best = torch.load(kept[-1] / trainable.CHECKPOINT_FILE, weights_only=True)
+    assert best["epoch"] == results[-1]["best_epoch"]  # the best model is still kept
+
+
+def test_rung_epochs_are_ashas_milestones():
+    from search.searcher import RecordingASHA
+    from search.sweep import rung_epochs
+    assert rung_epochs(RecordingASHA(time_attr="epoch", max_t=12, grace_period=2, reduction_factor=3)) == [2, 6]
+    assert rung_epochs(RecordingASHA(time_attr="epoch", max_t=6, grace_period=1, reduction_factor=2)) == [1, 2, 4]
