@@ -79,6 +79,13 @@ class ColumnTPE(TPESampler):
         self._read_for: tuple[int, int] | None = None  # (study id, trial number) last read for
         self._running: list[FrozenTrial] = []
 
+    def __getstate__(self) -> dict:
+        """Pickled (Tune saves its searcher) without the history: a cache of the study, read
+        again on the next suggestion."""
+        state = self.__dict__.copy()
+        state.update(_history=_History(), _read_for=None, _running=[])
+        return state
+
     def _refresh(self, study: Study, trial: FrozenTrial) -> None:
         if self._read_for == (study._study_id, trial.number):
             return

@@ -54,5 +54,16 @@ def test_column_tpe_suggests_what_optunas_tpe_suggests(seed):
     assert len({str(sorted(p.items())) for p in ours}) > 60  # past the start-up, and not one repeated answer
 
 
+def test_a_pickled_sampler_leaves_its_history_behind_and_rebuilds_it():
+    import pickle
+    compiled = CompiledSpace(load_space(SPACE), GEOLIFE_SHAPE)
+    sampler = ColumnTPE(seed=0, multivariate=True, constant_liar=True)
+    drive(sampler, compiled, 0, n=30)
+    assert len(sampler._history.number) > 10
+    copy = pickle.loads(pickle.dumps(sampler))
+    assert copy._history.number == [] and copy._read_for is None
+    assert len(sampler._history.number) > 10  # the original keeps its own
+
+
 def test_the_sweep_uses_column_tpe():
     assert isinstance(make_sampler("tpe", 0), ColumnTPE)
