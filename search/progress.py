@@ -19,8 +19,7 @@ class Progress(Callback):
         self.start = time.time()
         self.seen = 0
         trials = study.get_trials(deepcopy=False)
-        self.counts = tally(trials)
-        self.counts["running"] = 0  # what is running is the searcher's to say
+        self.counts = tally(trials)  # "running" comes from the searcher (see _line)
         done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
         self.best = max(done, key=self._score) if done else None
 

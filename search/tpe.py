@@ -124,16 +124,11 @@ class ColumnTPE(TPESampler):
         keep = np.ones(len(rows), dtype=bool)
         for col in cols.values():
             keep &= ~np.isnan(col)
-        numbers = list(h.array("number")[rows][keep])
-        values = {name: list(col[keep]) for name, col in cols.items()}
-        for t in running:  # constant liar: running trials join "above" with the params they have
-            params = self._get_params(t, study)
-            if search_space.keys() <= params.keys():
-                numbers.append(t.number)
-                for name, dist in search_space.items():
-                    values[name].append(dist.to_internal_repr(params[name]))
-        order = np.argsort(np.asarray(numbers, dtype=float), kind="stable")
-        return {name: np.asarray(v, dtype=float)[order] for name, v in values.items()}
+        # constant liar: running trials join "above" with the params they have
+        live = [(t.number, p) for t in running if search_space.keys() <= (p := self._get_params(t, study)).keys()]
+        order = np.argsort(np.concatenate([h.array("number")[rows][keep], [n for n, _ in live]]), kind="stable")
+        return {name: np.concatenate([cols[name][keep], [dist.to_internal_repr(p[name]) for _, p in live]])[order]
+                for name, dist in search_space.items()}
 
     # TPESampler's entry points, without their own walk over every trial to count the history.
     def _sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict:
