@@ -80,11 +80,12 @@ def evaluate(model: nn.Module, data: Dataset, split: str = "val", batch_size: in
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and norms (1-D tensors)."""
+    """AdamW; no weight decay on biases and norms (1-D tensors). Fused: one kernel for all
+    parameters instead of ~10 small ops per tensor (a tenth of a transformer step on the CPU)."""
     decay = [p for p in model.parameters() if p.dim() > 1]
     rest = [p for p in model.parameters() if p.dim() <= 1]
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+                              {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, fused=True)
 
 
 def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.config import ModelConfig
+from models.layers import AttentionStack, Dropout, gru_train_forward
 
 SEQ_EMBEDDINGS = ("tod", "weekday", "dur", "days_before")
 
@@ -30,7 +31,7 @@ class ContextEncoder(nn.Module):
         self.extra = nn.ModuleDict({n: nn.Embedding(cards[n], e) for n in names})
         self.proj = nn.Linear(e, d) if e != d else nn.Identity()
         self.norm = nn.LayerNorm(d)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         for emb in [self.loc, *self.extra.values()]:  # small init: a tied head starts near uniform
             nn.init.normal_(emb.weight, std=0.02)
         with torch.no_grad():
@@ -49,10 +50,8 @@ class ContextEncoder(nn.Module):
         return self.drop(self.norm(self.proj(x)))
 
 
-def _attention_stack(cfg: ModelConfig, layers: int) -> nn.TransformerEncoder:
-    layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.heads, max(1, round(cfg.d_model * cfg.ff_ratio)),
-                                       cfg.dropout, activation="gelu", batch_first=True, norm_first=True)
-    return nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(cfg.d_model), enable_nested_tensor=False)
+def _attention_stack(cfg: ModelConfig, layers: int) -> AttentionStack:
+    return AttentionStack(cfg.d_model, cfg.heads, max(1, round(cfg.d_model * cfg.ff_ratio)), cfg.dropout, layers)
 
 
 class TransformerBody(nn.Module):
@@ -69,8 +68,11 @@ class RecurrentBody(nn.Module):
         super().__init__()
         self.rnn = cell(cfg.d_model, cfg.d_model, cfg.layers, batch_first=True,
                         dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.drop = Dropout(cfg.dropout)  # between layers, when training a GRU on the CPU
 
     def forward(self, x, pad):  # right padding: outputs up to lengths-1 never see the pads
+        if self.training and isinstance(self.rnn, nn.GRU) and x.device.type == "cpu":
+            return gru_train_forward(self.rnn, x, self.drop)  # same function, cheaper backward
         return self.rnn(x)[0]
 
 

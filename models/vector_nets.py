@@ -19,6 +19,7 @@ from torch import nn
 
 from data_io import DatasetInfo
 from models.config import ModelConfig
+from models.layers import Dropout
 from models.networks import make_body
 
 
@@ -37,7 +38,7 @@ class VectorEncoder(nn.Module):
             if emb is not None:
                 nn.init.normal_(emb.weight, std=0.02)
         self.norm = nn.LayerNorm(d)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, seq: dict[str, torch.Tensor], user: torch.Tensor, lengths: torch.Tensor):
         x = self.proj(seq["vec"])
