@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 
+from search.draft import DraftTrial, stored_distributions, waiting_trials
 from search.outcomes import REJECTIONS, STOPPED
 from search.storage import SearchError, set_trial_attrs
 from spaces import CompiledSpace, record_rejection
@@ -58,6 +59,8 @@ class BudgetSearcher(Searcher):
         self.rejected = dict.fromkeys(REJECTIONS.values(), 0)
         self.propose_s: list[float] = []  # per proposal: seconds proposing, and of that the budget check
         self.budget_s: list[float] = []
+        self.distributions: dict | None = None  # each parameter's distribution as the study stores it
+        self.waiting: int | None = None  # enqueued trials not yet handed out
 
     # --- Tune's calls -------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict | None:
@@ -135,13 +138,21 @@ class BudgetSearcher(Searcher):
 
     def _ask_feasible(self, trial_id: str) -> tuple[optuna.Trial, dict]:
         for _ in range(MAX_REJECTIONS_IN_A_ROW):
-            trial = self.study.ask()
+            if self.waiting is None:  # read once: only the sweep enqueues, before its first suggestion
+                self.waiting = waiting_trials(self.study)
+            draft = None if self.waiting else DraftTrial(self.study)
+            if draft is None:  # enqueued trials go through ask(), which hands them out with their params
+                self.waiting -= 1
+            trial = draft or self.study.ask()
             proposal = self.compiled.propose(trial)
             self.propose_s.append(proposal.seconds)
             self.budget_s.append(proposal.budget_seconds)
+            if not proposal.feasible:
+                record_rejection(trial, proposal, self.compiled.space.max_params)
+            if draft is not None:
+                trial = draft.commit(self._stored_distributions())
             if proposal.feasible:
                 break
-            record_rejection(trial, proposal, self.compiled.space.max_params)
             self.study.tell(trial, state=TrialState.PRUNED)
             self.rejected[REJECTIONS[proposal.rejected]] += 1
         else:
@@ -155,6 +166,11 @@ class BudgetSearcher(Searcher):
             attrs[self.compiled.space.width] = config[self.compiled.space.width]
         set_trial_attrs(trial, attrs)  # one transaction, not one per attribute
         return trial, config
+
+    def _stored_distributions(self) -> dict:
+        if self.distributions is None:  # read once; each committed draft adds its own
+            self.distributions = stored_distributions(self.study)
+        return self.distributions
 
     def _record_run(self, trial: optuna.Trial, trial_id: str, last: dict) -> None:
         queued = time.time() - self.started.pop(trial_id, time.time())

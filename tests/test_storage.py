@@ -90,3 +90,29 @@ def test_sqlite_commits_do_not_wait_for_the_disk(tmp_path):
     with storage.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+
+
+def test_insert_trials_stores_what_add_trials_stores(tmp_path):
+    from optuna.trial import TrialState
+
+    from search.storage import insert_trials, open_storage
+    src = optuna.create_study(direction="maximize")
+    for i in range(7):
+        t = src.ask()
+        t.suggest_float("x", 0.0, 1.0)
+        t.suggest_categorical("c", ["a", "b"])
+        t.suggest_int("n", 1, 9, log=True)
+        t.set_user_attr("u", {"i": i})
+        t.storage.set_trial_system_attr(t._trial_id, "s", [i])
+        t.report(0.1 * i, 1)
+        state = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL][i % 3]
+        src.tell(t, float(i) if state == TrialState.COMPLETE else None, state=state)
+    url = f"sqlite:///{tmp_path / 'i.db'}"
+    by_optuna = optuna.create_study(study_name="a", storage=open_storage(url), direction="maximize")
+    ours = optuna.create_study(study_name="b", storage=open_storage(url), direction="maximize")
+    by_optuna.add_trials(src.trials)
+    ids = insert_trials(ours, src.trials)
+    assert [n for _, n in ids] == list(range(7))
+    fields = lambda t: (t.number, t.state, t.values, t.params, t.distributions, t.user_attrs, t.system_attrs,  # noqa: E731
+                        t.intermediate_values, t.datetime_start, t.datetime_complete)
+    assert [fields(t) for t in ours.trials] == [fields(t) for t in by_optuna.trials]
