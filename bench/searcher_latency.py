@@ -60,7 +60,8 @@ def measure(storage, sampler, name: str, past: list, asks: int, compiled: Compil
     from search.searcher import BudgetSearcher, RecordingASHA
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize", sampler=sampler)
     insert_trials(study, past)  # one transaction (Optuna's add_trials is quadratic on PostgreSQL)
-    analyze(storage)
+    if hasattr(storage, "engine"):  # a database, not the in-memory study
+        analyze(storage)
     ours = BudgetSearcher(study, compiled, RecordingASHA(time_attr="epoch", max_t=12), seed=0, cpus=1.0,
                           attrs={"fingerprint": "x" * 64, "code_version": "bench"}, orphans=[])
     times, budget = [], []
@@ -98,7 +99,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[0, 100, 1000, 5000])
     ap.add_argument("--asks", type=int, default=30, help="suggestions timed per point (median kept)")
-    ap.add_argument("--db", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"])
+    ap.add_argument("--db", nargs="+", choices=["memory", "sqlite", "postgres"],
+                    default=["sqlite", "postgres"], help="memory: an in-memory study (no database), for the profile")
     ap.add_argument("--out", default="bench/out/searcher_latency.json")
     a = ap.parse_args()
     compiled = CompiledSpace(load_space(SPACE), INFO)
@@ -112,18 +114,24 @@ def main() -> None:
         for db_kind in a.db:
             for side in ("nextsweep", "stock"):
                 with contextlib.ExitStack() as stack:  # one database per study: no study slows another
-                    if db_kind == "sqlite":
+                    if db_kind == "memory":  # no database: what the sampler and the searcher cost alone
+                        url = None
+                    elif db_kind == "sqlite":
                         db = tmp / f"latency-{size}-{side}.db"
                         for f in tmp.glob(db.name + "*"):
                             f.unlink()
                         url = f"sqlite:///{db}"
                     else:
                         url = stack.enter_context(postgres_server())
-                    storage = open_storage(url) if side == "nextsweep" else optuna.storages.RDBStorage(url)
+                    if url is None:
+                        storage = optuna.storages.InMemoryStorage()
+                    else:
+                        storage = open_storage(url) if side == "nextsweep" else optuna.storages.RDBStorage(url)
                     sampler = make_sampler("tpe", 0) if side == "nextsweep" else stock_sampler()
                     ms, budget_ms = measure(storage, sampler, f"lat{size}", past[:size], a.asks, compiled,
                                             searcher=side == "nextsweep")
-                    storage.engine.dispose()
+                    if url is not None:
+                        storage.engine.dispose()
                 row[f"{db_kind}_{side}_ms"] = ms
                 row[f"{db_kind}_{side}_budget_ms"] = budget_ms
         rows.append(row)
