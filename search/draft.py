@@ -20,10 +20,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.storage import insert_trials
 
-_drafts = itertools.count(1)
-
-
 DRAFT_ID = -1  # the trial id a draft has until commit()
+_drafts = itertools.count(1)  # drafts are numbered -1, -2, ... until commit()
 
 
 class _DraftStorage:
