@@ -166,7 +166,7 @@ def run_family(name: str, ds, bs: int, rounds: int, extra: list[str]) -> dict:
             n, secs = epoch(r)
             rates[side].append(n / secs)
     med = {k: statistics.median(v) for k, v in rates.items()}
-    flops = epoch_flops(engine, bs) / len(train)
+    flops = epoch_flops(engine) / len(train)
     dense = dense_flops(bs * mean_width(train, bs), engine.mcfg.d_model)
     return {"family": name, "params": count_params(cfg, ds.info), "batch_size": bs, "median_samples_s": med,
             "ratio": med["engine"] / med["dataloader"], "all": rates,
@@ -184,7 +184,7 @@ def mean_width(split, bs: int) -> int:
     return round(np.mean([seq["loc"].shape[1] for seq, *_ in engine_batches(split, bs, 0)]))
 
 
-def epoch_flops(engine: EngineSide, bs: int) -> float:
+def epoch_flops(engine: EngineSide) -> float:
     """Matmul FLOPs (forward and backward) of one engine epoch."""
     with FlopCounterMode(display=False) as counter:
         engine.epoch(engine.model(0), 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -167,8 +168,6 @@ def set_trial_attrs(trial: optuna.Trial, attrs: dict) -> None:
 
 
 def _upsert_attrs(rdb: optuna.storages.RDBStorage, trial_id: int, attrs: dict, running_only: bool = False) -> None:
-    import json
-
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
     with _create_scoped_session(rdb.scoped_session) as session:
@@ -214,8 +213,6 @@ def insert_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -
 
 
 def _trial_rows(ids: list[int], trials: list[optuna.trial.FrozenTrial]) -> dict:
-    import json
-
     from optuna.distributions import distribution_to_json
     from optuna.storages._rdb import models
     rows: dict = {models.TrialParamModel: [], models.TrialUserAttributeModel: [], models.TrialSystemAttributeModel: [],
