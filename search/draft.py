@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import datetime
 import itertools
+from collections.abc import Callable
 
 import optuna
 from optuna import pruners
@@ -80,16 +81,17 @@ class DraftTrial(optuna.Trial):
         self._relative_params = None
         self._fixed_params: dict = {}
 
-    def commit(self, known: dict) -> optuna.Trial:
+    def commit(self, known: dict, numbered: Callable[[int], dict] | None = None) -> optuna.Trial:
         """Store the draft as a RUNNING trial with its parameters and attributes, in one
         transaction, and return it as a live Trial. `known` maps each parameter name to the
         distribution the study already stores it with (filled in here): a changed one is refused,
-        as Optuna's per-parameter write would refuse it."""
+        as Optuna's per-parameter write would refuse it. `numbered(number)` gives more user
+        attributes, from the number the trial gets."""
         frozen = self._cached_frozen_trial
         for name, dist in frozen.distributions.items():
             check_distribution_compatibility(known.setdefault(name, dist), dist)
         study = self.real_study
-        [(trial_id, number)] = insert_trials(study, [frozen])
+        [(trial_id, number)] = insert_trials(study, [frozen], numbered)
         return _live(study, trial_id, number, frozen)
 
 

@@ -149,8 +149,11 @@ class BudgetSearcher(Searcher):
             self.budget_s.append(proposal.budget_seconds)
             if not proposal.feasible:
                 record_rejection(trial, proposal, self.compiled.space.max_params)
-            if draft is not None:
-                trial = draft.commit(self._stored_distributions())
+            attrs = (lambda number: self._trial_attrs(proposal, number, trial_id)[1]) if proposal.feasible else None
+            if draft is not None:  # stored with its attributes in one transaction
+                trial = draft.commit(self._stored_distributions(), attrs)
+            elif attrs:
+                set_trial_attrs(trial, attrs(trial.number))  # one transaction, not one per attribute
             if proposal.feasible:
                 break
             self.study.tell(trial, state=TrialState.PRUNED)
@@ -159,13 +162,16 @@ class BudgetSearcher(Searcher):
             raise SearchError(f"{self.compiled.space.path}: {MAX_REJECTIONS_IN_A_ROW} proposals in a row were rejected "
                               f"(last: {proposal.rejected}); raise budget.max_params, or make heads divide every "
                               "d_model the space allows, or shrink the space")
-        config = {**proposal.config, "seed": self.seed + trial.number}
+        return trial, self._trial_attrs(proposal, trial.number, trial_id)[0]
+
+    def _trial_attrs(self, proposal, number: int, trial_id: str) -> tuple[dict, dict]:
+        """(the trainable's config, the trial's user attributes) of a feasible proposal."""
+        config = {**proposal.config, "seed": self.seed + number}
         attrs = {"config": json.dumps(config), "n_params": proposal.n_params, **self.attrs,
                  **{k: v for k, v in proposal.extra.items() if v is not None}, "ray_trial_id": trial_id}
         if self.compiled.space.width in config:
             attrs[self.compiled.space.width] = config[self.compiled.space.width]
-        set_trial_attrs(trial, attrs)  # one transaction, not one per attribute
-        return trial, config
+        return config, attrs
 
     def _stored_distributions(self) -> dict:
         if self.distributions is None:  # read once; each committed draft adds its own

@@ -8,11 +8,13 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import unquote
 
 import optuna
+
+from search.rdb import CoreReadRDBStorage, insert_rows
 
 DEFAULT_DIR = Path("runs")
 STORAGE_ENV = "NEXTSWEEP_STORAGE"  # a URL with a password stays out of argv (ps, Ray's job list)
@@ -64,7 +66,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     kwargs = {"connect_args": _connect_args(url)}
     for attempt in range(3):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            return CoreReadRDBStorage(url, engine_kwargs=kwargs)
         except Exception as exc:  # sqlalchemy / driver errors
             # Two sweeps starting at once on an empty database race to create the tables: the
             # loser sees "already exists" and succeeds on a second try.
@@ -184,53 +186,24 @@ def _upsert_attrs(rdb: optuna.storages.RDBStorage, trial_id: int, attrs: dict, r
                 session.add(models.TrialUserAttributeModel(trial_id=trial_id, key=key, value_json=json.dumps(value)))
 
 
-def insert_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[tuple[int, int]]:
+def insert_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial],
+                  numbered: Callable[[int], dict] | None = None) -> list[tuple[int, int]]:
     """(trial id, number) of each trial, stored as given (state, value, params, attributes,
-    intermediate values) in one transaction of ~10 statements whatever their count. Optuna's
-    create_new_trial(template_trial=...) runs 3 ORM queries per parameter, one a study-wide scan."""
+    intermediate values) in one transaction of ~7 statements whatever their count (search/rdb.py).
+    Optuna's create_new_trial(template_trial=...) runs 3 ORM queries per parameter, one a
+    study-wide scan.
+    `numbered(number)` gives user attributes that depend on the number the trial gets (added to
+    the trial's own, in the same transaction)."""
     storage = study._storage
     rdb = getattr(storage, "_backend", storage)
     if not isinstance(rdb, optuna.storages.RDBStorage):
-        ids = [storage.create_new_trial(study._study_id, template_trial=t) for t in trials]
-        return [(i, storage.get_trial(i).number) for i in ids]
-    import sqlalchemy
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-    with _create_scoped_session(rdb.scoped_session) as session:
-        models.StudyModel.find_or_raise_by_id(study._study_id, session, for_update=True)  # Optuna's lock for numbers
-        first = session.query(sqlalchemy.func.count(models.TrialModel.trial_id)).filter(
-            models.TrialModel.study_id == study._study_id).scalar()
-        rows = [models.TrialModel(study_id=study._study_id, number=first + i, state=t.state,
-                                  datetime_start=t.datetime_start, datetime_complete=t.datetime_complete)
-                for i, t in enumerate(trials)]
-        session.add_all(rows)
-        session.flush()
-        for model, values in _trial_rows([r.trial_id for r in rows], trials).items():
-            if values:
-                session.execute(sqlalchemy.insert(model), values)
-        out = [(r.trial_id, r.number) for r in rows]
-    return out
-
-
-def _trial_rows(ids: list[int], trials: list[optuna.trial.FrozenTrial]) -> dict:
-    from optuna.distributions import distribution_to_json
-    from optuna.storages._rdb import models
-    rows: dict = {models.TrialParamModel: [], models.TrialUserAttributeModel: [], models.TrialSystemAttributeModel: [],
-                  models.TrialValueModel: [], models.TrialIntermediateValueModel: []}
-    for tid, t in zip(ids, trials):
-        rows[models.TrialParamModel] += [
-            {"trial_id": tid, "param_name": name, "param_value": dist.to_internal_repr(t.params[name]),
-             "distribution_json": distribution_to_json(dist)} for name, dist in t.distributions.items()]
-        rows[models.TrialUserAttributeModel] += [{"trial_id": tid, "key": k, "value_json": json.dumps(v)}
-                                                 for k, v in t.user_attrs.items()]
-        rows[models.TrialSystemAttributeModel] += [{"trial_id": tid, "key": k, "value_json": json.dumps(v)}
-                                                   for k, v in t.system_attrs.items()]
-        for objective, value in enumerate(t.values or []):
-            stored, kind = models.TrialValueModel.value_to_stored_repr(value)
-            rows[models.TrialValueModel].append({"trial_id": tid, "objective": objective, "value": stored,
-                                                 "value_type": kind})
-        for step, value in t.intermediate_values.items():
-            stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
-            rows[models.TrialIntermediateValueModel].append({"trial_id": tid, "step": step, "intermediate_value": stored,
-                                                             "intermediate_value_type": kind})
-    return rows
+        out = []
+        for t in trials:
+            trial_id = storage.create_new_trial(study._study_id, template_trial=t)
+            number = storage.get_trial(trial_id).number
+            for key, value in (numbered(number) if numbered else {}).items():
+                t.user_attrs[key] = value
+                storage.set_trial_user_attr(trial_id, key, value)
+            out.append((trial_id, number))
+        return out
+    return insert_rows(rdb, study._study_id, trials, numbered)

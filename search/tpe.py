@@ -9,12 +9,16 @@ and the lookups with array operations. The splits, the estimators and the random
 Optuna's own, so it suggests exactly what `TPESampler` suggests with the same seed and history
 (tests/test_tpe.py); only single-objective studies take the fast path.
 
-The history is read once per asked trial: a trial that finishes while another one's
-define-by-run function runs is seen from the next trial on (as with Optuna's trial cache).
+The history is read once per asked trial, from Optuna's per-trial cache of the study (stock TPE
+reads it twice more with constant liar, for the search space and for the running trials): a
+trial that finishes while another one's define-by-run function runs is seen from the next trial
+on. The relative search space (Optuna's intersection of the finished trials' distributions) is
+kept up to date from the same read, and the mixtures' densities come from search/parzen.py.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -23,6 +27,8 @@ from optuna.samplers import TPESampler
 from optuna.samplers._tpe.sampler import _get_infeasible_trial_score, default_gamma
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from search.parzen import mixture_log_pdf
 
 COMPLETE, PRUNED, INFEASIBLE = 0, 1, 2  # the groups _split_trials fills "below" from, in order
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -33,10 +39,13 @@ class _History:
 
     def __init__(self) -> None:
         self.seen: set[int] = set()
+        self.settled = 0  # the study's first trials (by number) that are finished and read: not walked again
         self.params: list[dict] = []
         self.number, self.group, self.key1, self.key2 = [], [], [], []
         self.columns: dict[tuple[str, BaseDistribution], np.ndarray] = {}
         self.arrays: dict[str, np.ndarray] = {}
+        self.space: dict[str, BaseDistribution] | None = None  # distributions every trial has
+        self.splits: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # n_below -> (below, above)
 
     def add(self, trial: FrozenTrial, maximize: bool) -> None:
         self.seen.add(trial._trial_id)
@@ -57,6 +66,11 @@ class _History:
         self.key1.append(key1)
         self.key2.append(key2)
         self.arrays.clear()
+        self.splits.clear()
+        if self.space is None:
+            self.space = dict(trial.distributions)
+        else:
+            self.space = {name: d for name, d in self.space.items() if trial.distributions.get(name) == d}
 
     def array(self, name: str) -> np.ndarray:
         if name not in self.arrays:
@@ -93,17 +107,26 @@ class ColumnTPE(TPESampler):
             self._history = _History()
         self._read_for = (study._study_id, trial.number)
         maximize = study.direction == StudyDirection.MAXIMIZE
-        states = FINISHED + ((TrialState.RUNNING,) if self._constant_liar else ())
         self._running = []
-        for t in study._get_trials(deepcopy=False, states=states, use_cache=not self._constant_liar):
+        h = self._history
+        trials = study._get_trials(deepcopy=False, use_cache=True)  # filled afresh for each asked trial
+        for t in trials[h.settled:]:  # in number order, and a finished trial stays finished
             if t.state == TrialState.RUNNING:
-                if t.number != trial.number:
+                if self._constant_liar and t.number != trial.number:
                     self._running.append(t)
-            elif t._trial_id not in self._history.seen:
-                self._history.add(t, maximize)
+            elif t.state in FINISHED and t._trial_id not in h.seen:
+                h.add(t, maximize)
+        while h.settled < len(trials) and trials[h.settled].state.is_finished():
+            h.settled += 1
 
     def _split(self, n_below: int) -> tuple[np.ndarray, np.ndarray]:
         """(below, above) row indices of the history, each in trial-number order."""
+        h = self._history
+        if n_below not in h.splits:
+            h.splits[n_below] = self._ranked_split(n_below)
+        return h.splits[n_below]
+
+    def _ranked_split(self, n_below: int) -> tuple[np.ndarray, np.ndarray]:
         h = self._history
         by_number = np.argsort(h.array("number"), kind="stable")
         group, key1, key2 = h.array("group")[by_number], h.array("key1")[by_number], h.array("key2")[by_number]
@@ -131,6 +154,15 @@ class ColumnTPE(TPESampler):
                 for name, dist in search_space.items()}
 
     # TPESampler's entry points, without their own walk over every trial to count the history.
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        """As TPESampler's (its IntersectionSearchSpace over COMPLETE and PRUNED trials, sorted,
+        single-valued ones left out), from the history instead of another walk of the study."""
+        if study._is_multi_objective() or self._group or not self._is_multivariate(study):
+            return super().infer_relative_search_space(study, trial)
+        self._refresh(study, trial)
+        space = self._history.space or {}
+        return {name: copy.deepcopy(d) for name, d in sorted(space.items()) if not d.single()}
+
     def _sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict:
         if study._is_multi_objective():
             return super()._sample_relative(study, trial, search_space)
@@ -165,3 +197,7 @@ class ColumnTPE(TPESampler):
         samples = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
         ret = TPESampler._compare(samples, self._compute_acquisition_func(samples, mpe_below, mpe_above))
         return {name: dist.to_external_repr(ret[name]) for name, dist in search_space.items()}
+
+    def _compute_acquisition_func(self, samples: dict[str, np.ndarray], mpe_below, mpe_above) -> np.ndarray:
+        below = mixture_log_pdf(mpe_below._mixture_distribution, mpe_below._transform(samples))
+        return below - mixture_log_pdf(mpe_above._mixture_distribution, mpe_above._transform(samples))

@@ -92,7 +92,8 @@ def test_sqlite_commits_do_not_wait_for_the_disk(tmp_path):
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
 
 
-def test_insert_trials_stores_what_add_trials_stores(tmp_path):
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_insert_trials_stores_what_add_trials_stores(tmp_path, db, request):
     from optuna.trial import TrialState
 
     from search.storage import insert_trials, open_storage
@@ -107,9 +108,9 @@ def test_insert_trials_stores_what_add_trials_stores(tmp_path):
         t.report(0.1 * i, 1)
         state = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL][i % 3]
         src.tell(t, float(i) if state == TrialState.COMPLETE else None, state=state)
-    url = f"sqlite:///{tmp_path / 'i.db'}"
-    by_optuna = optuna.create_study(study_name="a", storage=open_storage(url), direction="maximize")
-    ours = optuna.create_study(study_name="b", storage=open_storage(url), direction="maximize")
+    url = f"sqlite:///{tmp_path / 'i.db'}" if db == "sqlite" else request.getfixturevalue("postgres_url")
+    by_optuna = optuna.create_study(study_name=f"a-{tmp_path.name}", storage=open_storage(url), direction="maximize")
+    ours = optuna.create_study(study_name=f"b-{tmp_path.name}", storage=open_storage(url), direction="maximize")
     by_optuna.add_trials(src.trials)
     ids = insert_trials(ours, src.trials)
     assert [n for _, n in ids] == list(range(7))

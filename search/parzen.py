@@ -1,0 +1,80 @@
+"""The log density of Optuna's Parzen mixture, bit for bit as Optuna computes it, with fewer passes.
+
+`_MixtureOfProductDistribution.log_pdf` evaluates every candidate against every kernel: at 5,000
+finished trials that is 24 x 5,000 x (number of parameters) values, and it makes ~15 temporary
+arrays of that size (a log per categorical value, the truncated normal's select and broadcasts).
+This version takes the categorical logs once per kernel instead of once per candidate and kernel,
+and evaluates the continuous terms in place, skipping the select when no candidate lies outside its
+range. Every float operation and its order are Optuna's own, so the result is identical
+(tests/test_tpe.py); anything it does not cover (a kernel of zero width, a candidate out of range)
+is left to Optuna's code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from optuna.samplers._tpe import _truncnorm
+from optuna.samplers._tpe.probability_distributions import (
+    _BatchedCategoricalDistributions,
+    _log_gauss_mass_unique,
+    _MixtureOfProductDistribution,
+    _unique_inverse_2d,
+)
+
+
+def mixture_log_pdf(mix: _MixtureOfProductDistribution, x: np.ndarray) -> np.ndarray:
+    """log p(x) of each row of x (candidates x parameters, internal representation)."""
+    out = np.zeros((len(x), len(mix.weights)), dtype=np.float64)
+    cont = []
+    for i, d in enumerate(mix.distributions):
+        if isinstance(d, _BatchedCategoricalDistributions):
+            log_w = np.ascontiguousarray(np.log(d.weights).T)  # choices x kernels
+            out += log_w[x[:, i].astype(np.int64)]
+        elif d.step == 0.0:
+            cont.append(i)
+        else:
+            _add_discrete(out, d, x[:, i])
+    if cont:
+        out += _continuous([mix.distributions[i] for i in cont], x[:, cont])
+    out += np.log(mix.weights[np.newaxis])
+    max_ = out.max(axis=1)
+    max_[np.isneginf(max_)] = 0  # as Optuna: no (-inf) - (-inf) where every kernel gives zero
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(out - max_[:, None]).sum(axis=1)) + max_
+
+
+def _add_discrete(out: np.ndarray, d, xi: np.ndarray) -> None:
+    """Optuna's own terms for a stepped parameter (it already works on unique values), added to
+    `out` in Optuna's order: (out + mass of the step) - mass of the range."""
+    xi_uniq, xi_inv = np.unique(xi, return_inverse=True)
+    mu_uniq, sigma_uniq, mu_sigma_inv = _unique_inverse_2d(d.mu, d.sigma)
+    step = d.step
+    left = np.log(xi_uniq - step / 2) if d.is_log else (xi_uniq - step / 2)
+    right = np.log(xi_uniq + step / 2) if d.is_log else (xi_uniq + step / 2)
+    out += _log_gauss_mass_unique((left[:, np.newaxis] - mu_uniq) / sigma_uniq,
+                                  (right[:, np.newaxis] - mu_uniq) / sigma_uniq)[np.ix_(xi_inv, mu_sigma_inv)]
+    out -= _truncnorm._log_gauss_mass((d.adapted_low - mu_uniq) / sigma_uniq,
+                                      (d.adapted_high - mu_uniq) / sigma_uniq)[mu_sigma_inv]
+
+
+def _continuous(dists: list, x: np.ndarray) -> np.ndarray:
+    """Sum over the continuous parameters of _truncnorm.logpdf, computed in place."""
+    xc = np.stack([np.log(x[:, j]) if d.is_log else x[:, j] for j, d in enumerate(dists)], axis=1)
+    low = np.asarray([d.adapted_low for d in dists])
+    high = np.asarray([d.adapted_high for d in dists])
+    mu = np.asarray([d.mu for d in dists]).T  # kernels x parameters
+    sigma = np.asarray([d.sigma for d in dists]).T
+    a, b = (low - mu) / sigma, (high - mu) / sigma
+    # Rounding is monotone, so low <= x <= high gives a <= z <= b for every kernel: Optuna's select
+    # would change nothing. A kernel with a == b (NaN there) or a candidate outside goes its way.
+    if np.any(a == b) or np.any(xc < low) or np.any(xc > high):
+        return _truncnorm.logpdf(xc[:, np.newaxis, :], a=a, b=b, loc=mu, scale=sigma).sum(axis=-1)
+    z = np.subtract(xc[:, np.newaxis, :], mu)  # -(z ** 2) / 2 - logC - log_mass - log(sigma), in order
+    z /= sigma
+    np.multiply(z, z, out=z)
+    np.negative(z, out=z)
+    z /= 2.0
+    z -= _truncnorm._norm_pdf_logC
+    z -= _truncnorm._log_gauss_mass(a, b)
+    z -= np.log(sigma)
+    return z.sum(axis=-1)

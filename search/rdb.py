@@ -1,0 +1,170 @@
+"""Optuna's RDBStorage with its trial reads, and our bulk trial inserts, done as plain SQL
+(SQLAlchemy Core) instead of through the ORM.
+
+Optuna's cached storage syncs before every suggestion: it re-reads the trials that were running
+and any new ones (`RDBStorage._get_trials`). Through the ORM that is 7 queries building mapped
+objects, ~8 ms on PostgreSQL for one finished trial, a sixth of a suggestion; `get_trial` (each
+tell reads the trial back twice) lazy-loads 5 relationships. The same rows read as tuples on one
+connection take 6 queries and a fraction of the time; the FrozenTrials built are equal to
+Optuna's own (tests/test_rdb.py). Everything else is Optuna's RDBStorage.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Callable, Container
+
+import optuna
+import sqlalchemy as sa
+from optuna import distributions
+from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial, TrialState
+
+_VALUE = models.TrialValueModel.stored_repr_to_value
+_STEP_VALUE = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
+
+
+class CoreReadRDBStorage(optuna.storages.RDBStorage):
+    def _get_trials(self, study_id: int, states: Container[TrialState] | None, included_trial_ids: set[int],
+                    trial_id_greater_than: int) -> list[FrozenTrial]:
+        """As RDBStorage._get_trials: the study's trials with an id above `trial_id_greater_than`
+        or in `included_trial_ids` (those at or below it), in `states`, ordered by id."""
+        trials = models.TrialModel.__table__
+        included = {i for i in included_trial_ids if i <= trial_id_greater_than}
+        where = trials.c.study_id == study_id
+        if states is not None:
+            where &= trials.c.state.in_(list(states))
+        if trial_id_greater_than > -1:
+            newer = trials.c.trial_id > trial_id_greater_than
+            where &= sa.or_(trials.c.trial_id.in_(included), newer) if included else newer
+        with self.engine.connect() as conn:
+            found = _read(conn, where)
+            if not found:
+                studies = models.StudyModel.__table__
+                if conn.execute(sa.select(studies.c.study_id).where(studies.c.study_id == study_id)).first() is None:
+                    raise KeyError(models.NOT_FOUND_MSG)
+        return found
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        """As RDBStorage.get_trial (what the cached storage asks for a trial it holds as running)."""
+        with self.engine.connect() as conn:
+            found = _read(conn, models.TrialModel.__table__.c.trial_id == trial_id)
+        if not found:
+            raise KeyError(models.NOT_FOUND_MSG)
+        return found[0]
+
+
+def _read(conn, where) -> list[FrozenTrial]:
+    """The trials `where` selects, ordered by id, with everything stored beside them."""
+    trials = models.TrialModel.__table__
+    rows = conn.execute(sa.select(trials.c.trial_id, trials.c.number, trials.c.state, trials.c.datetime_start,
+                                  trials.c.datetime_complete).where(where).order_by(trials.c.trial_id)).all()
+    parts = {r.trial_id: _Parts() for r in rows}
+    if rows:
+        _read_children(conn, where, parts)
+    return [parts[r.trial_id].frozen(r) for r in rows]
+
+
+class _Parts:
+    """One trial's rows from the tables beside `trials`."""
+
+    def __init__(self):
+        self.params, self.values, self.user, self.system, self.steps = [], {}, {}, {}, {}
+
+    def frozen(self, row) -> FrozenTrial:
+        params = sorted(self.params)  # by param_id, as Optuna
+        dists = {name: distributions.json_to_distribution(text) for _, name, _, text in params}
+        values = [self.values[k] for k in sorted(self.values)] if self.values else None
+        return FrozenTrial(
+            number=row.number, state=row.state, value=None, values=values,
+            datetime_start=_local(row.datetime_start), datetime_complete=_local(row.datetime_complete),
+            params={name: dists[name].to_external_repr(value) for _, name, value, _ in params},
+            distributions=dists, user_attrs=self.user, system_attrs=self.system,
+            intermediate_values=self.steps, trial_id=row.trial_id)
+
+
+def _read_children(conn, where, parts: dict[int, _Parts]) -> None:
+    """Params, values, attributes and intermediate values of the trials `where` selects (a join,
+    not a list of ids: a first read of a long study would otherwise bind thousands of ids)."""
+    trials = models.TrialModel.__table__
+
+    def rows(model, *cols):
+        table = model.__table__
+        key = next(iter(table.primary_key.columns))  # in the order written, as Optuna reads them
+        query = sa.select(table.c.trial_id, *(table.c[c] for c in cols)).join(
+            trials, table.c.trial_id == trials.c.trial_id).where(where).order_by(key)
+        for row in conn.execute(query):
+            if row[0] in parts:  # a trial created between the two reads is left for the next sync
+                yield parts[row[0]], row[1:]
+
+    for p, (pid, name, value, text) in rows(models.TrialParamModel, "param_id", "param_name", "param_value",
+                                            "distribution_json"):
+        p.params.append((pid, name, value, text))
+    for p, (objective, value, kind) in rows(models.TrialValueModel, "objective", "value", "value_type"):
+        p.values[objective] = _VALUE(value, kind)
+    for p, (key, text) in rows(models.TrialUserAttributeModel, "key", "value_json"):
+        p.user[key] = json.loads(text)
+    for p, (key, text) in rows(models.TrialSystemAttributeModel, "key", "value_json"):
+        p.system[key] = json.loads(text)
+    for p, (step, value, kind) in rows(models.TrialIntermediateValueModel, "step", "intermediate_value",
+                                       "intermediate_value_type"):
+        p.steps[step] = _STEP_VALUE(value, kind)
+
+
+def insert_rows(rdb: optuna.storages.RDBStorage, study_id: int, trials: list[FrozenTrial],
+                numbered: Callable[[int], dict] | None) -> list[tuple[int, int]]:
+    """(trial id, number) of each trial, stored as given in one transaction: the study's row
+    locked (Optuna's lock for numbering), a count, the trials' rows, then each side table's rows
+    in one statement. `numbered(number)` adds user attributes to each trial from its number."""
+    trials_t, studies = models.TrialModel.__table__, models.StudyModel.__table__
+    with rdb.engine.begin() as conn:
+        if conn.execute(sa.select(studies.c.study_id).where(studies.c.study_id == study_id).with_for_update()
+                        ).first() is None:
+            raise KeyError(models.NOT_FOUND_MSG)
+        first = conn.execute(sa.select(sa.func.count(trials_t.c.trial_id)).where(
+            trials_t.c.study_id == study_id)).scalar_one()
+        rows = [{"study_id": study_id, "number": first + i, "state": t.state,
+                 "datetime_start": _utc(t.datetime_start), "datetime_complete": _utc(t.datetime_complete)}
+                for i, t in enumerate(trials)]
+        ids = conn.execute(sa.insert(trials_t).returning(trials_t.c.trial_id, sort_by_parameter_order=True),
+                           rows).scalars().all()
+        for t, row in zip(trials, rows):
+            t.user_attrs.update(numbered(row["number"]) if numbered else {})
+        for model, values in _trial_rows(ids, trials).items():
+            if values:
+                conn.execute(sa.insert(model.__table__), values)
+    return [(i, row["number"]) for i, row in zip(ids, rows)]
+
+
+def _trial_rows(ids: list[int], trials: list[FrozenTrial]) -> dict:
+    """The rows of the tables beside `trials`, per model, of trials stored under `ids`."""
+    rows: dict = {models.TrialParamModel: [], models.TrialUserAttributeModel: [], models.TrialSystemAttributeModel: [],
+                  models.TrialValueModel: [], models.TrialIntermediateValueModel: []}
+    for tid, t in zip(ids, trials):
+        rows[models.TrialParamModel] += [
+            {"trial_id": tid, "param_name": name, "param_value": dist.to_internal_repr(t.params[name]),
+             "distribution_json": distributions.distribution_to_json(dist)} for name, dist in t.distributions.items()]
+        rows[models.TrialUserAttributeModel] += [{"trial_id": tid, "key": k, "value_json": json.dumps(v)}
+                                                 for k, v in t.user_attrs.items()]
+        rows[models.TrialSystemAttributeModel] += [{"trial_id": tid, "key": k, "value_json": json.dumps(v)}
+                                                   for k, v in t.system_attrs.items()]
+        for objective, value in enumerate(t.values or []):
+            stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+            rows[models.TrialValueModel].append({"trial_id": tid, "objective": objective, "value": stored,
+                                                 "value_type": kind})
+        for step, value in t.intermediate_values.items():
+            stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
+            rows[models.TrialIntermediateValueModel].append({"trial_id": tid, "step": step, "intermediate_value": stored,
+                                                             "intermediate_value_type": kind})
+    return rows
+
+
+def _utc(local: datetime.datetime | None) -> datetime.datetime | None:
+    """A datetime -> naive UTC, as TrialModel's datetime setters store it."""
+    return None if local is None else local.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def _local(utc: datetime.datetime | None) -> datetime.datetime | None:
+    """Stored naive UTC -> naive local time, as TrialModel's datetime properties."""
+    return None if utc is None else utc.replace(tzinfo=datetime.timezone.utc).astimezone().replace(tzinfo=None)

@@ -1,0 +1,77 @@
+"""CoreReadRDBStorage reads the trials Optuna's RDBStorage reads, equal field by field, on SQLite
+and on a real PostgreSQL server."""
+
+import math
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.rdb import CoreReadRDBStorage
+
+FIELDS = ("number", "state", "values", "params", "distributions", "user_attrs", "system_attrs",
+          "intermediate_values", "datetime_start", "datetime_complete", "_trial_id")
+
+
+def fields(trials):
+    """Comparable field by field, NaN included (NaN != NaN)."""
+    return [repr(tuple(getattr(t, f) for f in FIELDS)) for t in trials]
+
+
+def fill(study: optuna.Study, objectives: int) -> None:
+    """Trials in every state, with every kind of parameter, odd values and attributes."""
+    for i in range(9):
+        t = study.ask()
+        t.suggest_float("x", 0.0, 1.0)
+        t.suggest_float("lr", 1e-4, 1e-1, log=True)
+        t.suggest_int("n", 1, 9, log=True)
+        t.suggest_int("w", 16, 64, step=16)
+        t.suggest_categorical("c", ["a", None, 3, True])
+        if i % 2:
+            t.suggest_float("cond", -1.0, 1.0, step=0.5)
+        t.set_user_attr("u", {"i": i, "list": [1.5, "s"]})
+        t.storage.set_trial_system_attr(t._trial_id, "s", [i])
+        if objectives == 1:  # intermediate values: single objective only
+            for step, v in enumerate([0.1 * i, math.inf, math.nan, -math.inf][: i % 5]):
+                t.report(v, step)
+        if i == 8:
+            continue  # left RUNNING
+        if i % 3 == 0:
+            value = math.inf if i == 3 else float(i)
+            study.tell(t, [value, -math.inf][:objectives] if objectives > 1 else value)
+        else:
+            study.tell(t, state=TrialState.PRUNED if i % 3 == 1 and objectives == 1 else TrialState.FAIL)
+    study.enqueue_trial({"x": 0.5})  # stays WAITING
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("objectives", [1, 2])
+def test_core_reads_equal_optunas(db, objectives, tmp_path, request):
+    url = f"sqlite:///{tmp_path / 'r.db'}" if db == "sqlite" else request.getfixturevalue("postgres_url")
+    theirs, ours = optuna.storages.RDBStorage(url), CoreReadRDBStorage(url)
+    name = f"r{objectives}-{tmp_path.name}"
+    study = optuna.create_study(study_name=name, storage=theirs, directions=["maximize"] * objectives)
+    fill(study, objectives)
+    sid = study._study_id
+    ids = [t._trial_id for t in study.trials]
+    cases = [(None, set(), -1), ((TrialState.COMPLETE, TrialState.PRUNED), set(), -1), (None, set(), ids[4]),
+             (None, {ids[1], ids[2], ids[9]}, ids[5]), ((TrialState.RUNNING,), {ids[2]}, ids[0]),
+             (None, set(), ids[-1])]
+    for states, included, above in cases:
+        want = theirs._get_trials(sid, states, included, above)
+        got = ours._get_trials(sid, states, included, above)
+        assert fields(got) == fields(want), (states, included, above)
+    assert fields(ours.get_trial(i) for i in ids) == fields(theirs.get_trial(i) for i in ids)
+    with pytest.raises(KeyError):
+        ours.get_trial(ids[-1] + 1000)
+    assert len(ours._get_trials(sid, None, set(), -1)) == 10
+    assert ours._get_trials(sid, None, set(), ids[-1]) == []
+    with pytest.raises(KeyError):
+        ours._get_trials(sid + 1000, None, set(), -1)
+    theirs.engine.dispose()
+    ours.engine.dispose()
+
+
+def test_open_storage_reads_through_core(tmp_path):
+    from search.storage import open_storage
+    assert isinstance(open_storage(f"sqlite:///{tmp_path / 'o.db'}"), CoreReadRDBStorage)
