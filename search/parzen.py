@@ -8,12 +8,17 @@ and evaluates the continuous terms in place, skipping the select when no candida
 range. Every float operation and its order are Optuna's own, so the result is identical
 (tests/test_tpe.py); anything it does not cover (a kernel of zero width, a candidate out of range)
 is left to Optuna's code.
+
+`ColumnParzen` builds the same estimators as Optuna's `_ParzenEstimator`, with each categorical
+parameter's kernel weights computed once per choice and gathered, rather than once per observation.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from optuna.distributions import CategoricalDistribution
 from optuna.samplers._tpe import _truncnorm
+from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator, _ParzenEstimatorParameters
 from optuna.samplers._tpe.probability_distributions import (
     _BatchedCategoricalDistributions,
     _log_gauss_mass_unique,
@@ -72,9 +77,25 @@ def _continuous(dists: list, x: np.ndarray) -> np.ndarray:
     z = np.subtract(xc[:, np.newaxis, :], mu)  # -(z ** 2) / 2 - logC - log_mass - log(sigma), in order
     z /= sigma
     np.multiply(z, z, out=z)
-    np.negative(z, out=z)
-    z /= 2.0
+    z *= -0.5  # the same float as -(z * z) / 2: both are exact halvings, rounded alike
     z -= _truncnorm._norm_pdf_logC
     z -= _truncnorm._log_gauss_mass(a, b)
     z -= np.log(sigma)
     return z.sum(axis=-1)
+
+
+class ColumnParzen(_ParzenEstimator):
+    def _calculate_categorical_distributions(self, observations: np.ndarray, param_name: str,
+                                             search_space: CategoricalDistribution,
+                                             parameters: _ParzenEstimatorParameters):
+        """Optuna's weights (prior / n_kernels everywhere, +1 at the observed choice, each row
+        normalised): every observation's row is one of n_choices rows, so those are computed once,
+        with the same operations, and gathered."""
+        if len(observations) == 0:
+            return super()._calculate_categorical_distributions(observations, param_name, search_space, parameters)
+        n_choices = len(search_space.choices)
+        table = np.full((n_choices + 1, n_choices), parameters.prior_weight / (len(observations) + 1))
+        table[np.arange(n_choices), np.arange(n_choices)] += 1  # row c: an observation of choice c; last: the prior
+        row_sums = table.sum(axis=1, keepdims=True)
+        table /= np.where(row_sums == 0, 1, row_sums)
+        return _BatchedCategoricalDistributions(table[np.append(observations.astype(int), n_choices)])

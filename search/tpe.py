@@ -28,7 +28,7 @@ from optuna.samplers._tpe.sampler import _get_infeasible_trial_score, default_ga
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from search.parzen import mixture_log_pdf
+from search.parzen import ColumnParzen, mixture_log_pdf
 
 COMPLETE, PRUNED, INFEASIBLE = 0, 1, 2  # the groups _split_trials fills "below" from, in order
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -89,6 +89,7 @@ class _History:
 class ColumnTPE(TPESampler):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
+        self._parzen_estimator_cls = ColumnParzen
         self._history = _History()
         self._read_for: tuple[int, int] | None = None  # (study id, trial number) last read for
         self._running: list[FrozenTrial] = []

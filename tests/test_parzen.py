@@ -1,5 +1,5 @@
-"""search/parzen.py gives Optuna's Parzen mixture densities bit for bit, and ColumnTPE's relative
-search space is Optuna's intersection search space."""
+"""search/parzen.py gives Optuna's Parzen estimators and mixture densities bit for bit, and
+ColumnTPE's relative search space is Optuna's intersection search space."""
 
 import numpy as np
 import optuna
@@ -24,7 +24,7 @@ SPACE = {
 }
 
 
-def estimator(n: int, seed: int, multivariate: bool = True) -> _ParzenEstimator:
+def estimator(n: int, seed: int, multivariate: bool = True, cls=_ParzenEstimator) -> _ParzenEstimator:
     rng = np.random.default_rng(seed)
     sampler = optuna.samplers.RandomSampler(seed=seed)
     study = optuna.create_study(sampler=sampler)
@@ -34,7 +34,7 @@ def estimator(n: int, seed: int, multivariate: bool = True) -> _ParzenEstimator:
     params = _ParzenEstimatorParameters(prior_weight=rng.choice([0.5, 1.0]), consider_magic_clip=True,
                                         consider_endpoints=bool(rng.integers(2)), weights=default_weights,
                                         multivariate=multivariate)
-    return _ParzenEstimator(obs, SPACE, params)
+    return cls(obs, SPACE, params)
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 300, 2000])
@@ -81,3 +81,13 @@ def test_relative_search_space_is_optunas_intersection():
         study.tell(frozen.number, state=TrialState.FAIL)
     assert all(a == b and list(a) == list(b) for a, b in spaces)
     assert {"lr", "layers", "family"} <= set(spaces[20][0]) and "lr" not in spaces[-1][0]
+
+
+@pytest.mark.parametrize("n", [0, 1, 30, 2000])
+def test_column_parzen_builds_optunas_estimator(n):
+    from search.parzen import ColumnParzen
+    for seed in range(3):
+        theirs, ours = estimator(n, seed, cls=_ParzenEstimator), estimator(n, seed, cls=ColumnParzen)
+        for a, b in zip(theirs._mixture_distribution.distributions, ours._mixture_distribution.distributions):
+            assert type(a) is type(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+        assert np.array_equal(theirs._mixture_distribution.weights, ours._mixture_distribution.weights)
