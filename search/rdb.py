@@ -138,6 +138,8 @@ def insert_rows(rdb: optuna.storages.RDBStorage, study_id: int, trials: list[Fro
     """(trial id, number) of each trial, stored as given in one transaction: the study's row
     locked (Optuna's lock for numbering), a count, the trials' rows, then each side table's rows
     in one statement. `numbered(number)` adds user attributes to each trial from its number."""
+    if not trials:  # (an insert of no rows would be one row of defaults)
+        return []
     trials_t, studies = models.TrialModel.__table__, models.StudyModel.__table__
     with rdb.engine.begin() as conn:
         if conn.execute(sa.select(studies.c.study_id).where(studies.c.study_id == study_id).with_for_update()

@@ -112,6 +112,7 @@ def test_insert_trials_stores_what_add_trials_stores(tmp_path, db, request):
     by_optuna = optuna.create_study(study_name=f"a-{tmp_path.name}", storage=open_storage(url), direction="maximize")
     ours = optuna.create_study(study_name=f"b-{tmp_path.name}", storage=open_storage(url), direction="maximize")
     by_optuna.add_trials(src.trials)
+    assert insert_trials(ours, []) == [] and ours.trials == []
     ids = insert_trials(ours, src.trials)
     assert [n for _, n in ids] == list(range(7))
     fields = lambda t: (t.number, t.state, t.values, t.params, t.distributions, t.user_attrs, t.system_attrs,  # noqa: E731
