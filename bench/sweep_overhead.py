@@ -5,8 +5,11 @@ runs in its own process, one after the other. Targets: >= 90 % inside epochs, <=
 
     .venv/bin/python bench/sweep_overhead.py [--trials 20] [--users 100]
 
-Wall time runs from just before Ray starts to the end of the sweep; "inside epochs" sums the
-`epoch_s` every trial reported (training and validation of each epoch). The fixed cost of a trial
+Wall time runs from just before the data is read to the end of the sweep; "inside epochs" sums
+the `epoch_s` every trial reported (training and validation of each epoch). Where the rest goes:
+the start (to the first batch: Ray's start, the data, nextsweep's no-search baselines), the
+wrap-up (last epoch to the sweep's end), and the tail (slot-seconds idle after a slot's last
+trial while the other still runs). The fixed cost of a trial
 is the gap in its slot (one CPU each) from the previous trial's last epoch to its first batch
 (the first epoch's end less its length): stopping one trial, handing out the next, starting or
 reusing its worker, fetching and tensorising the data. The first trial of each slot (after
@@ -62,11 +65,22 @@ def fixed_costs(trials: list[list[dict]], slots: int) -> list[float]:
     return gaps
 
 
-def run_nextsweep(space: Path, out: Path, trials: int) -> float:
+def run_nextsweep(space: Path, out: Path, trials: int) -> tuple[float, float]:
+    """(start, end) wall-clock times of the sweep."""
     from search.sweep import SweepOptions, run_sweep
-    start = time.perf_counter()
+    start = time.time()
     run_sweep(SweepOptions(space=str(space), study="overhead", samples=trials, dir=str(out)))
-    return time.perf_counter() - start
+    return start, time.time()
+
+
+def where_time_goes(runs: list[list[dict]], start: float, end: float, slots: int) -> dict:
+    """Slot-seconds outside epochs, split into: before the first batch (Ray's start, data,
+    baselines), after the last epoch (the driver's wrap-up), the tail (a slot idle after its last
+    trial while another runs), and the rest (between a slot's trials)."""
+    spans = [(rows[0]["reported_at"] - rows[0]["epoch_s"], rows[-1]["reported_at"]) for rows in runs]
+    first, last = min(s for s, _ in spans), max(e for _, e in spans)
+    slot_ends = sorted(e for _, e in spans)[-slots:]  # each slot's last trial ends at one of these
+    return {"startup_s": first - start, "wrapup_s": end - last, "tail_slot_s": sum(last - e for e in slot_ends)}
 
 
 class DefineByRun:
@@ -90,9 +104,9 @@ def run_stock(space_file: Path, out: Path, trials: int) -> float:
     from spaces import CompiledSpace, load_space, load_space_data
 
     space = load_space(space_file)
+    start = time.time()  # from before the data is read, as for nextsweep
     data = load_space_data(space)
     define = DefineByRun(CompiledSpace(space, data.info, fit_width=False))
-    start = time.perf_counter()
     ray.init(address="local", num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(train_trial, data=data), {"cpu": 1}),
@@ -104,20 +118,22 @@ def run_stock(space_file: Path, out: Path, trials: int) -> float:
         run_config=tune.RunConfig(storage_path=str(out.resolve()), name="stock", verbose=0),
     )
     tuner.fit()
-    return time.perf_counter() - start
+    return start, time.time()
 
 
 def side(name: str, trials: int, users: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "space.yaml").write_text(SPACE.replace("USERS", str(users)))
-        wall = (run_nextsweep if name == "nextsweep" else run_stock)(tmp / "space.yaml", tmp, trials)
+        start, end = (run_nextsweep if name == "nextsweep" else run_stock)(tmp / "space.yaml", tmp, trials)
         runs = trial_rows(tmp)
+    wall = end - start
     epochs = [r["epoch_s"] for rows in runs for r in rows]
     inside, gaps = sum(epochs), fixed_costs(runs, CPUS)
     return {"side": name, "wall_s": wall, "epoch_s": inside, "trials": len(runs), "cpus": CPUS,
             "share": inside / (wall * CPUS), "median_epoch_s": statistics.median(epochs),
-            "fixed_s": gaps, "median_fixed_s": statistics.median(gaps) if gaps else None}
+            "fixed_s": gaps, "median_fixed_s": statistics.median(gaps) if gaps else None,
+            **where_time_goes(runs, start, end, CPUS)}
 
 
 def main() -> None:
@@ -137,10 +153,11 @@ def main() -> None:
                              capture_output=True, text=True, env=env, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"{'side':<11}{'trials':>7}{'wall s':>9}{'in epochs s':>13}{'share of wall x CPUs':>22}"
-          f"{'median epoch s':>16}{'median fixed s/trial':>22}")
+          f"{'median epoch s':>16}{'median fixed s/trial':>22}{'start s':>9}{'wrap-up s':>11}{'tail slot-s':>13}")
     for r in rows:
         print(f"{r['side']:<11}{r['trials']:>7}{r['wall_s']:>9.1f}{r['epoch_s']:>13.1f}{r['share']:>21.1%}"
-              f"{r['median_epoch_s']:>16.2f}{r['median_fixed_s']:>22.2f}")
+              f"{r['median_epoch_s']:>16.2f}{r['median_fixed_s']:>22.2f}{r['startup_s']:>9.1f}{r['wrapup_s']:>11.1f}"
+              f"{r['tail_slot_s']:>13.1f}")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(rows, indent=2) + "\n")
 

