@@ -39,7 +39,7 @@ class CoreReadRDBStorage(optuna.storages.RDBStorage):
         if trial_id_greater_than > -1:
             newer = trials.c.trial_id > trial_id_greater_than
             where &= sa.or_(trials.c.trial_id.in_(included), newer) if included else newer
-        with self.engine.connect() as conn:
+        with self._reader() as conn:
             found = _read(conn, where)
             if not found:
                 studies = models.StudyModel.__table__
@@ -47,9 +47,18 @@ class CoreReadRDBStorage(optuna.storages.RDBStorage):
                     raise KeyError(models.NOT_FOUND_MSG)
         return found
 
+    def _reader(self):
+        """A connection for reads. On PostgreSQL in autocommit: without it each read pays two more
+        round trips (BEGIN, and the pool's ROLLBACK), and its statements see separate snapshots
+        anyway under READ COMMITTED. SQLite keeps its transaction: one snapshot for both reads."""
+        conn = self.engine.connect()
+        if self.engine.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        return conn
+
     def get_trial(self, trial_id: int) -> FrozenTrial:
         """As RDBStorage.get_trial (what the cached storage asks for a trial it holds as running)."""
-        with self.engine.connect() as conn:
+        with self._reader() as conn:
             found = _read(conn, models.TrialModel.__table__.c.trial_id == trial_id)
         if not found:
             raise KeyError(models.NOT_FOUND_MSG)

@@ -78,3 +78,13 @@ def test_core_reads_equal_optunas(db, objectives, tmp_path, request, monkeypatch
 def test_open_storage_reads_through_core(tmp_path):
     from search.storage import open_storage
     assert isinstance(open_storage(f"sqlite:///{tmp_path / 'o.db'}"), CoreReadRDBStorage)
+
+
+@pytest.mark.postgres
+def test_postgres_reads_skip_the_transaction_and_leave_the_pool_as_it_was(postgres_url):
+    storage = CoreReadRDBStorage(postgres_url)
+    with storage._reader() as conn:
+        assert conn.connection.driver_connection.autocommit
+    with storage.engine.connect() as conn:  # Optuna's own sessions still get transactions
+        assert not conn.connection.driver_connection.autocommit
+    storage.engine.dispose()
