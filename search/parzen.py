@@ -6,8 +6,8 @@ arrays of that size (a log per categorical value, the truncated normal's select 
 This version takes the categorical logs once per kernel instead of once per candidate and kernel,
 and evaluates the continuous terms in place, skipping the select when no candidate lies outside its
 range. Every float operation and its order are Optuna's own, so the result is identical
-(tests/test_tpe.py); anything it does not cover (a kernel of zero width, a candidate out of range)
-is left to Optuna's code.
+(tests/test_parzen.py); anything it does not cover (a kernel of zero width, a candidate out of
+range) is left to Optuna's code.
 
 `ColumnParzen` builds the same estimators as Optuna's `_ParzenEstimator`, with each categorical
 parameter's kernel weights computed once per choice and gathered, rather than once per observation,

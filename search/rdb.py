@@ -5,8 +5,9 @@ Optuna's cached storage syncs before every suggestion: it re-reads the trials th
 and any new ones (`RDBStorage._get_trials`). Through the ORM that is 7 queries building mapped
 objects, ~8 ms on PostgreSQL for one finished trial, a sixth of a suggestion; `get_trial` (each
 tell reads the trial back twice) lazy-loads 5 relationships. Here the same rows come as tuples
-from two queries (the trials, then their side tables in one UNION ALL, by trial id); the FrozenTrials built
-are equal to Optuna's own (tests/test_rdb.py). Everything else is Optuna's RDBStorage.
+from two queries (the trials, then their side tables in one UNION ALL, by trial id); the
+FrozenTrials built are equal to Optuna's own (tests/test_rdb.py). Everything else is Optuna's
+RDBStorage.
 """
 
 from __future__ import annotations
