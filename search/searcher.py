@@ -8,6 +8,7 @@ rejections are told at once (constraint + user attribute) and never reach a work
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 
@@ -149,7 +150,7 @@ class BudgetSearcher(Searcher):
             self.budget_s.append(proposal.budget_seconds)
             if not proposal.feasible:
                 record_rejection(trial, proposal, self.compiled.space.max_params)
-            attrs = (lambda number: self._trial_attrs(proposal, number, trial_id)[1]) if proposal.feasible else None
+            attrs = functools.partial(self._trial_attrs, proposal, trial_id) if proposal.feasible else None
             if draft is not None:  # stored with its attributes in one transaction
                 trial = draft.commit(self._stored_distributions(), attrs)
             elif attrs:
@@ -162,16 +163,20 @@ class BudgetSearcher(Searcher):
             raise SearchError(f"{self.compiled.space.path}: {MAX_REJECTIONS_IN_A_ROW} proposals in a row were rejected "
                               f"(last: {proposal.rejected}); raise budget.max_params, or make heads divide every "
                               "d_model the space allows, or shrink the space")
-        return trial, self._trial_attrs(proposal, trial.number, trial_id)[0]
+        return trial, self._config(proposal, trial.number)
 
-    def _trial_attrs(self, proposal, number: int, trial_id: str) -> tuple[dict, dict]:
-        """(the trainable's config, the trial's user attributes) of a feasible proposal."""
-        config = {**proposal.config, "seed": self.seed + number}
+    def _config(self, proposal, number: int) -> dict:
+        """The trainable's config of a feasible proposal, seeded by the trial's number."""
+        return {**proposal.config, "seed": self.seed + number}
+
+    def _trial_attrs(self, proposal, trial_id: str, number: int) -> dict:
+        """The user attributes the sweep stores with a trial (its number seeds the config)."""
+        config = self._config(proposal, number)
         attrs = {"config": json.dumps(config), "n_params": proposal.n_params, **self.attrs,
                  **{k: v for k, v in proposal.extra.items() if v is not None}, "ray_trial_id": trial_id}
         if self.compiled.space.width in config:
             attrs[self.compiled.space.width] = config[self.compiled.space.width]
-        return config, attrs
+        return attrs
 
     def _stored_distributions(self) -> dict:
         if self.distributions is None:  # read once; each committed draft adds its own
