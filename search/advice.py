@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from search.outcomes import ranked, tally
+from spaces import changes_count
 
 TOP_K = 5           # the top trials: the best 5 COMPLETE trials
 MIN_TOP = 3         # fewer complete trials than this: too few to say what the top trials share
@@ -91,7 +92,8 @@ def _edge(name: str, decl: list, top: list[FrozenTrial], budget: int | None, is_
         return []
     if kind == "int" and (high - low) // (_step or 1) < MIN_SPAN:
         return []  # every value of e.g. layers [1, 2] is at an end: saying so tells nothing
-    values = [v for t in top if isinstance(v := _value(t, name), (int, float)) and not isinstance(v, bool)]
+    pairs = [(t, v) for t in top if isinstance(v := _value(t, name), (int, float)) and not isinstance(v, bool)]
+    values = [v for _, v in pairs]
     if len(values) < MIN_TOP:
         return []
     scale = (lambda x: math.log(x)) if log and low > 0 else (lambda x: x)
@@ -99,12 +101,19 @@ def _edge(name: str, decl: list, top: list[FrozenTrial], budget: int | None, is_
     n, lower, upper = len(pos), sum(p <= EDGE for p in pos), sum(p >= 1 - EDGE for p in pos)
     used = _budget_use(top, budget)
     if _most(lower, n) and not (kind == "int" and low <= 1):  # no fewer than 1 layer / head: nothing to lower
+        where = f"{name}: {lower} of the {n} top trials sit at the lower end of its range [{low}, {high}]"
+        # the sweep records the widest width that fits a trial's other choices as width_max
+        widest = sum(t.user_attrs.get("width_max") == v for (t, v), p in zip(pairs, pos) if p <= EDGE)
+        if is_width and _most(widest, lower):
+            return [f"{where}, the widest their other choices fit in the budget{used}: the budget binds, not the "
+                    "range; raise budget.max_params to let it grow (lowering its low would not help)"]
         why = (f"the search wants smaller models than the space allows{used}" if is_width
                else "the search wants lower values than the space allows")
-        return [f"{name}: {lower} of the {n} top trials sit at the lower end of its range [{low}, {high}]: "
-                f"{why}; lower its low"]
+        return [f"{where}: {why}; lower its low"]
     if _most(upper, n):
-        if not budget:
+        if not (is_width or changes_count(name)):
+            why = "the search wants higher values than the space allows; raise its high"
+        elif not budget:
             why = "with no budget, the space is the limit; raise its high"
         elif used and _budget_share(top, budget) >= BINDING:
             why = f"the budget binds as well{used}: raise budget.max_params to let it grow"

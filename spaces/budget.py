@@ -26,6 +26,12 @@ from spaces.schema import ParamSpec, Space, SpaceError
 COUNT_FREE = ("dropout", "heads", "h_cycles", "l_cycles")
 
 
+def changes_count(name: str) -> bool:
+    """Whether a parameter of that name can change a model's parameter count (lr, dropout or a
+    loss setting never do: the budget has no say over them)."""
+    return name in MODEL_KEYS and name not in COUNT_FREE
+
+
 class ParamCounter:
     """count_params with a cache keyed by the model's structure (the keys that change the count)."""
 

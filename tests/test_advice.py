@@ -89,6 +89,33 @@ def test_width_at_the_floor_wants_smaller_models(storage):
     assert "60% of the 50,000-parameter budget" in found[0]
 
 
+def test_width_at_the_floor_that_is_also_the_widest_fit_says_the_budget_binds(storage):
+    """At 50K, a pointer with an untied head fits d_model 16 and nothing wider: top trials at the
+    floor are at the budget's limit, not asking for smaller models (the 15-minute TPE run of
+    issue 12, seed 0: 94% of the budget used)."""
+    study = make_study(storage, budget=50000)
+    for i in range(TOP_K):
+        add(study, 0.6 + i / 100, d_model=16, n_params=46884, n=i, extra={"width_max": 16 if i else 24})
+    found = _about(sweep_warnings(study), "d_model:")
+    assert len(found) == 1 and "lower end of its range [16, 96]" in found[0]
+    assert "the widest their other choices fit in the budget" in found[0] and "the budget binds, not the range" in found[0]
+    assert "94% of the 50,000-parameter budget" in found[0] and "smaller models" not in found[0]
+    study = make_study(storage, name="room", budget=50000)
+    for i in range(TOP_K):  # d_model 24 would have fitted 3 of them: the search chose the floor
+        add(study, 0.6 + i / 100, d_model=16, n_params=30000, n=i, extra={"width_max": 24 if i < 3 else 16})
+    assert "smaller models than the space allows" in _about(sweep_warnings(study), "d_model:")[0]
+
+
+def test_parameters_the_count_ignores_get_no_budget_advice():
+    """lr at its high with the budget binding: the budget has no say over the learning rate."""
+    study = make_study(budget=40000)
+    for i in range(TOP_K):
+        add(study, 0.6 + i / 100, d_model=40 + 8 * (i % 3), lr=9.5e-3, n_params=39000, n=i)
+    found = _about(sweep_warnings(study), "lr:")
+    assert len(found) == 1 and "upper end" in found[0] and "wants higher values than the space allows" in found[0]
+    assert "budget" not in found[0]
+
+
 def test_width_at_the_top_with_budget_not_binding():
     study = make_study(budget=100000)
     for i in range(TOP_K):
@@ -143,8 +170,8 @@ def test_integer_range_needs_a_middle(high, warned):
 def test_upper_end_without_a_budget():
     study = make_study(budget=None)
     for i in range(TOP_K):
-        add(study, 0.6 + i / 100, d_model=40 + 8 * (i % 3), lr=9.5e-3, n=i)
-    found = _about(sweep_warnings(study), "lr:")
+        add(study, 0.6 + i / 100, d_model=96, n=i)
+    found = _about(sweep_warnings(study), "d_model:")
     assert len(found) == 1 and "upper end" in found[0] and "with no budget, the space is the limit" in found[0]
 
 
