@@ -20,5 +20,8 @@ sweep: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
+bench: $(STAMP)  # the benchmarks' extra (matplotlib, for their plots); scripts and figures: bench/RESULTS.md
+	$(VENV)/bin/pip install -q -e ".[test,bench]"
+
 clean:
 	rm -rf $(VENV) $(RUNS)

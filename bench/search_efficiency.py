@@ -1,19 +1,36 @@
-"""Search efficiency on Geolife (spaces/geolife_500k.yaml, epochs capped), the same wall-clock
-budget on the same 2 CPUs for each method:
-  (a) random search, full training, no pruning (over-budget samples redrawn);
-  (b) stock Ray Tune OptunaSearch (TPE) + ASHA, over-budget configs "pruned" the naive way
-      (the trainable reports Hit@5 = 0 at once, as a Ray user would write it);
-  (c) nextsweep (width fitted to the budget, Optuna study, recording ASHA).
-Reports best val Hit@5 over time (PNG), and the time each method needs to reach (a)'s final
-best of the same seed, mean over seeds. Each run is its own process; runs go one after another.
+"""Search efficiency: the same CPU time on the same 2 CPUs for each method, several seeds.
 
-    .venv/bin/python bench/search_efficiency.py [--minutes 4] [--seeds 0 1 2] [--max-epochs 8]
+Methods (each run is its own process; runs go one after another):
+  random     (a) random search, full training, no pruning (over-budget samples redrawn);
+  stock      (b) stock Ray Tune OptunaSearch (TPE) + ASHA, over-budget configs answered by a zero
+                 (the trainable reports the metric = 0 at once, as a Ray user would write it);
+  nextsweep  (c) nextsweep (width fitted to the budget, Optuna study, recording ASHA);
+  one_epoch  (d) the one-epoch baseline (Egele et al. 2023, "Is One Epoch All You Need for
+                 Multi-Fidelity HPO?"): random configs trained for one epoch during the first
+                 --one-epoch-share of the run, then the best of them trained on from their first
+                 epoch's checkpoint, best first, for the rest of it: K, the number trained fully,
+                 is what that CPU time allows.
+Objectives (--objective, repeatable): geolife:val_hit5 and geolife:val_acc1 (spaces/geolife_500k.yaml)
+and category:val_f1 (spaces/geolife_category.yaml, macro-F1 over 5 grouped folds).
+
+Reports per objective: final best (mean +- std), the time each method needs to reach (a)'s final
+best of the same seed (median over seeds, and per seed), how many seeds (c) ends at or above (b)
+and at or above (d), and the anytime curve (best so far vs time: median and quartiles over seeds)
+as a PNG. Time counts from each run's start (Ray start and data loading included).
+
+The issue's full protocol (3 objectives x 4 methods x 5 seeds x 20 CPU-minutes) is `--protocol
+full`: 60 runs, 600 wall-minutes on 2 CPUs.
+
+    .venv/bin/python bench/search_efficiency.py [--objective geolife:val_hit5 ...] [--cpu-minutes 8]
+        [--seeds 0 1 2] [--methods ...] [--max-epochs N] [--protocol full]
+    .venv/bin/python bench/search_efficiency.py --summary-of bench/out/search_efficiency.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -25,14 +42,21 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("random", "stock", "nextsweep")
+METHODS = ("random", "stock", "nextsweep", "one_epoch")
+COLORS = {"random": "tab:gray", "stock": "tab:orange", "nextsweep": "tab:blue", "one_epoch": "tab:green"}
+SPACES = {"geolife": "geolife_500k.yaml", "category": "geolife_category.yaml"}
+FULL = {"objectives": ["geolife:val_hit5", "geolife:val_acc1", "category:val_f1"], "seeds": [0, 1, 2, 3, 4],
+        "cpu_minutes": 20.0, "methods": list(METHODS)}
 CPUS = 2
 
 
-def space_file(tmp: Path, max_epochs: int) -> Path:
-    raw = yaml.safe_load((ROOT / "spaces" / "geolife_500k.yaml").read_text())
+def space_file(tmp: Path, task: str, metric: str, max_epochs: int | None) -> Path:
+    raw = yaml.safe_load((ROOT / "spaces" / SPACES[task]).read_text())
     raw["data"] = {"geolife": str((ROOT / "spaces" / raw["data"]["geolife"]).resolve())}
-    raw["asha"]["max_epochs"] = max_epochs
+    if max_epochs:
+        raw["asha"]["max_epochs"] = max_epochs
+    if raw["objective"]["metric"] != metric:  # the objective alone: no tie-break on other metrics
+        raw["objective"] = {"metric": metric, "mode": "max"}
     path = tmp / "space.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -60,145 +84,297 @@ class DefineByRun:
         return {"engine": {**p.config, "seed": self.seed * 100_003 + trial.number}, "cpus": 1, "n_params": p.n_params}
 
 
-def naive_budget(config, data, max_params):
-    """Over budget: report a zero at once and stop, the common hand-written Ray way."""
+def naive_budget(config, data, max_params, metric):
+    """Over budget: report a zero at once and stop, the common hand-written Ray way. A config
+    with "from" (a checkpoint directory) continues that trial's training."""
     from ray import tune
 
     from search.trainable import train_trial
+    config = config.get("pick", config)  # the one-epoch baseline's second phase hands out whole configs
     if config["n_params"] > max_params:
-        tune.report({"epoch": 1, "val_hit5": 0.0, "epoch_s": 0.0, "last": True})
+        tune.report({"epoch": 1, metric: 0.0, "epoch_s": 0.0, "last": True})
         return
-    train_trial(config, data)
+    train_trial(config, data, start_from=tune.Checkpoint(config["from"]) if config.get("from") else None)
 
 
-def run_tune_baseline(method: str, space_path: Path, out: Path, seed: int, budget_s: float) -> None:
+class Baseline:
+    """The stock Ray Tune side: one Ray instance, the space's data in the object store."""
+
+    def __init__(self, space_path: Path, out: Path, seed: int):
+        import ray
+
+        from spaces import CompiledSpace, load_space, load_space_data
+        self.space = load_space(space_path)
+        self.data = load_space_data(self.space)
+        self.compiled = CompiledSpace(self.space, self.data.info, fit_width=False)
+        self.out, self.seed, self.metric = out, seed, self.space.metric
+        ray.init(address="local", num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
+
+    def trainable(self):
+        from ray import tune
+        fn = tune.with_parameters(naive_budget, data=self.data, max_params=self.space.max_params, metric=self.metric)
+        return tune.with_resources(fn, {"cpu": 1})
+
+    def fit(self, name: str, budget_s: float, search_alg=None, scheduler=None, param_space=None, stop=None,
+            num_samples: int = 10_000):
+        from ray import tune
+        return tune.Tuner(
+            self.trainable(), param_space=param_space,
+            tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, metric=self.metric, mode="max",
+                                        num_samples=num_samples, time_budget_s=max(1.0, budget_s),
+                                        max_concurrent_trials=CPUS),
+            run_config=tune.RunConfig(storage_path=str(self.out.resolve()), name=name, verbose=0, stop=stop),
+        ).fit()
+
+    def searcher(self, sampler, redraw: bool):
+        from ray.tune.search.optuna import OptunaSearch
+        return OptunaSearch(space=DefineByRun(self.compiled, self.seed, redraw=redraw), metric=self.metric,
+                            mode="max", sampler=sampler)
+
+
+def run_random(b: Baseline, budget_s: float) -> dict:
     import optuna
-    import ray
+    b.fit("random", budget_s, b.searcher(optuna.samplers.RandomSampler(seed=b.seed), redraw=True))
+    return {}
+
+
+def run_stock(b: Baseline, budget_s: float) -> dict:
+    import optuna
+    from ray.tune.schedulers import ASHAScheduler
+    a = b.space.asha
+    asha = ASHAScheduler(time_attr="epoch", max_t=a.max_epochs, grace_period=a.grace_period,
+                         reduction_factor=a.reduction_factor)
+    b.fit("stock", budget_s, b.searcher(optuna.samplers.TPESampler(seed=b.seed), redraw=False), asha)
+    return {}
+
+
+def run_one_epoch(b: Baseline, budget_s: float, share: float, start: float) -> dict:
+    """One epoch for every random config during `share` of the budget, then the best ones'
+    training continued from their first epoch's checkpoint, best first, until the budget ends."""
+    import optuna
+    first = b.fit("one_epoch_screen", budget_s * share, b.searcher(optuna.samplers.RandomSampler(seed=b.seed),
+                                                                     redraw=True), stop={"epoch": 1})
+    screened = [(_number(r.metrics.get(b.metric)), {**r.config, "from": r.checkpoint.path}) for r in first
+                if r.metrics and "epoch" in r.metrics and r.checkpoint is not None]
+    ranked = [config for _, config in sorted(screened, key=lambda x: -x[0])]
+    left = budget_s - (time.time() - start)
+    if ranked and left > 1:
+        b.fit("one_epoch_full", left, param_space=_grid(ranked), num_samples=1)
+    full = [p for p in (b.out / "one_epoch_full").glob("**/result.json") if p.stat().st_size > 0]
+    return {"screened": len(screened), "trained_fully": len(full)}
+
+
+def _number(value) -> float:
+    return float(value) if value is not None and value == value else 0.0  # NaN (a diverged epoch) ranks last
+
+
+def _grid(configs: list[dict]) -> dict:
+    """A param_space that hands the configs out in order (Tune resolves grid_search in order)."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search.optuna import OptunaSearch
-
-    from spaces import CompiledSpace, load_space, load_space_data
-
-    space = load_space(space_path)
-    data = load_space_data(space)
-    compiled = CompiledSpace(space, data.info, fit_width=False)
-    define = DefineByRun(compiled, seed, redraw=method == "random")
-    if method == "random":  # random draws, redrawn until one fits; full training (no scheduler)
-        sampler, scheduler = optuna.samplers.RandomSampler(seed=seed), FIFOScheduler()
-    else:
-        sampler = optuna.samplers.TPESampler(seed=seed)
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=space.asha.max_epochs, grace_period=space.asha.grace_period,
-                                  reduction_factor=space.asha.reduction_factor)
-    ray.init(address="local", num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
-    tune.Tuner(
-        tune.with_resources(tune.with_parameters(naive_budget, data=data, max_params=space.max_params), {"cpu": 1}),
-        tune_config=tune.TuneConfig(search_alg=OptunaSearch(space=define, metric="val_hit5", mode="max", sampler=sampler),
-                                    scheduler=scheduler, metric="val_hit5", mode="max", num_samples=10_000,
-                                    time_budget_s=budget_s),
-        run_config=tune.RunConfig(storage_path=str(out.resolve()), name=method, verbose=0),
-    ).fit()
+    return {"pick": tune.grid_search(configs)}
 
 
-def run_one(method: str, seed: int, minutes: float, max_epochs: int) -> dict:
+def run_one(method: str, task: str, metric: str, seed: int, cpu_minutes: float, max_epochs: int,
+            share: float) -> dict:
+    budget_s = cpu_minutes * 60 / CPUS
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        space = space_file(tmp, max_epochs)
+        space = space_file(tmp, task, metric, max_epochs)
         start = time.time()
+        extra: dict = {}
         if method == "nextsweep":
             from search.sweep import SweepOptions, run_sweep
             run_sweep(SweepOptions(space=str(space), study=f"eff-{seed}", samples=10_000, dir=str(tmp),
-                                   seed=seed, time_budget_s=minutes * 60))
+                                   seed=seed, time_budget_s=budget_s))
         else:
-            run_tune_baseline(method, space, tmp, seed, minutes * 60)
+            b = Baseline(space, tmp, seed)
+            extra = (run_one_epoch(b, budget_s, share, start) if method == "one_epoch" else
+                     run_random(b, budget_s) if method == "random" else run_stock(b, budget_s))
         points, trials = [], 0
         for result in tmp.glob("**/result.json"):
             trials += 1
             for line in result.read_text().splitlines():
                 if line.strip():
                     row = json.loads(line)
-                    points.append((row["timestamp"] - start, row.get("val_hit5", 0.0)))
+                    points.append((row["timestamp"] - start, row.get(metric, 0.0)))
     points.sort()
     curve, best = [], 0.0
     for t, v in points:
         if v > best:
             best = v
             curve.append((round(t, 1), v))
-    return {"method": method, "seed": seed, "trials": trials, "final_best": best, "curve": curve,
-            "wall_s": minutes * 60}
+    return {"method": method, "objective": f"{task}:{metric}", "seed": seed, "trials": trials, "final_best": best,
+            "curve": curve, "wall_s": budget_s, **extra}
 
 
-def time_to(curve: list, target: float) -> float | None:
-    return next((t for t, v in curve if v >= target - 1e-12), None)
+def time_to(curve: list, target: float) -> float:
+    """Seconds until the curve first reaches `target`; inf when it never does."""
+    return next((t for t, v in curve if v >= target - 1e-12), math.inf)
 
 
-def plot(rows: list[dict], path: Path, horizon: float) -> None:
+def best_at(run: dict, t: float) -> float:
+    return max([v for s, v in run["curve"] if s <= t], default=0.0)
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def summarise(rows: list[dict], objective: str, methods: list[str]) -> dict:
+    """Per method: final best, time to (a)'s final best of the same seed; (c) against (b), (d)."""
+    mine = [r for r in rows if r["objective"] == objective]
+    final = {(r["method"], r["seed"]): r["final_best"] for r in mine}
+    seeds = sorted({r["seed"] for r in mine})
+    out = {"objective": objective, "seeds": seeds, "methods": {}}
+    for m in methods:
+        runs = sorted((r for r in mine if r["method"] == m), key=lambda r: r["seed"])
+        if not runs:
+            continue
+        reach = [time_to(r["curve"], final[("random", r["seed"])]) if ("random", r["seed"]) in final else math.inf
+                 for r in runs]
+        bests = [r["final_best"] for r in runs]
+        out["methods"][m] = {"final_best_mean": statistics.mean(bests),
+                             "final_best_std": statistics.stdev(bests) if len(bests) > 1 else 0.0,
+                             "trials_mean": statistics.mean(r["trials"] for r in runs),
+                             "time_to_random_best_s": reach, "time_to_random_best_median_s": statistics.median(reach)}
+    if "random" in out["methods"] and "nextsweep" in out["methods"]:
+        a, c = out["methods"]["random"]["time_to_random_best_s"], out["methods"]["nextsweep"]["time_to_random_best_s"]
+        out["speedup"] = [x / y if y > 0 else math.inf for x, y in zip(a, c)]  # 0 where (c) never got there
+        out["speedup_median"] = statistics.median(out["speedup"])
+        out["target_time_met"] = out["methods"]["nextsweep"]["time_to_random_best_median_s"] <= \
+            out["methods"]["random"]["time_to_random_best_median_s"] / 3
+    for rival in ("stock", "one_epoch"):
+        if rival in out["methods"] and "nextsweep" in out["methods"]:
+            both = [s for s in seeds if (rival, s) in final and ("nextsweep", s) in final]
+            out[f"nextsweep_at_or_above_{rival}"] = sum(final[("nextsweep", s)] >= final[(rival, s)] - 1e-12
+                                                        for s in both)
+    return out
+
+
+def _finite(x):
+    """inf (never reached) as null: strict JSON."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return None if isinstance(x, float) and math.isinf(x) else x
+
+
+def print_summary(s: dict) -> None:
+    print(f"\n{s['objective']} (seeds {' '.join(map(str, s['seeds']))})")
+    print(f"{'method':<11}{'trials':>8}{'final best':>22}{'median time to (a) best':>26}  per seed")
+    for m, v in s["methods"].items():
+        med = v["time_to_random_best_median_s"]
+        per = ", ".join("-" if t == math.inf else f"{t:.0f}" for t in v["time_to_random_best_s"])
+        print(f"{m:<11}{v['trials_mean']:>8.1f}{v['final_best_mean']:>13.4f} +- {v['final_best_std']:.4f}"
+              f"{'not reached' if med == math.inf else f'{med:.0f} s':>26}  {per}")
+    if "speedup_median" in s:
+        per = ", ".join(f"{x:.2f}x" if x else "not reached" for x in s["speedup"])
+        print(f"(c) vs (a), (a)'s time to its final best over (c)'s: median {s['speedup_median']:.2f}x, per seed {per} "
+              f"(target: (c)'s median time <= 1/3 of (a)'s: {'met' if s['target_time_met'] else 'missed'})")
+    for rival in ("stock", "one_epoch"):
+        if f"nextsweep_at_or_above_{rival}" in s:
+            print(f"(c) ends at or above {rival} in {s[f'nextsweep_at_or_above_{rival}']} of {len(s['seeds'])} seeds")
+
+
+def plot(rows: list[dict], objective: str, methods: list[str], path: Path, horizon: float) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.2))
     grid = [horizon * i / 200 for i in range(201)]
-    for method, color in zip(METHODS, ("tab:gray", "tab:orange", "tab:blue")):
-        runs = [r for r in rows if r["method"] == method]
+    low = 1.0
+    for m in methods:
+        runs = [r for r in rows if r["method"] == m and r["objective"] == objective]
         if not runs:
             continue
-        mean = [statistics.mean(max([v for t, v in r["curve"] if t <= g], default=0.0) for r in runs) for g in grid]
-        ax.plot([g / 60 for g in grid], mean, color=color, label=f"{method} (mean of {len(runs)} seeds)")
-    ax.set_xlabel("wall-clock minutes (2 CPUs)")
-    ax.set_ylabel("best val Hit@5 so far")
-    ax.set_title("Geolife, geolife_500k space, same budget per method")
-    ax.set_ylim(0.5, None)
+        q = [quartiles([best_at(r, g) for r in runs]) for g in grid]
+        x = [g / 60 for g in grid]
+        ax.plot(x, [b for _, b, _ in q], color=COLORS[m], label=f"{m} (median of {len(runs)} seeds)")
+        ax.fill_between(x, [a for a, _, _ in q], [c for _, _, c in q], color=COLORS[m], alpha=0.15)
+        low = min(low, min(r["final_best"] for r in runs))
+    ax.set_xlabel(f"wall-clock minutes ({CPUS} CPUs)")
+    ax.set_ylabel(f"best {objective.split(':')[1]} so far (median, quartiles)")
+    ax.set_title(f"{objective}, same CPU time per method")
+    ax.set_ylim(max(0.0, low - 0.1), None)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--objective", action="append", choices=FULL["objectives"],
+                    help="TASK:METRIC, repeatable (default geolife:val_hit5)")
+    ap.add_argument("--cpu-minutes", type=float, default=8.0, help=f"CPU-minutes per run on {CPUS} CPUs (default 8)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--max-epochs", type=int, default=0,
+                    help="epochs a fully trained config gets (default: the space's)")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--one-epoch-share", type=float, default=0.5,
+                    help="share of (d)'s CPU time for the one-epoch screen (default 0.5)")
+    ap.add_argument("--protocol", choices=["full"], help="the issue's protocol: 3 objectives, 4 methods, 5 seeds, "
+                    "20 CPU-minutes a run (overrides the four options above)")
+    ap.add_argument("--summary-of", metavar="JSON", help="print the tables and redraw the plots of a saved run "
+                    "(this script's --out), training nothing")
+    ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # child: METHOD OBJECTIVE SEED
+    ap.add_argument("--out", default="bench/out/search_efficiency.json")
+    a = ap.parse_args()
+    if a.protocol == "full":
+        a.objective, a.seeds, a.cpu_minutes, a.methods = (FULL[k] for k in
+                                                          ("objectives", "seeds", "cpu_minutes", "methods"))
+    a.objective = a.objective or ["geolife:val_hit5"]
+    return a
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=float, default=4.0, help="wall minutes per run on 2 CPUs (default 4 = 8 CPU-minutes)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--max-epochs", type=int, default=8)
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # child: METHOD SEED
-    ap.add_argument("--out", default="bench/out/search_efficiency.json")
-    a = ap.parse_args()
+    a = parse()
     if a.one:
-        print(json.dumps(run_one(a.one[0], int(a.one[1]), a.minutes, a.max_epochs)))
+        task, metric = a.one[1].split(":")
+        row = run_one(a.one[0], task, metric, int(a.one[2]), a.cpu_minutes, a.max_epochs, a.one_epoch_share)
+        print(json.dumps(row))
         return
-    rows = []
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    for seed in a.seeds:
-        for method in a.methods:
-            out = subprocess.run([sys.executable, __file__, "--one", method, str(seed), "--minutes", str(a.minutes),
-                                  "--max-epochs", str(a.max_epochs)], capture_output=True, text=True, env=env)
-            if out.returncode != 0:
-                sys.exit(f"{method} seed {seed} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            r = rows[-1]
-            print(f"seed {seed} {method:<10} trials {r['trials']:>4}  final best val Hit@5 {r['final_best']:.4f}", flush=True)
-    summary = []
-    for method in a.methods:
-        runs = [r for r in rows if r["method"] == method]
-        reach = []
-        for r in runs:
-            target = next(x["final_best"] for x in rows if x["method"] == "random" and x["seed"] == r["seed"])
-            reach.append(time_to(r["curve"], target))
-        reached = [t for t in reach if t is not None]
-        summary.append({"method": method, "final_best_mean": statistics.mean(r["final_best"] for r in runs),
-                        "final_best_std": statistics.stdev(r["final_best"] for r in runs) if len(runs) > 1 else 0.0,
-                        "trials_mean": statistics.mean(r["trials"] for r in runs),
-                        "time_to_random_best_s": reach,
-                        "time_to_random_best_mean_s": statistics.mean(reached) if len(reached) == len(reach) else None})
-    print(f"\n{'method':<11}{'trials':>8}{'final best Hit@5':>20}{'time to (a) best':>20}  per seed")
-    for s in summary:
-        mean_t = f"{s['time_to_random_best_mean_s']:.0f} s" if s["time_to_random_best_mean_s"] is not None else "not always"
-        per = ", ".join("-" if t is None else f"{t:.0f}" for t in s["time_to_random_best_s"])
-        print(f"{s['method']:<11}{s['trials_mean']:>8.1f}{s['final_best_mean']:>13.4f} +- {s['final_best_std']:.4f}{mean_t:>14}  {per}")
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps({"runs": rows, "summary": summary, "minutes": a.minutes,
-                                       "max_epochs": a.max_epochs}, indent=2) + "\n")
-    plot(rows, Path(a.out).with_suffix(".png"), a.minutes * 60)
+    if a.summary_of:
+        saved = json.loads(Path(a.summary_of).read_text())
+        report(saved["runs"], sorted({r["objective"] for r in saved["runs"]}), list(METHODS), saved, Path(a.summary_of))
+        return
+    n = len(a.objective) * len(a.methods) * len(a.seeds)
+    print(f"{n} runs x {a.cpu_minutes / CPUS:g} wall-minutes = {n * a.cpu_minutes / CPUS:g} minutes", flush=True)
+    rows, env = [], {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    for objective in a.objective:
+        for seed in a.seeds:
+            for method in a.methods:
+                cmd = [sys.executable, __file__, "--one", method, objective, str(seed), "--cpu-minutes",
+                       str(a.cpu_minutes), "--max-epochs", str(a.max_epochs),
+                       "--one-epoch-share", str(a.one_epoch_share)]
+                out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if out.returncode != 0:
+                    sys.exit(f"{method} {objective} seed {seed} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
+                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                r = rows[-1]
+                more = f"  (screened {r['screened']}, trained fully {r['trained_fully']})" if "screened" in r else ""
+                print(f"{objective} seed {seed} {method:<10} trials {r['trials']:>4}  "
+                      f"final best {r['final_best']:.4f}{more}", flush=True)
+    report(rows, a.objective, a.methods, {"cpu_minutes": a.cpu_minutes, "max_epochs": a.max_epochs,
+                                          "one_epoch_share": a.one_epoch_share}, Path(a.out))
+
+
+def report(rows: list[dict], objectives: list[str], methods: list[str], settings: dict, out: Path) -> None:
+    """Print each objective's summary, write the JSON (runs, summaries, settings) and the plots."""
+    summaries = [summarise(rows, o, methods) for o in objectives]
+    for s in summaries:
+        print_summary(s)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    settings = {k: settings[k] for k in ("cpu_minutes", "max_epochs", "one_epoch_share")}
+    out.write_text(json.dumps(_finite({"runs": rows, "summary": summaries, **settings}), indent=2) + "\n")
+    for o in objectives:
+        png = out.with_name(f"{out.stem}_{o.replace(':', '_')}.png")
+        plot(rows, o, methods, png, settings["cpu_minutes"] * 60 / CPUS)
 
 
 if __name__ == "__main__":

@@ -29,15 +29,17 @@ def should_checkpoint(rep: EpochReport, at: list[int] | None) -> bool:
     return at is None or rep.last or rep.epoch in at
 
 
-def train_trial(config: dict, data: Dataset) -> None:
+def train_trial(config: dict, data: Dataset, start_from: tune.Checkpoint | None = None) -> None:
     """config = {"engine": flat engine config, "cpus": CPUs of this trial, "checkpoint_at":
     epochs to checkpoint, or None for every epoch}; data comes zero-copy from the Ray object
-    store (tune.with_parameters)."""
+    store (tune.with_parameters). `start_from`: another trial's checkpoint of the same engine
+    config to continue from (bench/search_efficiency.py's one-epoch baseline); a retry's own
+    checkpoint comes first."""
     torch.set_num_threads(max(1, int(config.get("cpus", 1))))
     engine = config["engine"]
     metric = engine.get("metric", "val_hit5")
     n_params = count_params(engine, data.info)
-    resume, spent = load_resume(tune.get_checkpoint())
+    resume, spent = load_resume(tune.get_checkpoint() or start_from)
     start = time.perf_counter() - spent  # wall_s counts the earlier attempts' epochs too
     node = ray.get_runtime_context().get_node_id()  # which cluster node ran it
     history: list[float] = [h[metric] for h in resume["history"]] if resume else []

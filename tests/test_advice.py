@@ -98,7 +98,8 @@ def test_width_at_the_floor_that_is_also_the_widest_fit_says_the_budget_binds(st
         add(study, 0.6 + i / 100, d_model=16, n_params=46884, n=i, extra={"width_max": 16 if i else 24})
     found = _about(sweep_warnings(study), "d_model:")
     assert len(found) == 1 and "lower end of its range [16, 96]" in found[0]
-    assert "the widest their other choices fit in the budget" in found[0] and "the budget binds, not the range" in found[0]
+    assert "the widest their other choices fit in the budget" in found[0]
+    assert "the budget binds, not the range" in found[0]
     assert "94% of the 50,000-parameter budget" in found[0] and "smaller models" not in found[0]
     study = make_study(storage, name="room", budget=50000)
     for i in range(TOP_K):  # d_model 24 would have fitted 3 of them: the search chose the floor

@@ -70,7 +70,7 @@ class Died(Exception):
     """The worker node going away mid-trial."""
 
 
-def run_trial(monkeypatch, out, data, config, checkpoint=None, die_after=None):
+def run_trial(monkeypatch, out, data, config, checkpoint=None, die_after=None, start_from=None):
     """train_trial under a stand-in Tune session: returns (results, checkpoint dirs kept in out)."""
     results, kept = [], []
 
@@ -85,7 +85,7 @@ def run_trial(monkeypatch, out, data, config, checkpoint=None, die_after=None):
     monkeypatch.setattr(trainable, "tune", fake_tune)
     monkeypatch.setattr(trainable, "ray", SimpleNamespace(get_runtime_context=lambda: SimpleNamespace(get_node_id=lambda: "n")))
     try:
-        trainable.train_trial(config, data)
+        trainable.train_trial(config, data, start_from=start_from)
     except Died:
         pass
     return results, kept
@@ -105,6 +105,19 @@ def test_retried_trial_resumes_from_its_checkpoint(monkeypatch, tmp_path, data):
     assert best["epoch"] == whole[-1]["best_epoch"] and best["config"] == config["engine"]
     expected = fit(config["engine"], data).state_dict
     assert all(torch.equal(best["state_dict"][k], v) for k, v in expected.items())
+
+
+def test_a_new_trial_continues_another_trials_checkpoint(monkeypatch, tmp_path, data):
+    """The one-epoch baseline of bench/search_efficiency.py: a config screened for one epoch is
+    trained on by a new trial (no Tune checkpoint of its own), as if it had never stopped."""
+    config = {"engine": {"family": "gru", "d_model": 24, "layers": 1, "batch_size": 64, "epochs": 4, "seed": 5},
+              "cpus": 1}
+    whole, _ = run_trial(monkeypatch, tmp_path / "whole", data, config)
+    screen, kept = run_trial(monkeypatch, tmp_path / "screen", data, config, die_after=1)
+    first_epoch = tune.Checkpoint.from_directory(kept[0])
+    rest, _ = run_trial(monkeypatch, tmp_path / "rest", data, config, start_from=first_epoch)
+    assert [r["epoch"] for r in rest] == [2, 3, 4]
+    assert untimed(screen + rest) == untimed(whole)
 
 
 def test_without_retries_checkpoints_are_written_at_the_rungs_and_the_end(monkeypatch, tmp_path, data):
