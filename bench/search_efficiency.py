@@ -50,8 +50,10 @@ FULL = {"objectives": ["geolife:val_hit5", "geolife:val_acc1", "category:val_f1"
 CPUS = 2
 
 
-def space_file(tmp: Path, task: str, metric: str, max_epochs: int | None) -> Path:
-    raw = yaml.safe_load((ROOT / "spaces" / SPACES[task]).read_text())
+def space_file(tmp: Path, task: str, metric: str, max_epochs: int | None, sets: list[str] = ()) -> Path:
+    from spaces.schema import apply_overrides, parse_override
+    src = ROOT / "spaces" / SPACES[task]
+    raw = apply_overrides(yaml.safe_load(src.read_text()), [parse_override(t) for t in sets], src)
     raw["data"] = {"geolife": str((ROOT / "spaces" / raw["data"]["geolife"]).resolve())}
     if max_epochs:
         raw["asha"]["max_epochs"] = max_epochs
@@ -175,11 +177,11 @@ def _grid(configs: list[dict]) -> dict:
 
 
 def run_one(method: str, task: str, metric: str, seed: int, cpu_minutes: float, max_epochs: int,
-            share: float) -> dict:
+            share: float, sets: list[str] = ()) -> dict:
     budget_s = cpu_minutes * 60 / CPUS
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        space = space_file(tmp, task, metric, max_epochs)
+        space = space_file(tmp, task, metric, max_epochs, sets)
         start = time.time()
         extra: dict = {}
         if method == "nextsweep":
@@ -316,6 +318,9 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--max-epochs", type=int, default=0,
                     help="epochs a fully trained config gets (default: the space's)")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="change the space for every method, as `nextsweep sweep --set` does "
+                         "(e.g. asha.grace_period=1); repeatable")
     ap.add_argument("--one-epoch-share", type=float, default=0.5,
                     help="share of (d)'s CPU time for the one-epoch screen (default 0.5)")
     ap.add_argument("--protocol", choices=["full"], help="the issue's protocol: 3 objectives, 4 methods, 5 seeds, "
@@ -329,6 +334,12 @@ def parse() -> argparse.Namespace:
         a.objective, a.seeds, a.cpu_minutes, a.methods = (FULL[k] for k in
                                                           ("objectives", "seeds", "cpu_minutes", "methods"))
     a.objective = a.objective or ["geolife:val_hit5"]
+    from spaces.schema import SpaceError, load_space
+    try:  # a bad --set fails here, in one line, not in every child run
+        for task in {o.split(":")[0] for o in a.objective}:
+            load_space(ROOT / "spaces" / SPACES[task], a.set)
+    except SpaceError as exc:
+        ap.error(str(exc))
     return a
 
 
@@ -336,7 +347,8 @@ def main() -> None:
     a = parse()
     if a.one:
         task, metric = a.one[1].split(":")
-        row = run_one(a.one[0], task, metric, int(a.one[2]), a.cpu_minutes, a.max_epochs, a.one_epoch_share)
+        row = run_one(a.one[0], task, metric, int(a.one[2]), a.cpu_minutes, a.max_epochs, a.one_epoch_share,
+                      a.set)
         print(json.dumps(row))
         return
     if a.summary_of:
@@ -351,7 +363,7 @@ def main() -> None:
             for method in a.methods:
                 cmd = [sys.executable, __file__, "--one", method, objective, str(seed), "--cpu-minutes",
                        str(a.cpu_minutes), "--max-epochs", str(a.max_epochs),
-                       "--one-epoch-share", str(a.one_epoch_share)]
+                       "--one-epoch-share", str(a.one_epoch_share), *(f"--set={t}" for t in a.set)]
                 out = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if out.returncode != 0:
                     sys.exit(f"{method} {objective} seed {seed} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
@@ -361,7 +373,7 @@ def main() -> None:
                 print(f"{objective} seed {seed} {method:<10} trials {r['trials']:>4}  "
                       f"final best {r['final_best']:.4f}{more}", flush=True)
     report(rows, a.objective, a.methods, {"cpu_minutes": a.cpu_minutes, "max_epochs": a.max_epochs,
-                                          "one_epoch_share": a.one_epoch_share}, Path(a.out))
+                                          "one_epoch_share": a.one_epoch_share, "set": a.set}, Path(a.out))
 
 
 def report(rows: list[dict], objectives: list[str], methods: list[str], settings: dict, out: Path) -> None:
@@ -370,7 +382,7 @@ def report(rows: list[dict], objectives: list[str], methods: list[str], settings
     for s in summaries:
         print_summary(s)
     out.parent.mkdir(parents=True, exist_ok=True)
-    settings = {k: settings[k] for k in ("cpu_minutes", "max_epochs", "one_epoch_share")}
+    settings = {k: settings.get(k, []) for k in ("cpu_minutes", "max_epochs", "one_epoch_share", "set")}
     out.write_text(json.dumps(_finite({"runs": rows, "summary": summaries, **settings}), indent=2) + "\n")
     for o in objectives:
         png = out.with_name(f"{out.stem}_{o.replace(':', '_')}.png")
