@@ -22,7 +22,7 @@ The issue's full protocol (3 objectives x 4 methods x 5 seeds x 20 CPU-minutes) 
 full`: 60 runs, 600 wall-minutes on 2 CPUs.
 
     .venv/bin/python bench/search_efficiency.py [--objective geolife:val_hit5 ...] [--cpu-minutes 8]
-        [--seeds 0 1 2] [--methods ...] [--max-epochs N] [--protocol full]
+        [--seeds 0 1 2] [--methods ...] [--max-epochs N] [--set asha.grace_period=1] [--protocol full]
     .venv/bin/python bench/search_efficiency.py --summary-of bench/out/search_efficiency.json
 """
 
