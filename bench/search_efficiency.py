@@ -334,12 +334,13 @@ def parse() -> argparse.Namespace:
         a.objective, a.seeds, a.cpu_minutes, a.methods = (FULL[k] for k in
                                                           ("objectives", "seeds", "cpu_minutes", "methods"))
     a.objective = a.objective or ["geolife:val_hit5"]
-    from spaces.schema import SpaceError, load_space
-    try:  # a bad --set fails here, in one line, not in every child run
-        for task in {o.split(":")[0] for o in a.objective}:
-            load_space(ROOT / "spaces" / SPACES[task], a.set)
-    except SpaceError as exc:
-        ap.error(str(exc))
+    if not (a.one or a.summary_of):  # a bad --set fails here, in one line, before any run starts
+        from spaces.schema import SpaceError, load_space
+        try:
+            for task in {o.split(":")[0] for o in a.objective}:
+                load_space(ROOT / "spaces" / SPACES[task], a.set)
+        except SpaceError as exc:
+            ap.error(str(exc))
     return a
 
 
@@ -382,7 +383,8 @@ def report(rows: list[dict], objectives: list[str], methods: list[str], settings
     for s in summaries:
         print_summary(s)
     out.parent.mkdir(parents=True, exist_ok=True)
-    settings = {k: settings.get(k, []) for k in ("cpu_minutes", "max_epochs", "one_epoch_share", "set")}
+    settings = {**{k: settings[k] for k in ("cpu_minutes", "max_epochs", "one_epoch_share")},
+                "set": settings.get("set", [])}  # runs saved before --set existed have none
     out.write_text(json.dumps(_finite({"runs": rows, "summary": summaries, **settings}), indent=2) + "\n")
     for o in objectives:
         png = out.with_name(f"{out.stem}_{o.replace(':', '_')}.png")

@@ -137,7 +137,8 @@ def side(name: str, trials: int, users: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=20, help="trials per side (default 20)")
     ap.add_argument("--users", type=int, default=100, help="synthetic users (sets the epoch length)")
     ap.add_argument("--side", choices=["nextsweep", "stock"], help=argparse.SUPPRESS)
