@@ -65,9 +65,32 @@ def fixed_costs(trials: list[list[dict]], slots: int) -> list[float]:
     return gaps
 
 
+MARKS: dict[str, float] = {}  # phase -> wall-clock time it ended, in this (child) process
+
+
+def mark_after(owner, name: str, phase: str, first_call: bool = False) -> None:
+    """Wrap owner.name to record when it returns (or, with first_call, when it is first called)."""
+    fn = getattr(owner, name)
+
+    def wrapped(*args, **kwargs):
+        if first_call:
+            MARKS.setdefault(phase, time.time())
+        out = fn(*args, **kwargs)
+        if not first_call:
+            MARKS.setdefault(phase, time.time())
+        return out
+    setattr(owner, name, wrapped)
+
+
 def run_nextsweep(space: Path, out: Path, trials: int) -> tuple[float, float]:
     """(start, end) wall-clock times of the sweep."""
+    import search.sweep
+    from search.searcher import BudgetSearcher
     from search.sweep import SweepOptions, run_sweep
+    mark_after(search.sweep, "load_space_data", "data")
+    mark_after(search.sweep, "ensure_baselines", "baselines")
+    mark_after(search.sweep, "_init_ray", "ray_init")
+    mark_after(BudgetSearcher, "suggest", "first_suggest", first_call=True)
     start = time.time()
     run_sweep(SweepOptions(space=str(space), study="overhead", samples=trials, dir=str(out)))
     return start, time.time()
@@ -80,7 +103,22 @@ def where_time_goes(runs: list[list[dict]], start: float, end: float, slots: int
     spans = [(rows[0]["reported_at"] - rows[0]["epoch_s"], rows[-1]["reported_at"]) for rows in runs]
     first, last = min(s for s, _ in spans), max(e for _, e in spans)
     slot_ends = sorted(e for _, e in spans)[-slots:]  # each slot's last trial ends at one of these
-    return {"startup_s": first - start, "wrapup_s": end - last, "tail_slot_s": sum(last - e for e in slot_ends)}
+    return {"startup_s": first - start, "wrapup_s": end - last, "tail_slot_s": sum(last - e for e in slot_ends),
+            "startup_phases_s": startup_phases(runs, start)}
+
+
+def startup_phases(runs: list[list[dict]], start: float) -> dict[str, float]:
+    """The start split at the marks this process recorded and the first trial's own times: each
+    phase's seconds, in order (a missing mark, e.g. stock's baselines, merges into the next)."""
+    first = min(runs, key=lambda rows: rows[0]["reported_at"] - rows[0]["epoch_s"])[0]
+    ends = {**MARKS, "worker_entered": first["started_at"], "first_batch": first["reported_at"] - first["epoch_s"]}
+    order = ["data", "baselines", "ray_init", "first_suggest", "worker_entered", "first_batch"]
+    out, prev = {}, start
+    for phase in order:
+        if phase in ends:
+            out[phase] = ends[phase] - prev
+            prev = ends[phase]
+    return out
 
 
 class DefineByRun:
@@ -106,8 +144,11 @@ def run_stock(space_file: Path, out: Path, trials: int) -> float:
     space = load_space(space_file)
     start = time.time()  # from before the data is read, as for nextsweep
     data = load_space_data(space)
+    MARKS["data"] = time.time()
     define = DefineByRun(CompiledSpace(space, data.info, fit_width=False))
+    mark_after(OptunaSearch, "suggest", "first_suggest", first_call=True)
     ray.init(address="local", num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
+    MARKS["ray_init"] = time.time()
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(train_trial, data=data), {"cpu": 1}),
         tune_config=tune.TuneConfig(search_alg=OptunaSearch(space=define, metric="val_hit5", mode="max", seed=0),
@@ -159,6 +200,9 @@ def main() -> None:
         print(f"{r['side']:<11}{r['trials']:>7}{r['wall_s']:>9.1f}{r['epoch_s']:>13.1f}{r['share']:>21.1%}"
               f"{r['median_epoch_s']:>16.2f}{r['median_fixed_s']:>22.2f}{r['startup_s']:>9.1f}{r['wrapup_s']:>11.1f}"
               f"{r['tail_slot_s']:>13.1f}")
+    print("start, phase by phase (seconds to the end of each):")
+    for r in rows:
+        print(f"  {r['side']:<9} " + ", ".join(f"{k} {v:.1f}" for k, v in r["startup_phases_s"].items()))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(rows, indent=2) + "\n")
 

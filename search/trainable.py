@@ -35,6 +35,7 @@ def train_trial(config: dict, data: Dataset, start_from: tune.Checkpoint | None 
     store (tune.with_parameters). `start_from`: another trial's checkpoint of the same engine
     config to continue from (bench/search_efficiency.py's one-epoch baseline); a retry's own
     checkpoint comes first."""
+    entered = time.time()  # wall clock: when the worker began this trial (bench/sweep_overhead.py)
     torch.set_num_threads(max(1, int(config.get("cpus", 1))))
     engine = config["engine"]
     metric = engine.get("metric", "val_hit5")
@@ -49,7 +50,7 @@ def train_trial(config: dict, data: Dataset, start_from: tune.Checkpoint | None 
         best = history[rep.best_epoch - 1]
         result = {**rep.metrics, "best_epoch": rep.best_epoch, f"best_{metric}": best, "last": rep.last,
                   "n_params": n_params, "wall_s": time.perf_counter() - start, "node_id": node,
-                  "reported_at": time.time()}  # wall clock: when each epoch ended (bench/sweep_overhead.py)
+                  "reported_at": time.time(), "started_at": entered}  # wall clock: when each epoch ended
         if not should_checkpoint(rep, config.get("checkpoint_at")):
             tune.report(result)
             return
