@@ -79,6 +79,22 @@ def test_dropout_rate_scale_and_gradient():
     assert Dropout(0.0).train()(x) is x
 
 
+def test_dropout_add_to_is_the_residual_plus_the_same_dropped_input():
+    drop = Dropout(0.4)
+    res, x = torch.randn(6, 50), torch.randn(6, 50, requires_grad=True)
+    torch.manual_seed(3)
+    fused = drop.add_to(res, x)
+    fused.sum().backward()
+    fused_grad, x.grad = x.grad, None
+    torch.manual_seed(3)
+    plain = res + drop(x)
+    plain.sum().backward()
+    assert torch.allclose(fused, plain, atol=1e-6) and not torch.allclose(fused, res + x)
+    assert torch.equal(fused_grad, x.grad)  # the mask / (1 - p) in both
+    drop.eval()
+    assert torch.equal(drop.add_to(res, x), res + x)
+
+
 def test_dropout_draws_a_fresh_mask_per_call_shaped_like_the_input():
     drop = Dropout(0.5)
     x = torch.ones(4, 3, 5)
