@@ -161,7 +161,7 @@ class _GRUSteps(torch.autograd.Function):
         torch.mul(dn * ghn, r * (1 - r), out=factor[:, :, 0])
         torch.mul(hs[:-1] - n, z * (1 - z), out=factor[:, :, 1])
         torch.mul(dn, r, out=factor[:, :, 2])
-        dh = d_out.contiguous().clone()  # dh[t] = dL/dh_t, completed from t + 1 in the loop
+        dh = d_out.clone(memory_format=torch.contiguous_format)  # dh[t] = dL/dh_t, completed from t + 1 in the loop
         d_gh = torch.empty_like(factor)  # [T, B, 3, d]
         dh_t, dh_col, z_t, f_t, d_t = dh.unbind(0), dh[:, :, None, :].unbind(0), z.unbind(0), factor.unbind(0), d_gh.unbind(0)
         d_flat = d_gh.view(steps, b, 3 * d).unbind(0)

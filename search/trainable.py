@@ -50,7 +50,7 @@ def train_trial(config: dict, data: Dataset, start_from: tune.Checkpoint | None 
         best = history[rep.best_epoch - 1]
         result = {**rep.metrics, "best_epoch": rep.best_epoch, f"best_{metric}": best, "last": rep.last,
                   "n_params": n_params, "wall_s": time.perf_counter() - start, "node_id": node,
-                  "reported_at": time.time(), "started_at": entered}  # wall clock: when each epoch ended
+                  "reported_at": time.time(), "started_at": entered}  # wall clock: this epoch's end
         if not should_checkpoint(rep, config.get("checkpoint_at")):
             tune.report(result)
             return
