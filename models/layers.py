@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import native
+
 _LEVELS = 256  # one random byte per decision
 
 
@@ -38,20 +40,87 @@ class Dropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.cut == 0:
             return x
+        if _native_ok(x):
+            return _NativeDropout.apply(x, None, self.cut, self._scale)
         return x * self._mask(x)
 
     def add_to(self, residual: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """residual + self(x), as one op (addcmul) when dropping."""
+        """residual + self(x), as one op (addcmul, or the native pass) when dropping."""
         if not self.training or self.cut == 0:
             return residual + x
+        if _native_ok(x, residual):
+            return _NativeDropout.apply(x, residual, self.cut, self._scale)
         return torch.addcmul(residual, x, self._mask(x))
+
+    @property
+    def _scale(self) -> float:
+        return _LEVELS / (_LEVELS - self.cut)
 
     def _mask(self, x: torch.Tensor) -> torch.Tensor:
         """The keep mask in x's dtype, scaled by 1 / (1 - p) (faster here than torch.where on scalars)."""
-        return (random_bytes(x) >= self.cut).to(x.dtype).mul_(_LEVELS / (_LEVELS - self.cut))
+        return (random_bytes(x) >= self.cut).to(x.dtype).mul_(self._scale)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def _native_ok(*xs: torch.Tensor) -> bool:
+    """Whether the native kernels take these tensors: float32 on the CPU, all of one shape."""
+    return (all(x.dtype == torch.float32 and x.device.type == "cpu" and x.shape == xs[0].shape for x in xs)
+            and native.kernels() is not None)
+
+
+class _NativeDropout(torch.autograd.Function):
+    """(residual +) x * keep * scale in one native pass (models/native/dropout.c). The mask is a hash
+    of a seed drawn from torch's default generator, so torch.manual_seed and resume reproduce it,
+    and the backward redraws it from the seed instead of keeping it."""
+
+    @staticmethod
+    def forward(ctx, x, residual, cut: int, scale: float):
+        ctx.args = (int(torch.empty((), dtype=torch.int64).random_()), cut, scale)
+        return _apply_dropout(x, residual, *ctx.args)
+
+    @staticmethod
+    def backward(ctx, d_out):
+        return _apply_dropout(d_out, None, *ctx.args), d_out if ctx.needs_input_grad[1] else None, None, None
+
+
+def _apply_dropout(x: torch.Tensor, residual: torch.Tensor | None, seed: int, cut: int, scale: float) -> torch.Tensor:
+    x = x.contiguous()
+    residual = None if residual is None else residual.contiguous()
+    out = torch.empty_like(x)
+    threads = torch.get_num_threads() if x.numel() >= 1 << 15 else 1  # a thread per 32K elements at least
+    native.kernels().dropout_apply(threads, x.numel(), seed, cut, scale, x.data_ptr(),
+                                   None if residual is None else residual.data_ptr(), out.data_ptr())
+    return out
+
+
+class _NativeAttention(torch.autograd.Function):
+    """The attention core of SelfAttention in training with dropout, in C (models/native/attention.c):
+    from the in-projection's output [B, T, 3d] to the heads' merged output [B, T, d], with no head
+    split or merge copies. Saves the softmax weights and a seed (drawn from torch's generator); the
+    backward redraws the dropout mask from the seed."""
+
+    @staticmethod
+    def forward(ctx, qkv: torch.Tensor, pad: torch.Tensor, heads: int, cut: int, scale: float) -> torch.Tensor:
+        qkv = qkv.contiguous()
+        b, t, d3 = qkv.shape
+        pad = pad.to(torch.uint8).contiguous()
+        weights, out = qkv.new_empty(b, heads, t, t), qkv.new_empty(b, t, d3 // 3)
+        ctx.args = (torch.get_num_threads(), b, t, heads, d3 // 3 // heads, cut, scale,
+                    int(torch.empty((), dtype=torch.int64).random_()))
+        native.kernels().attention_forward(native.blas("sgemm_"), *ctx.args,
+                                           *(x.data_ptr() for x in (qkv, pad, weights, out)))
+        ctx.save_for_backward(qkv, weights)
+        return out
+
+    @staticmethod
+    def backward(ctx, d_out: torch.Tensor):
+        qkv, weights = ctx.saved_tensors
+        d_out, d_qkv = d_out.contiguous(), torch.empty_like(qkv)
+        native.kernels().attention_backward(native.blas("sgemm_"), *ctx.args,
+                                            *(x.data_ptr() for x in (qkv, weights, d_out, d_qkv)))
+        return d_qkv, None, None, None, None
 
 
 def random_bytes(x: torch.Tensor) -> torch.Tensor:
@@ -79,7 +148,10 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
-        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).view(b, t, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        if self.training and self.drop.cut and _native_ok(qkv):
+            return self.out_proj(_NativeAttention.apply(qkv, pad, self.heads, self.drop.cut, self.drop._scale))
+        q, k, v = qkv.view(b, t, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
         if self.training and self.drop.cut:  # SDPA's CPU kernels would drop with bernoulli_
             scores = (q * (1 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)
             weights = scores.masked_fill(pad[:, None, None, :], float("-inf")).softmax(-1)
@@ -175,13 +247,52 @@ class _GRUSteps(torch.autograd.Function):
         return d_gh.view(steps, b, 3 * d), d_w, d_b
 
 
+class _NativeGRUSteps(torch.autograd.Function):
+    """_GRUSteps with both loops in C (models/native/gru.c): float32 on the CPU. A step is one
+    sgemm and one pass over its gates, against ~5 op dispatches (forward) and 3 (backward)."""
+
+    @staticmethod
+    def forward(ctx, gi: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
+        steps, b, d3 = gi.shape
+        w_hh, b_hh = w_hh.contiguous(), b_hh.contiguous()
+        g, n, hs = torch.empty_like(gi), gi.new_empty(steps, b, d3 // 3), gi.new_zeros(steps + 1, b, d3 // 3)
+        native.kernels().gru_forward(native.blas("sgemm_"), _threads(b), steps, b, d3 // 3,
+                                     *(x.data_ptr() for x in (gi, w_hh, b_hh, g, n, hs)))
+        ctx.save_for_backward(g, n, hs, w_hh)
+        return hs[1:]
+
+    @staticmethod
+    def backward(ctx, d_out: torch.Tensor):
+        g, n, hs, w_hh = ctx.saved_tensors
+        steps, b, d = d_out.shape
+        d_out = d_out.contiguous()
+        dh, d_gi, d_gh = d_out.new_empty(b, d), torch.empty_like(g), torch.empty_like(g)
+        native.kernels().gru_backward(native.blas("sgemm_"), _threads(b), steps, b, d,
+                                      *(x.data_ptr() for x in (w_hh, g, n, hs, d_out, dh, d_gi, d_gh)))
+        flat = d_gh.view(-1, 3 * d)
+        return d_gi, flat.t() @ hs[:-1].reshape(-1, d), flat.sum(0)
+
+
+def _threads(b: int) -> int:
+    """Threads for a batch of b sequences: torch's, each with 16 sequences or more (smaller slices
+    make sgemm slower per row than the second core gains)."""
+    return max(1, min(torch.get_num_threads(), b // 16))
+
+
+def _recurrence(gi: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
+    """h_1..h_T of one layer: in C where it can run (float32, CPU, a compiler here), else _GRUSteps."""
+    if gi.dtype == w_hh.dtype == b_hh.dtype == torch.float32 and gi.device.type == "cpu" and native.kernels():
+        return _NativeGRUSteps.apply(gi, w_hh, b_hh)
+    return _GRUSteps.apply(gi, w_hh, b_hh)
+
+
 def gru_train_forward(rnn: nn.GRU, x: torch.Tensor, drop: Dropout) -> torch.Tensor:
-    """rnn(x)[0] (batch first, zero initial state) with `drop` between layers, through _GRUSteps."""
+    """rnn(x)[0] (batch first, zero initial state) with `drop` between layers, through _recurrence."""
     h = x.transpose(0, 1)  # time-major: each step's slice is contiguous
     for k in range(rnn.num_layers):
         if k:
             h = drop(h)
         gi = F.linear(h, getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"bias_ih_l{k}"))
         w_hh = getattr(rnn, f"weight_hh_l{k}")  # the recurrence in the weights' dtype, under autocast too
-        h = _GRUSteps.apply(gi.to(w_hh.dtype).contiguous(), w_hh, getattr(rnn, f"bias_hh_l{k}"))
+        h = _recurrence(gi.to(w_hh.dtype).contiguous(), w_hh, getattr(rnn, f"bias_hh_l{k}"))
     return h.transpose(0, 1)
