@@ -30,7 +30,9 @@ def effective_p(p: float) -> float:
 class Dropout(nn.Module):
     """nn.Dropout(p) with the mask drawn from random bytes: an element is dropped when its byte is
     below round(256 p), and the kept ones are scaled by 1 / (1 - effective_p(p)), so the expectation
-    is exact. It uses torch's default generator, so torch.manual_seed and resume reproduce it."""
+    is exact. It uses torch's default generator, so torch.manual_seed and resume reproduce it. On
+    float32 CPU tensors the native kernel draws each byte from a hash of one seed from that generator
+    (other masks than the PyTorch path's for the same seed, the same statistics)."""
 
     def __init__(self, p: float):
         super().__init__()
@@ -274,8 +276,7 @@ class _NativeGRUSteps(torch.autograd.Function):
 
 
 def _threads(b: int) -> int:
-    """Threads for a batch of b sequences: torch's, each with 16 sequences or more (smaller slices
-    make sgemm slower per row than the second core gains)."""
+    """Threads for a batch of b sequences: torch's, with at least 16 sequences each (a floor, not tuned)."""
     return max(1, min(torch.get_num_threads(), b // 16))
 
 

@@ -1,10 +1,11 @@
 """Native CPU kernels for work PyTorch runs as many small ops: the GRU's recurrence (gru.c),
-dropout (dropout.c) and attention with dropped weights (attention.c). They are compiled on first use by the machine's C compiler (`$CC`, else gcc or cc) for its
-own CPU (-march=native) and cached per source, flags and CPU in `$NEXTSWEEP_CACHE` (default
-~/.cache/nextsweep); a compile takes ~1 s once per machine. Where no compiler is found or the
-compile fails, `kernels()` returns None (with one warning) and callers keep their PyTorch path;
-`NEXTSWEEP_NATIVE=0` switches the kernels off. The BLAS the kernels call is the one PyTorch
-links, so matmuls run exactly as torch's own (same library, same threads).
+dropout (dropout.c) and attention with dropped weights (attention.c). They are compiled on first
+use by the machine's C compiler (`$CC`, else gcc or cc) for its own CPU (-march=native) and cached
+per source, flags and CPU in `$NEXTSWEEP_CACHE` (default ~/.cache/nextsweep); a compile takes about
+a second, once per machine. Where no compiler is found or the compile fails, `kernels()` returns
+None (with one warning) and callers keep their PyTorch path; `NEXTSWEEP_NATIVE=0` switches the
+kernels off. Their matmuls call the BLAS sgemm that PyTorch's CPU library exports, and their
+threads are PyTorch's OpenMP pool (the same libgomp).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 log = logging.getLogger(__name__)
 SOURCES = sorted(Path(__file__).parent.glob("*.c"))
 HEADERS = sorted(Path(__file__).parent.glob("*.h"))
-# -ffast-math lets gcc call glibc's vector expf / tanhf (libmvec); the kernels compare no floats.
+# -ffast-math lets gcc call glibc's vector expf / tanhf (libmvec); no kernel tests for infinities or NaN.
 # On x86, 512-bit vectors where the CPU has them: the gate pass takes ~40% less time than at 256.
 FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-shared", "-fPIC"] + (
     ["-mprefer-vector-width=512"] if platform.machine() in ("x86_64", "AMD64") else [])

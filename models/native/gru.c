@@ -19,6 +19,8 @@ typedef void (*sgemm_fn)(const char *ta, const char *tb, const int *m, const int
                          const float *alpha, const float *a, const int *lda, const float *b, const int *ldb,
                          const float *beta, float *c, const int *ldc);
 
+/* for x < -88, expf(-x) overflows to inf and the division gives 0, as IEEE arithmetic does under
+ * -ffast-math too (nothing here tests for infinities); a NaN propagates */
 static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 /* Rows [i0, i0 + rows) of the batch (the slice of one thread). */
