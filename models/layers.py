@@ -111,8 +111,7 @@ class _NativeAttention(torch.autograd.Function):
         weights, out = qkv.new_empty(b, heads, t, t), qkv.new_empty(b, t, d3 // 3)
         ctx.args = (torch.get_num_threads(), b, t, heads, d3 // 3 // heads, cut, scale,
                     int(torch.empty((), dtype=torch.int64).random_()))
-        native.kernels().attention_forward(native.blas("sgemm_"), *ctx.args,
-                                           *(x.data_ptr() for x in (qkv, pad, weights, out)))
+        native.kernels().attention_forward(*ctx.args, *(x.data_ptr() for x in (qkv, pad, weights, out)))
         ctx.save_for_backward(qkv, weights)
         return out
 
@@ -120,8 +119,7 @@ class _NativeAttention(torch.autograd.Function):
     def backward(ctx, d_out: torch.Tensor):
         qkv, weights = ctx.saved_tensors
         d_out, d_qkv = d_out.contiguous(), torch.empty_like(qkv)
-        native.kernels().attention_backward(native.blas("sgemm_"), *ctx.args,
-                                            *(x.data_ptr() for x in (qkv, weights, d_out, d_qkv)))
+        native.kernels().attention_backward(*ctx.args, *(x.data_ptr() for x in (qkv, weights, d_out, d_qkv)))
         return d_qkv, None, None, None, None
 
 

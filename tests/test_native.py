@@ -124,7 +124,7 @@ def _reference_attention(attn, x, pad, mask):
     return attn.out_proj((weights @ v).transpose(1, 2).reshape(b, t, d))
 
 
-@pytest.mark.parametrize("batch, width, d, heads", [(5, 7, 16, 4), (64, 23, 32, 2), (3, 1, 8, 1)])
+@pytest.mark.parametrize("batch, width, d, heads", [(5, 7, 16, 4), (64, 23, 32, 2), (3, 1, 8, 1), (2, 19, 48, 2)])
 def test_native_attention_matches_torch_ops_with_the_same_mask(batch, width, d, heads):
     torch.manual_seed(batch)
     attn = SelfAttention(d, heads, 0.3).train()

@@ -66,8 +66,7 @@ def _load() -> ctypes.CDLL | None:
     lib.gru_backward.argtypes = [_P, _I, _I, _I, _I] + [_P] * 8
     lib.dropout_apply.argtypes = [_I, ctypes.c_int64, ctypes.c_uint64, _I, ctypes.c_float, _P, _P, _P]
     shape = [_I] * 6 + [ctypes.c_float, ctypes.c_uint64]  # threads, b, t, heads, dh, cut, scale, seed
-    lib.attention_forward.argtypes = [_P, *shape, _P, _P, _P, _P]
-    lib.attention_backward.argtypes = [_P, *shape, _P, _P, _P, _P]
+    lib.attention_forward.argtypes = lib.attention_backward.argtypes = [*shape, _P, _P, _P, _P]
     for fn in (lib.gru_forward, lib.gru_backward, lib.dropout_apply, lib.attention_forward, lib.attention_backward):
         fn.restype = None
     return lib
