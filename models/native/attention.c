@@ -1,19 +1,20 @@
 /* Multi-head self-attention with key padding and dropout on the attention weights, forward and
  * backward, for float32 on the CPU: softmax(Q K^T / sqrt(dh), keys masked) dropped, times V, per
  * (sequence, head). Torch computes it as ~10 ops whose head split and merge copy the whole [B, T, 3d]
- * projection several times over with strided reads and writes (a third of a layer's step); here each
+ * projection several times over with strided reads and writes (~2.8 of the 7.7 ms one layer's
+ * attention took forward and backward at [64, 36, 128]); here each
  * (sequence, head) reads its Q, K, V straight out of the in-projection's output and writes its
  * result (and, backward, its gradients) straight into place, one OpenMP thread per slice of the
- * B x H problems. Their matmuls are small (T x T x dh, e.g. 36 x 36 x 32): written here as loops that
- * vectorise over a contiguous row, they cost a third of what one sgemm call each did (MKL's
- * per-call overhead; its batched sgemm was slower still). Layouts (row-major, contiguous):
+ * B x H problems. Their matmuls are small (T x T x dh, e.g. 36 x 36 x 32), so they are loops here,
+ * LANES result columns by ROWS result rows at a time in registers: at [64, 36, 128], 4 heads, the
+ * forward takes 754 us and the backward 784 us, against 1,007 and 1,553 us with one sgemm call per
+ * product (MKL's batched sgemm was slower still). Layouts (row-major, contiguous):
  *   qkv [B, T, 3d]  (q | k | v, head h at columns h dh .. (h + 1) dh of each third)
  *   pad [B, T]      1 where the key is padding
  *   p   [B, H, T, T] saved softmax weights before dropout; out [B, T, d]
  * The dropout mask is mask.h's hash of the weight's flat index in [B, H, T, T] (as dropout.c draws it
  * for a tensor of that shape), recomputed in the backward pass.
  */
-#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
