@@ -26,6 +26,13 @@ def test_the_kernels_build_on_this_machine():
     assert native.kernels() is not None  # CI has gcc: the fast paths are what the suite exercises
 
 
+def test_loading_the_kernels_leaves_the_process_floating_point_mode_alone():
+    """-ffast-math at link time would add a constructor that flushes denormals to zero process-wide."""
+    assert native.kernels() is not None
+    tiny = torch.tensor([1e-39])  # a float32 denormal
+    assert (tiny * 1.0).item() > 0
+
+
 @pytest.mark.parametrize("steps, batch, d", [(7, 64, 12), (1, 40, 5), (5, 3, 8), (9, 33, 6)])
 def test_native_gru_recurrence_matches_the_float64_reference(steps, batch, d):
     """Every batch split (2 threads; 1 below 32 sequences; an odd split) and a single step."""

@@ -28,8 +28,11 @@ SOURCES = sorted(Path(__file__).parent.glob("*.c"))
 HEADERS = sorted(Path(__file__).parent.glob("*.h"))
 # -ffast-math lets gcc call glibc's vector expf / tanhf (libmvec); no kernel tests for infinities or NaN.
 # On x86, 512-bit vectors where the CPU has them: the gate pass takes ~40% less time than at 256.
-FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-shared", "-fPIC"] + (
+FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-fPIC"] + (
     ["-mprefer-vector-width=512"] if platform.machine() in ("x86_64", "AMD64") else [])
+# Linked without -ffast-math: with it, gcc < 13 links crtfastmath.o, whose constructor would switch the
+# whole process (torch, numpy) to flush denormals to zero when the library loads.
+LINK = ["-shared", "-fopenmp"]
 _P = ctypes.c_void_p
 _I = ctypes.c_int
 
@@ -77,20 +80,27 @@ def _build() -> Path:
     cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if not cc:
         raise RuntimeError("no C compiler (set CC, or install gcc)")
-    key = hashlib.sha256("\0".join([*(p.read_text() for p in SOURCES + HEADERS), cc, *FLAGS, _cpu_id()]).encode()).hexdigest()[:16]
+    parts = [*(p.read_text() for p in SOURCES + HEADERS), cc, *FLAGS, *LINK, _cpu_id()]
+    key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
     cache = Path(os.environ.get("NEXTSWEEP_CACHE") or Path.home() / ".cache" / "nextsweep") / "native"
     target = cache / f"kernels-{key}.so"
     if target.exists():
         return target
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:  # compile aside, then rename: concurrent workers are safe
+        objects = [str(Path(tmp) / f"{src.stem}.o") for src in SOURCES]
+        for src, obj in zip(SOURCES, objects):
+            _run([cc, *FLAGS, "-c", str(src), "-o", obj])
         out = Path(tmp) / target.name
-        done = subprocess.run([cc, *FLAGS, *map(str, SOURCES), "-o", str(out), "-lm"], capture_output=True, text=True,
-                              timeout=120)
-        if done.returncode:
-            raise RuntimeError(f"{cc} failed: {done.stderr}")
+        _run([cc, *LINK, *objects, "-o", str(out), "-lm"])
         os.replace(out, target)
     return target
+
+
+def _run(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if done.returncode:
+        raise RuntimeError(f"{command[0]} failed: {done.stderr}")
 
 
 def _cpu_id() -> str:
