@@ -50,7 +50,7 @@ class Dropout(nn.Module):
         """residual + self(x), as one op (addcmul, or the native pass) when dropping."""
         if not self.training or self.cut == 0:
             return residual + x
-        if _native_ok(x, residual):
+        if x.shape == residual.shape and _native_ok(x, residual):  # the kernel does not broadcast
             return _NativeDropout.apply(x, residual, self.cut, self._scale)
         return torch.addcmul(residual, x, self._mask(x))
 
@@ -67,9 +67,13 @@ class Dropout(nn.Module):
 
 
 def _native_ok(*xs: torch.Tensor) -> bool:
-    """Whether the native kernels take these tensors: float32 on the CPU, all of one shape."""
-    return (all(x.dtype == torch.float32 and x.device.type == "cpu" and x.shape == xs[0].shape for x in xs)
-            and native.kernels() is not None)
+    """Whether the native kernels take these tensors: float32 on the CPU, and the kernels built here."""
+    return all(x.dtype == torch.float32 and x.device.type == "cpu" for x in xs) and native.kernels() is not None
+
+
+def _seed() -> int:
+    """A kernel's mask seed, drawn from torch's default generator (so manual_seed and resume repeat it)."""
+    return int(torch.empty((), dtype=torch.int64).random_())
 
 
 class _NativeDropout(torch.autograd.Function):
@@ -79,7 +83,7 @@ class _NativeDropout(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, residual, cut: int, scale: float):
-        ctx.args = (int(torch.empty((), dtype=torch.int64).random_()), cut, scale)
+        ctx.args = (_seed(), cut, scale)
         return _apply_dropout(x, residual, *ctx.args)
 
     @staticmethod
@@ -109,8 +113,7 @@ class _NativeAttention(torch.autograd.Function):
         b, t, d3 = qkv.shape
         pad = pad.to(torch.uint8).contiguous()
         weights, out = qkv.new_empty(b, heads, t, t), qkv.new_empty(b, t, d3 // 3)
-        ctx.args = (torch.get_num_threads(), b, t, heads, d3 // 3 // heads, cut, scale,
-                    int(torch.empty((), dtype=torch.int64).random_()))
+        ctx.args = (torch.get_num_threads(), b, t, heads, d3 // 3 // heads, cut, scale, _seed())
         native.kernels().attention_forward(*ctx.args, *(x.data_ptr() for x in (qkv, pad, weights, out)))
         ctx.save_for_backward(qkv, weights)
         return out
@@ -280,7 +283,7 @@ def _threads(b: int) -> int:
 
 def _recurrence(gi: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
     """h_1..h_T of one layer: in C where it can run (float32, CPU, a compiler here), else _GRUSteps."""
-    if gi.dtype == w_hh.dtype == b_hh.dtype == torch.float32 and gi.device.type == "cpu" and native.kernels():
+    if _native_ok(gi, w_hh, b_hh):
         return _NativeGRUSteps.apply(gi, w_hh, b_hh)
     return _GRUSteps.apply(gi, w_hh, b_hh)
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from models import native
-from models.layers import Dropout, SelfAttention, _GRUSteps, _NativeGRUSteps, _apply_dropout, gru_train_forward
+from models.layers import Dropout, SelfAttention, _GRUSteps, _NativeGRUSteps, _apply_dropout, _seed, gru_train_forward
 
 
 def _graph(t: torch.Tensor) -> set[str]:
@@ -91,7 +91,7 @@ def test_native_dropout_add_to_matches_the_residual_plus_the_same_mask():
     torch.manual_seed(2)
     fused = drop.add_to(res, x)
     torch.manual_seed(2)
-    seed = int(torch.empty((), dtype=torch.int64).random_())
+    seed = _seed()
     mask = _apply_dropout(torch.ones_like(x), None, seed, drop.cut, 2.0)
     assert torch.allclose(fused, res + x * mask)
     assert set(mask.unique().tolist()) == {0.0, 2.0}
@@ -143,7 +143,7 @@ def test_native_attention_matches_torch_ops_with_the_same_mask(batch, width, d, 
     ours = attn(x, pad)
     grads = torch.autograd.grad((ours * up).sum(), [x, *attn.parameters()])
     torch.manual_seed(7)  # the same seed, drawn as the native function draws it
-    seed = int(torch.empty((), dtype=torch.int64).random_())
+    seed = _seed()
     mask = _apply_dropout(torch.ones(batch, heads, width, width), None, seed, attn.drop.cut, attn.drop._scale)
     assert 0 < (mask == 0).double().mean() < 1 or width == 1
     ref = _reference_attention(attn, x, pad, mask)
