@@ -145,7 +145,7 @@ def run_stock(b: Baseline, budget_s: float) -> dict:
     from ray.tune.schedulers import ASHAScheduler
     a = b.space.asha
     asha = ASHAScheduler(time_attr="epoch", max_t=a.max_epochs, grace_period=a.grace_period,
-                         reduction_factor=a.reduction_factor)
+                         reduction_factor=a.reduction_factor, brackets=a.brackets)
     b.fit("stock", budget_s, b.searcher(optuna.samplers.TPESampler(seed=b.seed), redraw=False), asha)
     return {}
 
@@ -177,7 +177,7 @@ def _grid(configs: list[dict]) -> dict:
 
 
 def run_one(method: str, task: str, metric: str, seed: int, cpu_minutes: float, max_epochs: int,
-            share: float, sets: list[str] = ()) -> dict:
+            share: float, sets: list[str] = (), startup: int | None = None) -> dict:
     budget_s = cpu_minutes * 60 / CPUS
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -187,7 +187,7 @@ def run_one(method: str, task: str, metric: str, seed: int, cpu_minutes: float, 
         if method == "nextsweep":
             from search.sweep import SweepOptions, run_sweep
             run_sweep(SweepOptions(space=str(space), study=f"eff-{seed}", samples=10_000, dir=str(tmp),
-                                   seed=seed, time_budget_s=budget_s))
+                                   seed=seed, time_budget_s=budget_s, startup_trials=startup))
         else:
             b = Baseline(space, tmp, seed)
             extra = (run_one_epoch(b, budget_s, share, start) if method == "one_epoch" else
@@ -321,6 +321,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="change the space for every method, as `nextsweep sweep --set` does "
                          "(e.g. asha.grace_period=1); repeatable")
+    ap.add_argument("--startup-trials", type=int, help="(c)'s TPE start-up, as `nextsweep sweep --startup-trials` "
+                    "(default: TPE's 10; (b) keeps stock TPE's)")
     ap.add_argument("--one-epoch-share", type=float, default=0.5,
                     help="share of (d)'s CPU time for the one-epoch screen (default 0.5)")
     ap.add_argument("--protocol", choices=["full"], help="the issue's protocol: 3 objectives, 4 methods, 5 seeds, "
@@ -349,7 +351,7 @@ def main() -> None:
     if a.one:
         task, metric = a.one[1].split(":")
         row = run_one(a.one[0], task, metric, int(a.one[2]), a.cpu_minutes, a.max_epochs, a.one_epoch_share,
-                      a.set)
+                      a.set, a.startup_trials)
         print(json.dumps(row))
         return
     if a.summary_of:
@@ -359,22 +361,28 @@ def main() -> None:
     n = len(a.objective) * len(a.methods) * len(a.seeds)
     print(f"{n} runs x {a.cpu_minutes / CPUS:g} wall-minutes = {n * a.cpu_minutes / CPUS:g} minutes", flush=True)
     rows, env = [], {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    partial = Path(a.out).with_suffix(".partial.json")
+    partial.parent.mkdir(parents=True, exist_ok=True)
     for objective in a.objective:
         for seed in a.seeds:
             for method in a.methods:
                 cmd = [sys.executable, __file__, "--one", method, objective, str(seed), "--cpu-minutes",
                        str(a.cpu_minutes), "--max-epochs", str(a.max_epochs),
-                       "--one-epoch-share", str(a.one_epoch_share), *(f"--set={t}" for t in a.set)]
+                       "--one-epoch-share", str(a.one_epoch_share), *(f"--set={t}" for t in a.set),
+                       *(["--startup-trials", str(a.startup_trials)] if a.startup_trials else [])]
                 out = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if out.returncode != 0:
                     sys.exit(f"{method} {objective} seed {seed} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
                 rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                partial.write_text(json.dumps(_finite({"runs": rows}), indent=2) + "\n")  # kept if a later run fails
                 r = rows[-1]
                 more = f"  (screened {r['screened']}, trained fully {r['trained_fully']})" if "screened" in r else ""
                 print(f"{objective} seed {seed} {method:<10} trials {r['trials']:>4}  "
                       f"final best {r['final_best']:.4f}{more}", flush=True)
+    partial.unlink()
     report(rows, a.objective, a.methods, {"cpu_minutes": a.cpu_minutes, "max_epochs": a.max_epochs,
-                                          "one_epoch_share": a.one_epoch_share, "set": a.set}, Path(a.out))
+                                          "one_epoch_share": a.one_epoch_share, "set": a.set,
+                                          "startup_trials": a.startup_trials}, Path(a.out))
 
 
 def report(rows: list[dict], objectives: list[str], methods: list[str], settings: dict, out: Path) -> None:
@@ -384,7 +392,7 @@ def report(rows: list[dict], objectives: list[str], methods: list[str], settings
         print_summary(s)
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = {**{k: settings[k] for k in ("cpu_minutes", "max_epochs", "one_epoch_share")},
-                "set": settings.get("set", [])}  # runs saved before --set existed have none
+                "set": settings.get("set", []), "startup_trials": settings.get("startup_trials")}  # older runs: none
     out.write_text(json.dumps(_finite({"runs": rows, "summary": summaries, **settings}), indent=2) + "\n")
     for o in objectives:
         png = out.with_name(f"{out.stem}_{o.replace(':', '_')}.png")

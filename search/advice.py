@@ -34,7 +34,7 @@ def sweep_warnings(study: optuna.Study) -> list[str]:
     top = ranked(study)[:TOP_K]
     if len(top) < MIN_TOP:
         return out
-    max_epochs, grace, _ = sig.get("asha") or (None, None, None)
+    max_epochs, grace = (sig.get("asha") or (None, None))[:2]
     epochs = [t.user_attrs["best_epoch"] for t in top if "best_epoch" in t.user_attrs]
     out += _epochs(epochs, max_epochs, grace)
     budget = study.user_attrs.get("budget")

@@ -223,7 +223,8 @@ def cmd_space_check(a: argparse.Namespace) -> int:
     print(f"space        {space.name}  ({a.file})")
     print(f"data         {info.name}: {info.n_locations:,} location classes, train {info.split_sizes['train']:,} samples")
     print(f"objective    {space.metric} ({space.mode}); ASHA max_epochs {space.asha.max_epochs}, "
-          f"grace {space.asha.grace_period}, reduction {space.asha.reduction_factor:g}")
+          f"grace {space.asha.grace_period}, reduction {space.asha.reduction_factor:g}"
+          + (f", {space.asha.brackets} brackets" if space.asha.brackets > 1 else ""))
     budget = f"{space.max_params:,} parameters" if space.max_params else "none"
     print(f"budget       {budget}" + (f"; width fitted: {space.width}" if space.max_params and space.width else ""))
     print("params")
@@ -246,7 +247,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
                         max_concurrent=a.max_concurrent, cpus_per_trial=a.cpus_per_trial,
                         gpus_per_trial=a.gpus_per_trial,
                         time_budget_s=parse_duration(a.time_budget) if a.time_budget else None,
-                        sampler=a.sampler, seed=a.seed, resume=a.resume, dir=a.dir, max_failures=a.max_failures,
+                        sampler=a.sampler, startup_trials=a.startup_trials, seed=a.seed, resume=a.resume, dir=a.dir, max_failures=a.max_failures,
                         enqueue=a.enqueue, overrides=a.overrides)
     run_sweep(opts)
     return 0
@@ -453,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--time-budget", help="stop starting and running trials after this long (e.g. 30m, 2h, 900)")
     w.add_argument("--sampler", default="tpe", choices=["tpe", "random", "cmaes", "qmc", "gp"],
                    help="Optuna sampler (default tpe: multivariate, constant liar)")
+    w.add_argument("--startup-trials", type=int, metavar="N",
+                   help="random trials before tpe, cmaes or gp start modelling (default: the sampler's own, "
+                        "10 for tpe); fewer suit short sweeps")
     w.add_argument("--seed", type=int, default=0, help="sweep seed: sampler seed and per-trial training seeds (default 0)")
     w.add_argument("--resume", action="store_true", help="continue --study after an interruption: no trial lost or repeated")
     w.add_argument("--dir", default="runs", help="sweep directory: SQLite study, Ray results, checkpoints (default runs)")

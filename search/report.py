@@ -160,8 +160,9 @@ def _settings(study: optuna.Study, storage: str, trials: list[FrozenTrial]) -> l
             ("data", json.dumps(a.get("data")) if a.get("data") else "-"), ("data fingerprint", a.get("fingerprint", "-")),
             ("budget", f"{budget:,} parameters" if budget else "none"),
             ("width fitted to the budget", sig.get("width") or "-"),
-            ("ASHA", f"max_epochs {asha[0]}, grace period {asha[1]}, reduction factor {asha[2]:g}; rungs at epochs "
-                     f"{', '.join(map(str, rungs(*asha)))}" if asha else "-"),
+            ("ASHA", f"max_epochs {asha[0]}, grace period {asha[1]}, reduction factor {asha[2]:g}"
+                     f"{f', {asha[3]} brackets' if len(asha) > 3 else ''}; rungs at epochs "
+                     f"{', '.join(map(str, rungs(*asha[:3])))}" if asha else "-"),
             ("sampler", f"{a.get('sampler', 'not recorded')} (seed {a.get('seed', '-')})"),
             ("code version", a.get("code_version") or _trial_attr(trials, "code_version")),
             ("started", a.get("started", "-")), ("command", a.get("command", "-")),
@@ -170,7 +171,8 @@ def _settings(study: optuna.Study, storage: str, trials: list[FrozenTrial]) -> l
 
 
 def rungs(max_epochs: int, grace: int, rf: float) -> list[int]:
-    """The epochs where ASHA compares trials: grace * rf^k up to max_epochs."""
+    """The epochs where ASHA compares trials: grace * rf^k up to max_epochs (Hyperband-style brackets
+    compare at a suffix of these: bracket s from k = s)."""
     out, r = [], float(grace)
     while r <= max_epochs and rf > 1:
         out.append(int(r))
@@ -214,7 +216,7 @@ def _curves(p: _Page, study: optuna.Study, trials: list[FrozenTrial], metric: st
         p.note("no trial has reported an epoch yet: nothing to draw")
         return
     asha = (study.user_attrs.get("space_signature") or {}).get("asha")
-    for k, epoch in enumerate(rungs(*asha) if asha else []):
+    for k, epoch in enumerate(rungs(*asha[:3]) if asha else []):
         fig.add_vline(x=epoch, line_dash="dash", line_color="#999", annotation_text=f"rung {k}")
     fig.update_layout(xaxis_title="epoch", yaxis_title=metric)
     p.figure(fig)

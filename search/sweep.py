@@ -39,6 +39,7 @@ class SweepOptions:
     gpus_per_trial: float = 0.0
     time_budget_s: float | None = None
     sampler: str = "tpe"
+    startup_trials: int | None = None  # random trials before the model-based samplers' own (None: theirs)
     seed: int = 0
     resume: bool = False
     dir: str = str(DEFAULT_DIR)
@@ -65,17 +66,24 @@ def resumed_seed(name: str, seed: int, n_trials: int) -> int:
     return seed if name == "qmc" or n_trials == 0 else seed + 1_000_003 * n_trials
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+STARTUP_SAMPLERS = ("tpe", "cmaes", "gp")  # the samplers with a random start-up
+
+
+def make_sampler(name: str, seed: int, startup: int | None = None) -> optuna.samplers.BaseSampler:
+    if startup is not None and (name not in STARTUP_SAMPLERS or startup < 1):
+        raise SearchError(f"--startup-trials {startup}: " + ("use 1 or more" if name in STARTUP_SAMPLERS else
+                          f"--sampler {name} has no random start-up; use it with {', '.join(STARTUP_SAMPLERS)}"))
+    kw = {} if startup is None else {"n_startup_trials": startup}
     if name == "tpe":  # constant liar: concurrent trials do not all get the same suggestion
-        return ColumnTPE(seed=seed, multivariate=True, constant_liar=True)
+        return ColumnTPE(seed=seed, multivariate=True, constant_liar=True, **kw)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False, **kw)
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
     if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
+        return optuna.samplers.GPSampler(seed=seed, **kw)
     raise SearchError(f"--sampler {name!r}: use one of {', '.join(SAMPLERS)}")
 
 
@@ -99,7 +107,8 @@ def space_signature(space) -> dict:
     parameter's declaration (a changed range would mix two different searches in one study)."""
     return {"task": space.task, "folds": space.folds, "forbid": space.forbid,
             "metric": space.metric, "mode": space.mode, "budget": space.max_params, "width": space.width,
-            "asha": [space.asha.max_epochs, space.asha.grace_period, space.asha.reduction_factor],
+            "asha": [space.asha.max_epochs, space.asha.grace_period, space.asha.reduction_factor]
+                    + ([space.asha.brackets] if space.asha.brackets != 1 else []),  # studies before brackets resume
             "params": {p.name: [p.kind, p.low, p.high, p.step, p.log, p.choices, p.value, p.when]
                        for p in space.params}}
 
@@ -133,13 +142,13 @@ def open_study(opts: SweepOptions, space, storage) -> optuna.Study:
         study = optuna.load_study(study_name=opts.study, storage=storage)
         _check_resumable(study, space)
         n_trials = len(study.get_trials(deepcopy=False))
-        study.sampler = make_sampler(opts.sampler, resumed_seed(opts.sampler, opts.seed, n_trials))
+        study.sampler = make_sampler(opts.sampler, resumed_seed(opts.sampler, opts.seed, n_trials), opts.startup_trials)
         return study
     if opts.study in names:
         raise SearchError(f"study '{opts.study}' already exists in {url}; pass --resume to continue it, "
                           "or choose another --study name")
     return optuna.create_study(study_name=opts.study, storage=storage, direction="maximize" if space.mode == "max" else "minimize",
-                               sampler=make_sampler(opts.sampler, opts.seed))
+                               sampler=make_sampler(opts.sampler, opts.seed, opts.startup_trials))
 
 
 def run_sweep(opts: SweepOptions) -> optuna.Study:
@@ -149,6 +158,7 @@ def run_sweep(opts: SweepOptions) -> optuna.Study:
         raise SearchError(f"--samples {opts.samples}: must be >= 1")
     if opts.resume and not opts.study:
         raise SearchError("--resume needs --study NAME (the study to continue)")
+    make_sampler(opts.sampler, opts.seed, opts.startup_trials)  # a bad --startup-trials fails before any storage
     opts.study = opts.study or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}"
     opts.storage = opts.storage or default_storage(Path(opts.dir))
     storage = open_storage(opts.storage)  # fails fast on a bad URL, before Ray or data
@@ -233,6 +243,8 @@ def _record_study(study: optuna.Study, opts: SweepOptions, space, fingerprint: s
     study.set_user_attr("samples", opts.samples)
     # for `nextsweep report` and the dashboard: how the sweep was run, and the objective's name
     study.set_user_attr("sampler", opts.sampler)
+    if opts.startup_trials is not None:
+        study.set_user_attr("startup_trials", opts.startup_trials)
     study.set_user_attr("seed", opts.seed)
     study.set_user_attr("code_version", code_version())
     study.set_user_attr("command", sweep_command(opts))
@@ -250,6 +262,8 @@ def sweep_command(opts: SweepOptions) -> str:
     """The command that (re)runs this sweep, without any password of the storage URL."""
     parts = ["nextsweep sweep", opts.space, f"--study {opts.study}", f"--samples {opts.samples}",
              f"--sampler {opts.sampler}", f"--seed {opts.seed}"]
+    if opts.startup_trials is not None:
+        parts.append(f"--startup-trials {opts.startup_trials}")
     if opts.time_budget_s:
         parts.append(f"--time-budget {opts.time_budget_s:g}")
     if opts.address:
@@ -268,9 +282,11 @@ def study_note(study: optuna.Study) -> str:
     width = sig.get("width")
     rows = [("space", f"{a.get('space_name')} ({a.get('space_file')})"), ("task", a.get("task")),
             ("objective", f"{a.get('metric')} ({sig.get('mode', 'max')})"), ("budget", budget),
-            ("ASHA", f"max_epochs {asha[0]}, grace period {asha[1]}, reduction factor {asha[2]:g}"),
+            ("ASHA", f"max_epochs {asha[0]}, grace period {asha[1]}, reduction factor {asha[2]:g}"
+                     + (f", {asha[3]} brackets" if len(asha) > 3 else "")),
             ("data", f"fingerprint {str(a.get('fingerprint'))[:12]}, {json.dumps(a.get('data'))}"),
-            ("sampler", f"{a.get('sampler')} (seed {a.get('seed')})"), ("code", a.get("code_version")),
+            ("sampler", f"{a.get('sampler')} (seed {a.get('seed')}"
+                         + (f", {a['startup_trials']} start-up trials)" if a.get("startup_trials") else ")")), ("code", a.get("code_version")),
             ("started", a.get("started")), ("command", f"`{a.get('command')}`")]
     if width:
         rows.append((width, f"the width each trial trained, fitted to the budget: user attribute `{width}` "
@@ -334,18 +350,23 @@ def rung_epochs(asha) -> list[int]:
     return sorted({int(milestone) for bracket in asha._brackets for milestone, _ in bracket._rungs})
 
 
+def make_asha(a):
+    from search.searcher import RecordingASHA
+    return RecordingASHA(time_attr="epoch", max_t=a.max_epochs, grace_period=a.grace_period,
+                         reduction_factor=a.reduction_factor, brackets=a.brackets)
+
+
 def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
     _quiet_ray(local=not opts.address)
     from ray import tune
 
     from search.progress import Progress
-    from search.searcher import BudgetSearcher, RecordingASHA
+    from search.searcher import BudgetSearcher
     from search.trainable import train_trial
 
     _init_ray(opts)
     cpus = float(opts.cpus_per_trial)
-    asha = RecordingASHA(time_attr="epoch", max_t=space.asha.max_epochs, grace_period=space.asha.grace_period,
-                         reduction_factor=space.asha.reduction_factor)
+    asha = make_asha(space.asha)
     attrs = {"fingerprint": data.info.fingerprint, "code_version": code_version(), "cpus": cpus}
     # Checkpoints every epoch only where a retry resumes from them; else where ASHA may stop a trial.
     checkpoint_at = None if opts.max_failures else rung_epochs(asha)

@@ -50,6 +50,9 @@ def test_grace_period_short_against_typical_best_epoch():
         add(study, 0.6 + i / 100, d_model=40 + 8 * (i % 3), best_epoch=7, epochs=12, n=i)
     found = _about(sweep_warnings(study), "grace_period 1")
     assert len(found) == 1 and "typical best epoch (7)" in found[0] and "towards 3" in found[0]
+    sig = study.user_attrs["space_signature"]
+    study.set_user_attr("space_signature", {**sig, "asha": sig["asha"] + [2]})  # with asha.brackets 2
+    assert _about(sweep_warnings(study), "grace_period 1") == found
     study = make_study(max_epochs=12, grace=3)  # first rung at 3 against 7: fine
     for i in range(TOP_K):
         add(study, 0.6 + i / 100, d_model=40 + 8 * (i % 3), best_epoch=7, epochs=12, n=i)

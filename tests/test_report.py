@@ -5,6 +5,7 @@ import json
 import re
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 
@@ -65,6 +66,10 @@ def test_report_holds_every_section(tmp_path, capsys):
     assert re.search(r"<td>complete</td><td>7</td>", page) and re.search(r"<td>forbidden</td><td>1</td>", page)
     assert page.count("<script") >= 5 and not re.search(r"<script[^>]*src=", page)  # all JavaScript inline
     assert not list(out.parent.glob(".*tmp"))
+    study = optuna.load_study(study_name="review", storage=url)
+    study.set_user_attr("space_signature", {**study.user_attrs["space_signature"], "asha": [6, 2, 2, 2]})
+    assert main(["report", "--storage", url, "--study", "review", "--out", str(out)]) == 0
+    assert "reduction factor 2, 2 brackets; rungs at epochs 2, 4" in out.read_text()
 
 
 def test_report_of_old_and_tiny_studies(tmp_path):

@@ -135,3 +135,8 @@ def test_rung_epochs_are_ashas_milestones():
     from search.sweep import rung_epochs
     assert rung_epochs(RecordingASHA(time_attr="epoch", max_t=12, grace_period=2, reduction_factor=3)) == [2, 6]
     assert rung_epochs(RecordingASHA(time_attr="epoch", max_t=6, grace_period=1, reduction_factor=2)) == [1, 2, 4]
+    # Hyperband-style brackets (asha.brackets): the second one's first rung is at grace * reduction (3)
+    from search.sweep import make_asha
+    from spaces.schema import Asha
+    asha = make_asha(Asha(max_epochs=12, grace_period=1, reduction_factor=3, brackets=2))
+    assert len(asha._brackets) == 2 and rung_epochs(asha) == [1, 3, 9]

@@ -51,6 +51,7 @@ BAD = {
                           "budget.max_params: 1,000 is impossible: the smallest configuration has"),
     "missing dataset dir": (GOOD.replace("{synthetic: {users: 5, days: 40, locations: 40}}", "{path: nowhere}"),
                             "data.path:"),
+    "zero brackets": (GOOD.replace("asha: {max_epochs: 2}", "asha: {max_epochs: 2, brackets: 0}"), "asha.brackets:"),
     "bool as int": (GOOD + "  tied_head: {type: categorical, choices: [yes_please]}\n", "tied_head must be true or false"),
 }
 

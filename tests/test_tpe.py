@@ -67,3 +67,14 @@ def test_a_pickled_sampler_leaves_its_history_behind_and_rebuilds_it():
 
 def test_the_sweep_uses_column_tpe():
     assert isinstance(make_sampler("tpe", 0), ColumnTPE)
+
+
+def test_startup_trials_sets_the_samplers_start_up(tmp_path, capsys):
+    from search.cli import main
+    assert make_sampler("tpe", 0, 3)._n_startup_trials == 3
+    assert make_sampler("tpe", 0)._n_startup_trials == 10  # Optuna's default when not given
+    for args in (["--sampler", "random", "--startup-trials", "3"], ["--startup-trials", "0"]):
+        assert main(["sweep", str(SPACE), "--dir", str(tmp_path), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--startup-trials" in err, err
+    assert not any(tmp_path.iterdir())  # refused before any storage was made
