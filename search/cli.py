@@ -247,7 +247,8 @@ def cmd_sweep(a: argparse.Namespace) -> int:
                         max_concurrent=a.max_concurrent, cpus_per_trial=a.cpus_per_trial,
                         gpus_per_trial=a.gpus_per_trial,
                         time_budget_s=parse_duration(a.time_budget) if a.time_budget else None,
-                        sampler=a.sampler, startup_trials=a.startup_trials, seed=a.seed, resume=a.resume, dir=a.dir, max_failures=a.max_failures,
+                        sampler=a.sampler, startup_trials=a.startup_trials, seed=a.seed, resume=a.resume, dir=a.dir,
+                        max_failures=a.max_failures,
                         enqueue=a.enqueue, overrides=a.overrides)
     run_sweep(opts)
     return 0

@@ -211,3 +211,9 @@ def config_text(t: FrozenTrial) -> str:
     """The trained width first (e.g. d_model=48), then the sampler's choices."""
     width = [f"{k}={t.user_attrs[k]}" for k in ("d_model",) if k in t.user_attrs]
     return ", ".join([*width, sampled_text(t)])
+
+
+def asha_text(asha: list) -> str:
+    """A space signature's ASHA ([max_epochs, grace, reduction] and brackets where not 1) in words."""
+    return (f"max_epochs {asha[0]}, grace period {asha[1]}, reduction factor {asha[2]:g}"
+            + (f", {asha[3]} brackets" if len(asha) > 3 else ""))

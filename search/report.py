@@ -19,7 +19,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial
 
 from search.advice import sweep_warnings
-from search.outcomes import outcome, pareto_front, ranked, sampled_text, tally
+from search.outcomes import asha_text, outcome, pareto_front, ranked, sampled_text, tally
 from search.storage import SearchError, load_study, redact
 
 COLOURS = {"complete": "#2a9d4b", "pruned": "#e8a33d", "failed": "#d62728", "stopped": "#7f7f7f", "running": "#1f77b4"}
@@ -160,9 +160,7 @@ def _settings(study: optuna.Study, storage: str, trials: list[FrozenTrial]) -> l
             ("data", json.dumps(a.get("data")) if a.get("data") else "-"), ("data fingerprint", a.get("fingerprint", "-")),
             ("budget", f"{budget:,} parameters" if budget else "none"),
             ("width fitted to the budget", sig.get("width") or "-"),
-            ("ASHA", f"max_epochs {asha[0]}, grace period {asha[1]}, reduction factor {asha[2]:g}"
-                     f"{f', {asha[3]} brackets' if len(asha) > 3 else ''}; rungs at epochs "
-                     f"{', '.join(map(str, rungs(*asha[:3])))}" if asha else "-"),
+            ("ASHA", f"{asha_text(asha)}; rungs at epochs {', '.join(map(str, rungs(*asha[:3])))}" if asha else "-"),
             ("sampler", f"{a.get('sampler', 'not recorded')} (seed {a.get('seed', '-')})"),
             ("code version", a.get("code_version") or _trial_attr(trials, "code_version")),
             ("started", a.get("started", "-")), ("command", a.get("command", "-")),

@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.baselines import baseline_lines, ensure_baselines
-from search.outcomes import print_summary
+from search.outcomes import asha_text, print_summary
 from search.tpe import ColumnTPE
 from spaces import OVER_BUDGET, UNBUILDABLE, CompiledSpace, check_feasible, load_space, load_space_data
 from search.storage import DEFAULT_DIR, SearchError, default_storage, open_storage, redact, study_names
@@ -69,10 +69,14 @@ def resumed_seed(name: str, seed: int, n_trials: int) -> int:
 STARTUP_SAMPLERS = ("tpe", "cmaes", "gp")  # the samplers with a random start-up
 
 
-def make_sampler(name: str, seed: int, startup: int | None = None) -> optuna.samplers.BaseSampler:
+def check_startup(name: str, startup: int | None) -> None:
     if startup is not None and (name not in STARTUP_SAMPLERS or startup < 1):
         raise SearchError(f"--startup-trials {startup}: " + ("use 1 or more" if name in STARTUP_SAMPLERS else
                           f"--sampler {name} has no random start-up; use it with {', '.join(STARTUP_SAMPLERS)}"))
+
+
+def make_sampler(name: str, seed: int, startup: int | None = None) -> optuna.samplers.BaseSampler:
+    check_startup(name, startup)
     kw = {} if startup is None else {"n_startup_trials": startup}
     if name == "tpe":  # constant liar: concurrent trials do not all get the same suggestion
         return ColumnTPE(seed=seed, multivariate=True, constant_liar=True, **kw)
@@ -158,7 +162,7 @@ def run_sweep(opts: SweepOptions) -> optuna.Study:
         raise SearchError(f"--samples {opts.samples}: must be >= 1")
     if opts.resume and not opts.study:
         raise SearchError("--resume needs --study NAME (the study to continue)")
-    make_sampler(opts.sampler, opts.seed, opts.startup_trials)  # a bad --startup-trials fails before any storage
+    check_startup(opts.sampler, opts.startup_trials)  # before any storage is made
     opts.study = opts.study or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}"
     opts.storage = opts.storage or default_storage(Path(opts.dir))
     storage = open_storage(opts.storage)  # fails fast on a bad URL, before Ray or data
@@ -282,11 +286,11 @@ def study_note(study: optuna.Study) -> str:
     width = sig.get("width")
     rows = [("space", f"{a.get('space_name')} ({a.get('space_file')})"), ("task", a.get("task")),
             ("objective", f"{a.get('metric')} ({sig.get('mode', 'max')})"), ("budget", budget),
-            ("ASHA", f"max_epochs {asha[0]}, grace period {asha[1]}, reduction factor {asha[2]:g}"
-                     + (f", {asha[3]} brackets" if len(asha) > 3 else "")),
+            ("ASHA", asha_text(asha)),
             ("data", f"fingerprint {str(a.get('fingerprint'))[:12]}, {json.dumps(a.get('data'))}"),
             ("sampler", f"{a.get('sampler')} (seed {a.get('seed')}"
-                         + (f", {a['startup_trials']} start-up trials)" if a.get("startup_trials") else ")")), ("code", a.get("code_version")),
+                         + (f", {a['startup_trials']} start-up trials)" if a.get("startup_trials") else ")")),
+            ("code", a.get("code_version")),
             ("started", a.get("started")), ("command", f"`{a.get('command')}`")]
     if width:
         rows.append((width, f"the width each trial trained, fitted to the budget: user attribute `{width}` "

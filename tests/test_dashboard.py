@@ -76,7 +76,8 @@ def test_storage_password_stays_out_of_the_note(tmp_path):
     opts = SweepOptions(space="s.yaml", storage="sqlite:///x.db", study="x", overrides=["asha.max_epochs=8"],
                         resume=True)
     assert "--set asha.max_epochs=8 --resume" in sweep_command(opts)
-    assert "--startup-trials 4" in sweep_command(SweepOptions(space="s.yaml", storage="sqlite:///x.db", study="x", startup_trials=4))
+    opts = SweepOptions(space="s.yaml", storage="sqlite:///x.db", study="x", startup_trials=4)
+    assert "--startup-trials 4" in sweep_command(opts)
 
 
 def _wait_for_http(url: str, proc: subprocess.Popen, limit_s: float = 120) -> None:
