@@ -194,7 +194,7 @@ def run_one(method: str, task: str, metric: str, seed: int, cpu_minutes: float, 
                      run_random(b, budget_s) if method == "random" else run_stock(b, budget_s))
         points, trials = [], 0
         for result in tmp.glob("**/result.json"):
-            trials += 1
+            trials += "one_epoch_full" not in result.parts  # (d)'s second phase trains configs already counted
             for line in result.read_text().splitlines():
                 if line.strip():
                     row = json.loads(line)

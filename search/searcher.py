@@ -12,6 +12,7 @@ import functools
 import json
 import time
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler
@@ -26,11 +27,22 @@ MAX_REJECTIONS_IN_A_ROW = 1000
 
 
 class RecordingASHA(ASHAScheduler):
-    """ASHA that remembers the trials it stopped, so PRUNED in Optuna matches what ASHA did."""
+    """ASHA that remembers the trials it stopped, so PRUNED in Optuna matches what ASHA did, and
+    that picks each trial's bracket (asha.brackets > 1) from its own seeded stream: Ray's draws
+    from numpy's global random state, so the same seed gave a different bracket per trial."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.stopped: set[str] = set()
+        self.bracket_draws = np.random.default_rng(seed)
+
+    def on_trial_add(self, tune_controller, trial):
+        state = np.random.get_state()
+        np.random.seed(self.bracket_draws.integers(2**32))  # Ray's softmax choice, from this stream
+        try:
+            super().on_trial_add(tune_controller, trial)
+        finally:
+            np.random.set_state(state)
 
     def on_trial_result(self, tune_controller, trial, result):
         decision = super().on_trial_result(tune_controller, trial, result)

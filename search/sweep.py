@@ -354,10 +354,10 @@ def rung_epochs(asha) -> list[int]:
     return sorted({int(milestone) for bracket in asha._brackets for milestone, _ in bracket._rungs})
 
 
-def make_asha(a):
+def make_asha(a, seed: int = 0):
     from search.searcher import RecordingASHA
     return RecordingASHA(time_attr="epoch", max_t=a.max_epochs, grace_period=a.grace_period,
-                         reduction_factor=a.reduction_factor, brackets=a.brackets)
+                         reduction_factor=a.reduction_factor, brackets=a.brackets, seed=seed)
 
 
 def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
@@ -370,7 +370,7 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
 
     _init_ray(opts)
     cpus = float(opts.cpus_per_trial)
-    asha = make_asha(space.asha)
+    asha = make_asha(space.asha, seed=opts.seed)
     attrs = {"fingerprint": data.info.fingerprint, "code_version": code_version(), "cpus": cpus}
     # Checkpoints every epoch only where a retry resumes from them; else where ASHA may stop a trial.
     checkpoint_at = None if opts.max_failures else rung_epochs(asha)

@@ -140,3 +140,29 @@ def test_rung_epochs_are_ashas_milestones():
     from spaces.schema import Asha
     asha = make_asha(Asha(max_epochs=12, grace_period=1, reduction_factor=3, brackets=2))
     assert len(asha._brackets) == 2 and rung_epochs(asha) == [1, 3, 9]
+
+
+def test_bracket_choice_is_seeded():
+    """With several brackets, the same seed puts the same trials in the same brackets, whatever
+    numpy's global random state, which the choice leaves as it found it."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from search.sweep import make_asha
+    from spaces.schema import Asha
+
+    def brackets(seed, global_seed):
+        asha = make_asha(Asha(max_epochs=27, grace_period=1, reduction_factor=3, brackets=3), seed=seed)
+        asha.set_search_properties("m", "max")
+        np.random.seed(global_seed)
+        before = np.random.get_state()[1].copy()
+        for i in range(40):
+            asha.on_trial_add(None, SimpleNamespace(trial_id=f"t{i}"))
+        assert (np.random.get_state()[1] == before).all()
+        return [asha._brackets.index(asha._trial_info[f"t{i}"]) for i in range(40)]
+
+    first = brackets(seed=5, global_seed=1)
+    assert brackets(seed=5, global_seed=2) == first
+    assert len(set(first)) > 1  # the choice is drawn, not constant
+    assert brackets(seed=6, global_seed=1) != first
