@@ -13,6 +13,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import optuna
 import yaml
 from optuna.distributions import FloatDistribution, IntDistribution
@@ -169,13 +170,13 @@ def _settings(study: optuna.Study, storage: str, trials: list[FrozenTrial]) -> l
 
 
 def rungs(max_epochs: int, grace: int, rf: float) -> list[int]:
-    """The epochs where ASHA compares trials: grace * rf^k up to max_epochs (Hyperband-style brackets
-    compare at a suffix of these: bracket s from k = s)."""
-    out, r = [], float(grace)
-    while r <= max_epochs and rf > 1:
-        out.append(int(r))
-        r *= rf
-    return out
+    """The epochs where ASHA compares trials: grace * rf^k for k up to log_rf(max_epochs / grace),
+    by Ray's own float formula, so the report draws the rungs Ray used, edges included (Hyperband-style
+    brackets compare at a suffix of these: bracket s from k = s)."""
+    if rf <= 1 or grace <= 0 or max_epochs < grace:
+        return []
+    count = int(np.log(max_epochs / grace) / np.log(rf) + 1)  # ray.tune.schedulers.async_hyperband's MAX_RUNGS
+    return [int(grace * rf ** k) for k in range(count)]
 
 
 def _best_so_far(p: _Page, study: optuna.Study, metric: str, done: list[FrozenTrial]) -> None:

@@ -45,6 +45,20 @@ def test_rungs():
     assert rungs(6, 1, 2) == [1, 2, 4] and rungs(27, 1, 3) == [1, 3, 9, 27] and rungs(10, 2, 2) == [2, 4, 8]
 
 
+def test_rungs_are_the_ones_ray_uses():
+    """The report's formula against Ray's milestones, float edges of the log included
+    (log(1000) / log(10) < 3, so Ray has no rung at 1000)."""
+    from search.sweep import make_asha, rung_epochs
+    from spaces.schema import Asha
+    assert rungs(1000, 1, 10) == [1, 10, 100]
+    for max_epochs in (1, 2, 3, 8, 9, 12, 27, 64, 100, 125, 243, 1000):
+        for grace in (1, 2, 3, 5):
+            for rf in (2, 3, 4, 5, 10):
+                if grace <= max_epochs:
+                    asha = make_asha(Asha(max_epochs=max_epochs, grace_period=grace, reduction_factor=rf, brackets=1))
+                    assert rungs(max_epochs, grace, rf) == rung_epochs(asha), (max_epochs, grace, rf)
+
+
 def test_report_holds_every_section(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'r.db'}"
     _, best = reviewed_study(url)
