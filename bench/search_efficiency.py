@@ -24,6 +24,7 @@ full`: 60 runs, 600 wall-minutes on 2 CPUs.
     .venv/bin/python bench/search_efficiency.py [--objective geolife:val_hit5 ...] [--cpu-minutes 8]
         [--seeds 0 1 2] [--methods ...] [--max-epochs N] [--set asha.grace_period=1] [--protocol full]
     .venv/bin/python bench/search_efficiency.py --summary-of bench/out/search_efficiency.json
+    .venv/bin/python bench/search_efficiency.py --summary-of A.json B.json --out merged.json  # methods run apart
 """
 
 from __future__ import annotations
@@ -327,8 +328,9 @@ def parse() -> argparse.Namespace:
                     help="share of (d)'s CPU time for the one-epoch screen (default 0.5)")
     ap.add_argument("--protocol", choices=["full"], help="the issue's protocol: 3 objectives, 4 methods, 5 seeds, "
                     "20 CPU-minutes a run (overrides the four options above)")
-    ap.add_argument("--summary-of", metavar="JSON", help="print the tables and redraw the plots of a saved run "
-                    "(this script's --out), training nothing")
+    ap.add_argument("--summary-of", metavar="JSON", nargs="+",
+                    help="print the tables and redraw the plots of a saved run (this script's --out), training "
+                         "nothing; several JSONs of the same settings (e.g. other methods) are merged into --out")
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # child: METHOD OBJECTIVE SEED
     ap.add_argument("--out", default="bench/out/search_efficiency.json")
     a = ap.parse_args()
@@ -355,8 +357,10 @@ def main() -> None:
         print(json.dumps(row))
         return
     if a.summary_of:
-        saved = json.loads(Path(a.summary_of).read_text())
-        report(saved["runs"], sorted({r["objective"] for r in saved["runs"]}), list(METHODS), saved, Path(a.summary_of))
+        saved = [json.loads(Path(p).read_text()) for p in a.summary_of]
+        rows = merged_runs(a.summary_of, saved)
+        out = Path(a.summary_of[0]) if len(saved) == 1 else Path(a.out)
+        report(rows, sorted({r["objective"] for r in rows}), list(METHODS), saved[0], out)
         return
     n = len(a.objective) * len(a.methods) * len(a.seeds)
     print(f"{n} runs x {a.cpu_minutes / CPUS:g} wall-minutes = {n * a.cpu_minutes / CPUS:g} minutes", flush=True)
@@ -383,6 +387,27 @@ def main() -> None:
     report(rows, a.objective, a.methods, {"cpu_minutes": a.cpu_minutes, "max_epochs": a.max_epochs,
                                           "one_epoch_share": a.one_epoch_share, "set": a.set,
                                           "startup_trials": a.startup_trials}, Path(a.out))
+
+
+SETTINGS = ("cpu_minutes", "max_epochs", "one_epoch_share", "set", "startup_trials")
+
+
+def merged_runs(paths: list[str], saved: list[dict]) -> list[dict]:
+    """The runs of several saved JSONs made with the same settings (e.g. methods run in separate
+    runs of this script), each (method, objective, seed) once."""
+    rows, seen = [], set()
+    for path, doc in zip(paths, saved):
+        for key in SETTINGS:
+            if doc.get(key) != saved[0].get(key):
+                sys.exit(f"{path}: {key} is {doc.get(key)!r}, {paths[0]} has {saved[0].get(key)!r}; "
+                         f"merge only runs made with the same settings")
+        for r in doc["runs"]:
+            key = (r["method"], r["objective"], r["seed"])
+            if key in seen:
+                sys.exit(f"{path}: {' '.join(map(str, key))} is also in an earlier file; give each run once")
+            seen.add(key)
+            rows.append(r)
+    return rows
 
 
 def report(rows: list[dict], objectives: list[str], methods: list[str], settings: dict, out: Path) -> None:

@@ -13,7 +13,7 @@ FlopCounterMode) is reported as a share of this machine's dense matmul FLOP/s at
 measured in the same run.
 
     .venv/bin/python bench/train_throughput.py [--families transformer gru pointer] [--rounds 3]
-        [--bf16] [--compile]
+        [--bf16] [--bf16-matmul] [--compile]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from data_io.batches import iter_batches
 from data_io.geolife import prepare_geolife
 from models import build_model, count_params, split_config
 from models.engine import _optimizer, _scheduler, _train_epoch
-from models.layers import AttentionStack, Dropout
+from models.layers import AttentionStack, Dropout, set_matmul
 from models.losses import Loss
 from models.networks import RecurrentBody
 from models.tasks import get_task
@@ -132,7 +132,9 @@ class EngineSide:
 
     def model(self, seed: int) -> nn.Module:
         torch.manual_seed(seed)
-        return build_model(self.mcfg, self.ds.info)
+        model = build_model(self.mcfg, self.ds.info)
+        set_matmul(model, self.tcfg.matmul)  # as models.engine does
+        return model
 
     def epoch(self, model: nn.Module, seed: int) -> tuple[int, float]:
         train, tcfg = self.ds["train"], self.tcfg
@@ -158,7 +160,8 @@ def run_family(name: str, ds, bs: int, rounds: int, extra: list[str]) -> dict:
         model = stock_model(engine.model(r))
         return dataloader_epoch(model, torch.optim.AdamW(model.parameters(), lr=engine.tcfg.lr), stock_loss, iter(loader))
     sides = {"engine": lambda r: engine.epoch(engine.model(r), r), "dataloader": stock_epoch}
-    variants = {"bf16": EngineSide(cfg, ds, autocast=True), "compile": EngineSide(cfg, ds, compile_model=True)}
+    variants = {"bf16": EngineSide(cfg, ds, autocast=True), "compile": EngineSide(cfg, ds, compile_model=True),
+                "bf16_matmul": EngineSide({**cfg, "matmul": "bf16"}, ds)}
     for v in extra:
         sides[f"engine_{v}"] = lambda r, side=variants[v]: side.epoch(side.model(r), r)
     rates: dict[str, list[float]] = {k: [] for k in sides}
@@ -210,6 +213,15 @@ def data_only_rate(batches) -> float:
     return n / (time.perf_counter() - start)
 
 
+def cpu_name() -> str:
+    """This machine's CPU model and its bf16 / AMX support: the figures hold for that CPU only."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "unknown CPU")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    extras = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name} ({', '.join(extras) or 'no avx512'})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--geolife", default=str(Path(__file__).resolve().parents[2] / "shared/data/geolife"))
@@ -217,6 +229,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3, help="epochs per side (alternating); the median is kept")
     ap.add_argument("--bf16", action="store_true", help="also time the engine under bf16 autocast")
+    ap.add_argument("--bf16-matmul", action="store_true",
+                    help="also time the engine with `matmul: bf16` (the attention layers' linear maps in bf16)")
     ap.add_argument("--compile", action="store_true", help="also time the engine on torch.compile(model) "
                                                             "(its first epoch includes the compilation)")
     ap.add_argument("--out", default="bench/out/train_throughput.json")
@@ -224,9 +238,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         prepare_geolife(Path(a.geolife) / "dataSet_geolife.csv", Path(a.geolife) / "valid_ids_geolife.csv", Path(tmp) / "gl")
         ds = load_dataset(Path(tmp) / "gl")
-    extra = [v for v in ("bf16", "compile") if getattr(a, v)]
+    extra = [v for v in ("bf16", "bf16_matmul", "compile") if getattr(a, v)]
     rows = [run_family(f, ds, a.batch_size, a.rounds, extra) for f in a.families]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, Geolife train ({len(ds['train'])} samples), "
+    print(f"{cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads, Geolife train ({len(ds['train'])} samples), "
           f"batch {a.batch_size}, median of {a.rounds} alternating epochs per side")
     print(f"{'family':<12}{'params':>9}{'engine/s':>10}{'DataLoader/s':>14}{'ratio':>8}{'engine GF/s':>13}"
           f"{'dense GF/s':>12}{'share':>7}  " + "".join(f"{'engine_' + v + '/s':>17}" for v in extra))
@@ -236,7 +250,7 @@ def main() -> None:
               f"{r['engine_gflops']:>13.1f}{r['dense_gflops']:>12.1f}{r['engine_gflops'] / r['dense_gflops']:>7.0%}  "
               + "".join(f"{m['engine_' + v]:>17.0f}" for v in extra))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(rows, indent=2) + "\n")
+    Path(a.out).write_text(json.dumps({"cpu": cpu_name(), "families": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,31 @@ def build_model(config: ModelConfig | dict, info: DatasetInfo) -> torch.nn.Modul
     return task.build(mcfg, info)
 
 
+class FoldEnsemble(torch.nn.Module):
+    """The fold models of a k-fold fit served as one predictor: each sees the batch, the task
+    combines their outputs (Task.combine)."""
+
+    def __init__(self, members: list[torch.nn.Module], task):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+        self.task = task
+
+    def forward(self, seq, user, lengths):
+        return self.task.combine([m(seq, user, lengths) for m in self.members])
+
+
+def build_predictor(config: ModelConfig | dict, info: DatasetInfo, states: list[dict]) -> torch.nn.Module:
+    """The model that retrain measures and predict serves: one state's model, or with several
+    states (a k-fold fit's folds) their ensemble. A state that does not fit the config raises
+    torch's RuntimeError."""
+    members = []
+    for state in states:
+        model = build_model(config, info)
+        model.load_state_dict(state)
+        members.append(model)
+    return members[0] if len(members) == 1 else FoldEnsemble(members, get_task(info.task))
+
+
 class _NoInit(TorchFunctionMode):
     """Skips weight initialisation: on the meta device it writes nothing, yet its Python-level
     decompositions (normal_, uniform_...) cost about 2/3 of building a model for counting."""

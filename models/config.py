@@ -9,6 +9,7 @@ FAMILIES = ("transformer", "gru", "lstm", "hybrid", "pointer", "hrm")
 LOSSES = ("ce", "label_smoothing", "weighted_ce", "focal", "mse", "cosine", "infonce", "mix", "bank_nce")  # each task allows some
 SAMPLERS = ("uniform", "balanced")
 SCHEDULES = ("cosine", "onecycle", "constant")
+MATMULS = ("fp32", "bf16")  # TrainConfig.matmul
 METRICS = ("val_hit5", "val_acc1", "val_hit10", "val_mrr", "val_ndcg10", "val_f1", "val_loss", "val_hit1", "val_cos")
 MINIMIZED = ("val_loss",)  # the one source of truth for which way a metric is better
 FEATURES = ("user", "tod", "weekday", "dur", "days_before", "position")
@@ -94,12 +95,14 @@ class TrainConfig:
     metric: str = "val_hit5"
     seed: int = 0
     folds: int = 0  # > 1: train the dataset's grouped CV folds in lockstep, select on their mean
+    matmul: str = "fp32"  # "bf16": the attention layers' linear maps train in bfloat16 (models.layers.set_matmul)
 
     def check(self) -> None:
         _choice("loss", self.loss, LOSSES)
         _choice("sampler", self.sampler, SAMPLERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("metric", self.metric, METRICS)
+        _choice("matmul", self.matmul, MATMULS)
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1 or self.patience < 1:
             raise ModelError(f"lr={self.lr}, batch_size={self.batch_size}, epochs={self.epochs}, "
                              f"patience={self.patience}: all must be positive")

@@ -24,6 +24,7 @@ from data_io.batches import iter_batches
 from data_io.folds import fold_view
 from models.build import build_model
 from models.config import ModelConfig, ModelError, NonFiniteLoss, NonFiniteMetricError, TrainConfig, split_config
+from models.layers import set_matmul
 from models.tasks import LossFn, Task, get_task
 
 
@@ -161,6 +162,7 @@ def fit(config: dict | tuple[ModelConfig, TrainConfig], data: Dataset,
 def _make_run(mcfg: ModelConfig, tcfg: TrainConfig, task: Task, data: Dataset, dev: torch.device, seed: int) -> _Run:
     torch.manual_seed(seed)  # each fold's model starts as a lone fit of that fold with this seed would
     model = build_model(mcfg, data.info).to(dev)
+    set_matmul(model, tcfg.matmul)
     train = data["train"]
     steps = math.ceil(len(train) / tcfg.batch_size) * tcfg.epochs
     opt = _optimizer(model, tcfg)

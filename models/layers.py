@@ -134,6 +134,22 @@ def random_bytes(x: torch.Tensor) -> torch.Tensor:
     return words.view(torch.uint8)[:n].view(x.shape)
 
 
+def bf16_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear computed in bfloat16 from fp32 input and weights, returned in fp32; its backward's
+    matmuls run in bf16 too. What autocast does to this one op, with everything around it (norms,
+    softmax, dropout, the native kernels, the heads) left in fp32."""
+    bf16 = torch.bfloat16
+    return F.linear(x.to(bf16), weight.to(bf16), None if bias is None else bias.to(bf16)).float()
+
+
+def set_matmul(model: nn.Module, matmul: str) -> None:
+    """Make the attention layers' linear maps (in and out projections, feed-forward) train in
+    `matmul` ("fp32" or "bf16"); evaluation always runs them in fp32."""
+    for m in model.modules():
+        if isinstance(m, (SelfAttention, EncoderLayer)):
+            m.bf16 = matmul == "bf16"
+
+
 class SelfAttention(nn.Module):
     """nn.MultiheadAttention(d, heads, dropout, batch_first=True) as self-attention: the same
     parameters (in_proj_weight, in_proj_bias, out_proj) and initialisation."""
@@ -141,6 +157,7 @@ class SelfAttention(nn.Module):
     def __init__(self, d: int, heads: int, dropout: float):
         super().__init__()
         self.heads = heads
+        self.bf16 = False  # set_matmul
         self.in_proj_weight = nn.Parameter(torch.empty(3 * d, d))
         self.in_proj_bias = nn.Parameter(torch.empty(3 * d))
         self.out_proj = nn.Linear(d, d)
@@ -151,9 +168,11 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        linear = bf16_linear if self.training and self.bf16 else F.linear
+        qkv = linear(x, self.in_proj_weight, self.in_proj_bias)
         if self.training and self.drop.cut and _native_ok(qkv):
-            return self.out_proj(_NativeAttention.apply(qkv, pad, self.heads, self.drop.cut, self.drop._scale))
+            out = _NativeAttention.apply(qkv, pad, self.heads, self.drop.cut, self.drop._scale)
+            return linear(out, self.out_proj.weight, self.out_proj.bias)
         q, k, v = qkv.view(b, t, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
         if self.training and self.drop.cut:  # SDPA's CPU kernels would drop with bernoulli_
             scores = (q * (1 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)
@@ -161,7 +180,7 @@ class SelfAttention(nn.Module):
             out = self.drop(weights) @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=~pad[:, None, None, :])
-        return self.out_proj(out.transpose(1, 2).reshape(b, t, d))
+        return linear(out.transpose(1, 2).reshape(b, t, d), self.out_proj.weight, self.out_proj.bias)
 
 
 class EncoderLayer(nn.Module):
@@ -175,10 +194,13 @@ class EncoderLayer(nn.Module):
         self.norm1 = nn.LayerNorm(d)
         self.norm2 = nn.LayerNorm(d)
         self.dropout, self.dropout1, self.dropout2 = Dropout(dropout), Dropout(dropout), Dropout(dropout)
+        self.bf16 = False  # set_matmul
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         x = self.dropout1.add_to(x, self.self_attn(self.norm1(x), pad))
-        return self.dropout2.add_to(x, self.linear2(self.dropout(F.gelu(self.linear1(self.norm2(x))))))
+        linear = bf16_linear if self.training and self.bf16 else F.linear
+        h = F.gelu(linear(self.norm2(x), self.linear1.weight, self.linear1.bias))
+        return self.dropout2.add_to(x, linear(self.dropout(h), self.linear2.weight, self.linear2.bias))
 
 
 class AttentionStack(nn.Module):

@@ -13,7 +13,7 @@ import optuna
 import torch
 import yaml
 
-from models import build_model, fit, metric_mode
+from models import build_predictor, fit, metric_mode
 from models.tasks import get_task
 from search.outcomes import confirmation, pareto_front, ranked
 from search.storage import SearchError, load_study, redact
@@ -117,15 +117,24 @@ def retrain(path: str | Path, seeds: int, out: str | Path | None, force: bool = 
     base = int(doc["config"].get("seed", 0))
     with torch_threads(doc.get("threads")):
         runs, best = _train_seeds(doc, data, base, seeds)
-    summary = {k: {"mean": statistics.mean(r["test"][k] for r in runs),
-                   "std": statistics.stdev(r["test"][k] for r in runs) if len(runs) > 1 else 0.0}
-               for k in runs[0]["test"]}
     report = {"export": str(path), "task": doc.get("task", "location"), "n_params": doc.get("n_params"),
-              "seeds": [r["seed"] for r in runs],
-              "test": summary, "runs": runs, "fingerprint": data.info.fingerprint}
+              "seeds": [r["seed"] for r in runs], "folds": len(best[1]) if len(best[1]) > 1 else 0,
+              "test": _summary(runs, "test"), "runs": runs, "fingerprint": data.info.fingerprint}
+    if "test_fold_mean" in runs[0]:
+        report["test_fold_mean"] = _summary(runs, "test_fold_mean")
     (out / "retrain.json").write_text(json.dumps(report, indent=2) + "\n")
-    torch.save({"state_dict": best[1], "config": best[2], "seed": best[0]["seed"]}, out / "best_model.pt")
+    saved = {"state_dict": best[1][0], "config": best[2], "seed": best[0]["seed"]}
+    if len(best[1]) > 1:  # predict serves the folds' ensemble, the predictor retrain measured
+        saved["fold_states"] = best[1]
+    torch.save(saved, out / "best_model.pt")
     return report
+
+
+def _summary(runs: list[dict], key: str) -> dict:
+    """Each figure of runs[i][key] as mean and std over the seeds."""
+    return {k: {"mean": statistics.mean(r[key][k] for r in runs),
+                "std": statistics.stdev(r[key][k] for r in runs) if len(runs) > 1 else 0.0}
+            for k in runs[0][key]}
 
 
 @contextmanager
@@ -147,45 +156,55 @@ def _train_seeds(doc: dict, data, base: int, seeds: int) -> tuple[list[dict], tu
         config = {**doc["config"], "seed": base + i}
         start = time.perf_counter()
         result = fit(config, data)
-        test, details = _test_metrics(config, data, result)
+        states = result.fold_states or [result.state_dict]
+        test, details, fold_mean = _test_metrics(config, data, states)
         run = {"seed": config["seed"], "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                "seconds": round(time.perf_counter() - start, 1),
                "val": {k: v for k, v in result.best_metrics.items() if k.startswith("val_")},
-               "test": test, **details}
+               "test": test, **({"test_fold_mean": fold_mean} if fold_mean else {}), **details}
         runs.append(run)
         metric = config.get("metric", "val_hit5")
         shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k != "loss")
         print(f"seed {run['seed']}: best epoch {run['best_epoch']}, val {metric} {run['val'][metric]:.4f}, test {shown}",
               flush=True)
         if best is None or _better(run["val"][metric], best[0]["val"][metric], metric):
-            best = (run, result.state_dict, config)
+            best = (run, states, config)
     return runs, best
 
 
-def _test_metrics(config: dict, data, result) -> tuple[dict, dict]:
-    """Test metrics of the best epoch (the mean over the fold models with folds), and the task's
-    details (e.g. per-class figures) of the first model."""
+def _test_metrics(config: dict, data, states: list[dict]) -> tuple[dict, dict, dict | None]:
+    """The best epoch's test metrics and the task's details (e.g. per-class figures) of the
+    predictor that predict serves: the model, or with folds the ensemble of the fold models. With
+    folds also the mean of each fold model's own test metrics (what the validation objective
+    averages), else None."""
     task = get_task(data.info.task)
-    per_model, details = [], {}
-    for i, state in enumerate(result.fold_states or [result.state_dict]):
-        model = build_model(config, data.info)
-        model.load_state_dict(state)
-        per_model.append(task.evaluate(model, data, "test"))
-        if i == 0:
-            details = task.details(model, data, "test")
-    return {k: statistics.mean(m[k] for m in per_model) for k in per_model[0]}, details
+    served = build_predictor(config, data.info, states)
+    test, details = task.evaluate(served, data, "test"), task.details(served, data, "test")
+    if len(states) == 1:
+        return test, details, None
+    alone = [task.evaluate(m, data, "test") for m in served.members]
+    return test, details, {k: statistics.mean(m[k] for m in alone) for k in alone[0]}
 
 
 def _better(value: float, than: float, metric: str) -> bool:
     return value > than if metric_mode(metric) == "max" else value < than
 
 
-def print_retrain(report: dict, out: Path) -> None:
-    print(f"\ntest metrics over {len(report['seeds'])} seeds (mean +- std), {report['n_params']:,} parameters")
-    labels = RETRIEVAL_LABELS if report.get("task") == "vector" else LABELS
-    for k, s in report["test"].items():
+def _print_figures(summary: dict, task: str | None) -> None:
+    labels = RETRIEVAL_LABELS if task == "vector" else LABELS
+    for k, s in summary.items():
         scale = 1 if k in UNSCALED else 100
         print(f"  {labels.get(k, k):<9} {scale * s['mean']:6.2f} +- {scale * s['std']:.2f}")
+
+
+def print_retrain(report: dict, out: Path) -> None:
+    folds = report.get("folds", 0)
+    served = f", the ensemble of the {folds} fold models (what predict serves)" if folds else ""
+    print(f"\ntest metrics over {len(report['seeds'])} seeds (mean +- std), {report['n_params']:,} parameters{served}")
+    _print_figures(report["test"], report.get("task"))
+    if "test_fold_mean" in report:
+        print(f"each fold model alone (mean over the {folds} folds, then over seeds)")
+        _print_figures(report["test_fold_mean"], report.get("task"))
     per_class = report["runs"][0].get("per_class")
     if per_class:  # minority over-calling shows as predicted >> support with low precision
         print(f"\nper class (seed {report['runs'][0]['seed']}, test)   support  predicted  precision  recall     F1")

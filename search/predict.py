@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from models import build_model
+from models import build_predictor
 from models.tasks import get_task
 from search.export import read_export, torch_threads
 from search.storage import SearchError
@@ -58,14 +58,16 @@ def _load_model(path: Path, config: dict, info, export: Path) -> torch.nn.Module
     state = saved.get("state_dict") if isinstance(saved, dict) else None
     if not isinstance(state, dict):
         raise SearchError(f"{path}: holds no 'state_dict'; pass the best_model.pt that `nextsweep retrain` wrote")
-    model = build_model(config, info)
+    states = saved.get("fold_states") or [state]  # a k-fold retrain: its folds' ensemble, as retrain measured it
+    if not isinstance(states, list) or not all(isinstance(s, dict) for s in states):
+        raise SearchError(f"{path}: 'fold_states' is not a list of state dicts; pass the best_model.pt that "
+                          f"`nextsweep retrain` wrote")
     try:
-        model.load_state_dict(state)
+        return build_predictor(config, info, states)
     except RuntimeError as exc:  # missing / unexpected keys, size mismatches
         detail = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()] or [_first_line(exc)]
         raise SearchError(f"{path}: does not match the config of {export} ({detail[0][:200]}); pass the "
                           f"model that `nextsweep retrain {export}` wrote") from None
-    return model
 
 
 def _first_line(exc: Exception) -> str:

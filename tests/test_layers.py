@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from models.config import ModelConfig
-from models.layers import AttentionStack, Dropout, effective_p, gru_train_forward
+from models.layers import AttentionStack, Dropout, effective_p, gru_train_forward, set_matmul
 from models.networks import RecurrentBody
 
 
@@ -37,6 +37,34 @@ def test_attention_stack_matches_the_stock_transformer_encoder(train):
     assert torch.allclose(xa.grad, xb.grad, atol=1e-10)
     for (name, pa), pb in zip(ours.named_parameters(), stock.parameters()):
         assert torch.allclose(pa.grad, pb.grad, atol=1e-10), name
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])  # 0.1: the native attention kernel's path
+def test_bf16_matmul_trains_the_linear_maps_in_bf16_and_evaluates_in_fp32(dropout):
+    """`matmul: bf16` changes training outputs by bf16 rounding only, gives every weight a gradient
+    close to fp32's, keeps the state dict as it is, and leaves evaluation exactly fp32."""
+    torch.manual_seed(0)
+    ours = AttentionStack(32, 4, 64, dropout, 2)
+    x, pad = torch.randn(4, 9, 32), _pad([9, 5, 3, 1], 9)
+    results = {}
+    for matmul in ("fp32", "bf16"):
+        set_matmul(ours, matmul)
+        ours.train()
+        torch.manual_seed(1)  # the same dropout masks for both
+        out = ours(x, src_key_padding_mask=pad)
+        ours.zero_grad()
+        out[~pad].square().sum().backward()
+        ours.eval()
+        results[matmul] = (out.detach(), {n: p.grad.clone() for n, p in ours.named_parameters()},
+                           ours(x, src_key_padding_mask=pad))
+    (out32, grads32, eval32), (out16, grads16, eval16) = results["fp32"], results["bf16"]
+    real = ~pad
+    assert not torch.equal(out16[real], out32[real])  # bf16 did run
+    assert torch.allclose(out16[real], out32[real], atol=0.05, rtol=0.02)
+    assert out16.dtype == torch.float32
+    for name, g in grads32.items():
+        assert torch.linalg.norm(grads16[name] - g) <= 0.05 * torch.linalg.norm(g) + 1e-4, name
+    assert torch.equal(eval16, eval32)  # validation stays fp32
 
 
 def test_attention_stack_has_the_stock_parameter_count_and_independent_layers():

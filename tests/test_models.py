@@ -200,6 +200,16 @@ def test_bad_configs_name_the_key():
         split_config({"family": "cnn"})
     with pytest.raises(ModelError, match="heads=3: must divide d_model=32"):
         split_config({"d_model": 32, "heads": 3})
+    with pytest.raises(ModelError, match="matmul='fp16': not supported; use one of fp32, bf16"):
+        split_config({"matmul": "fp16"})
+
+
+@pytest.mark.parametrize("family", ["pointer", "transformer"])
+def test_bf16_matmul_fits_and_learns(data, user_baseline_acc1, family):
+    """`matmul: bf16` trains the attention families through fit() as well as fp32 does on this data."""
+    result = fit({**SMALL, "family": family, "epochs": 4, "lr": 3e-3, "metric": "val_acc1", "matmul": "bf16",
+                  "dropout": 0.1}, data)
+    assert result.best_metrics["val_acc1"] > user_baseline_acc1 + 0.1, result.best_metrics
 
 
 def test_metrics_on_a_known_example():

@@ -31,9 +31,9 @@ CASES = {
 }
 
 
-def exported(tmp_path, task: str):
+def exported(tmp_path, task: str, spec: dict | None = None, config: dict | None = None):
     """A one-trial study shaped like a sweep's, exported as `export` does."""
-    spec, config, _ = CASES[task]
+    spec, config = spec or CASES[task][0], config or CASES[task][1]
     data = load_data(spec, "test", task)
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     study = optuna.create_study(study_name=task, storage=url, direction="maximize")
@@ -77,6 +77,46 @@ def test_predict_round_trip(tmp_path, capsys, task):
     key = CASES[task][2]  # Acc@1 (location) / Hit@1 (vector) from the file = retrain's test figure
     assert float((table["pred_1"] == table["target"]).mean()) == pytest.approx(report["runs"][0]["test"][key], abs=1e-12)
     assert not list(out.parent.glob(".*"))  # written through a temp file, none left
+
+
+def test_kfold_retrain_serves_and_measures_the_fold_ensemble(tmp_path, capsys):
+    """With folds, best_model.pt keeps every fold's weights, predict serves their ensemble (the mean
+    of their probabilities), and retrain's test figures are that same predictor's."""
+    spec = {"synthetic": {"groups": 24, "steps": 30, "dim": 12, "items": 60, "n_folds": 3, "seed": 1}}
+    config = {"family": "gru", "d_model": 16, "layers": 1, "loss": "ce", "lr": 0.01, "epochs": 2, "batch_size": 64,
+              "metric": "val_f1", "folds": 3, "seed": 0}
+    path, data = exported(tmp_path, "category", spec, config)
+    assert main(["retrain", str(path), "--seeds", "1"]) == 0
+    assert "the ensemble of the 3 fold models (what predict serves)" in capsys.readouterr().out
+    report = json.loads((path.with_suffix("") / "retrain.json").read_text())
+    saved = torch.load(path.with_suffix("") / "best_model.pt", weights_only=True)
+    assert len(saved["fold_states"]) == 3 and report["folds"] == 3
+    folds = []
+    for state in saved["fold_states"]:
+        model = build_model(config, data.info)
+        model.load_state_dict(state)
+        folds.append(model)
+    out = tmp_path / "p.parquet"
+    assert main(["predict", str(path), "--top-k", "2", "--out", str(out)]) == 0
+    table = pq.read_table(out).to_pandas()
+    probs = [np.exp(model_scores(m, data, "test")) for m in folds]
+    labels = np.asarray(data.info.classes, dtype=object)
+    assert (table["pred_1"].to_numpy() == labels[np.mean(probs, 0).argmax(1)]).all()  # the ensemble's choice
+    assert np.allclose(np.exp(table["score_1"]), np.mean(probs, 0).max(1), atol=1e-6)
+    assert not np.allclose(np.exp(table["score_1"]), probs[0].max(1), atol=1e-3)  # not the first fold alone
+    accuracy = float((table["pred_1"] == table["target"]).mean())
+    assert accuracy == pytest.approx(report["test"]["acc1"]["mean"], abs=1e-12)  # measured = served
+    alone = np.mean([(p.argmax(1) == data["test"].target).mean() for p in probs])
+    assert report["test_fold_mean"]["acc1"]["mean"] == pytest.approx(alone, abs=1e-12)
+    assert sum(c["predicted"] for c in report["runs"][0]["per_class"].values()) == len(data["test"])
+
+
+def model_scores(model, data, split) -> np.ndarray:
+    """A model's log-probabilities over a split, in the split's row order."""
+    scores = np.zeros((len(data[split]), len(data.info.classes)))
+    for out, b in outputs(model, data[split], 512):
+        scores[b.index.numpy()] = out.numpy()
+    return scores
 
 
 def test_predict_category_labels(tmp_path):

@@ -7,6 +7,7 @@ its data reader.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Callable, Iterable, Iterator
 
@@ -72,6 +73,11 @@ class Task(ABC):
     def top_k(self, model: nn.Module, data: Dataset, split: str, k: int, batch_size: int = 512) -> dict[str, np.ndarray]:
         """The k best predictions per sample of one split, best first, in this task's own terms:
         {"target": [N], "pred": [N, k], "score": float [N, k]} (for `nextsweep predict`)."""
+
+    def combine(self, outs: list[torch.Tensor]) -> torch.Tensor:
+        """One output from several models' outputs for the same batch (a k-fold fit's fold models
+        served as one): the mean of their probabilities, as log-probabilities."""
+        return torch.logsumexp(torch.stack(outs), 0) - math.log(len(outs))
 
     def details(self, model: nn.Module, data: Dataset, split: str) -> dict:
         """Extra per-split figures for export and retrain (e.g. per-class precision/recall)."""

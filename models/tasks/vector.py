@@ -70,6 +70,11 @@ class VectorTask(Task):
             scores.append(top.values.float())
         return {"target": data[split].target_id, "pred": split_order(rows, ids), "score": split_order(rows, scores)}
 
+    def combine(self, outs: list[torch.Tensor]) -> torch.Tensor:
+        """The mean of the unit vectors: it ranks the bank by the models' mean cosine, and no model's
+        output norm outweighs the others'."""
+        return torch.stack([F.normalize(o, dim=-1) for o in outs]).mean(0)
+
     def reference_scores(self, data: Dataset) -> dict[str, dict[str, float]]:
         """The most frequent train target vector for every sample; and, where inputs and targets
         live in one space, persistence (the last input vector) and history_sum (the sum of the
