@@ -383,10 +383,11 @@ def main() -> None:
                 more = f"  (screened {r['screened']}, trained fully {r['trained_fully']})" if "screened" in r else ""
                 print(f"{objective} seed {seed} {method:<10} trials {r['trials']:>4}  "
                       f"final best {r['final_best']:.4f}{more}", flush=True)
+    from train_throughput import cpu_name  # not at the top: a run's child must not import torch before its clock
     partial.unlink()
     report(rows, a.objective, a.methods, {"cpu_minutes": a.cpu_minutes, "max_epochs": a.max_epochs,
                                           "one_epoch_share": a.one_epoch_share, "set": a.set,
-                                          "startup_trials": a.startup_trials}, Path(a.out))
+                                          "startup_trials": a.startup_trials, "cpu": cpu_name()}, Path(a.out))
 
 
 SETTINGS = ("cpu_minutes", "max_epochs", "one_epoch_share", "set", "startup_trials")
@@ -417,7 +418,8 @@ def report(rows: list[dict], objectives: list[str], methods: list[str], settings
         print_summary(s)
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = {**{k: settings[k] for k in ("cpu_minutes", "max_epochs", "one_epoch_share")},
-                "set": settings.get("set", []), "startup_trials": settings.get("startup_trials")}  # older runs: none
+                "set": settings.get("set", []), "startup_trials": settings.get("startup_trials"),  # older runs: none
+                "cpu": settings.get("cpu")}  # times hold for that CPU only; older runs: none
     out.write_text(json.dumps(_finite({"runs": rows, "summary": summaries, **settings}), indent=2) + "\n")
     for o in objectives:
         png = out.with_name(f"{out.stem}_{o.replace(':', '_')}.png")
