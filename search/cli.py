@@ -224,7 +224,8 @@ def cmd_space_check(a: argparse.Namespace) -> int:
     print(f"data         {info.name}: {info.n_locations:,} location classes, train {info.split_sizes['train']:,} samples")
     print(f"objective    {space.metric} ({space.mode}); ASHA max_epochs {space.asha.max_epochs}, "
           f"grace {space.asha.grace_period}, reduction {space.asha.reduction_factor:g}"
-          + (f", {space.asha.brackets} brackets" if space.asha.brackets > 1 else ""))
+          + (f", {space.asha.brackets} brackets" if space.asha.brackets > 1 else "")
+          + (", strict promotions" if space.asha.strict else ""))
     budget = f"{space.max_params:,} parameters" if space.max_params else "none"
     print(f"budget       {budget}" + (f"; width fitted: {space.width}" if space.max_params and space.width else ""))
     print("params")

@@ -16,6 +16,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers.async_hyperband import _Bracket
 from ray.tune.search import Searcher
 
 from search.draft import DraftTrial, stored_distributions, waiting_trials
@@ -26,15 +27,39 @@ from spaces import CompiledSpace, record_rejection
 MAX_REJECTIONS_IN_A_ROW = 1000
 
 
+class StrictBracket(_Bracket):
+    """A bracket with the ASHA paper's promotion rule (Li et al. 2020): a trial arriving at a rung
+    goes on only if it ranks in the top floor(n / rf) of the n results the rung holds, its own
+    included; a tie passes. Ray's rule compares it with the (1 - 1/rf) quantile of the earlier
+    results only, so the first trial at each rung always goes on, however weak: early in a sweep
+    that trains a few random configs to max_epochs before any rival has reported."""
+
+    def on_result(self, trial, cur_iter: int, cur_rew: float | None) -> str:
+        for milestone, recorded in self._rungs:  # the highest milestone first
+            if cur_iter < milestone or trial.trial_id in recorded:
+                continue
+            if cur_rew is None:
+                return super().on_result(trial, cur_iter, cur_rew)  # Ray's warning; nothing to rank
+            better = sum(v > cur_rew for v in recorded.values())  # a NaN (diverged) ranks below every number
+            recorded[trial.trial_id] = cur_rew
+            passes = cur_rew == cur_rew and better < (len(recorded) // self.rf)
+            return ASHAScheduler.CONTINUE if passes else ASHAScheduler.STOP
+        return ASHAScheduler.CONTINUE
+
+
 class RecordingASHA(ASHAScheduler):
     """ASHA that remembers the trials it stopped, so PRUNED in Optuna matches what ASHA did, and
     that picks each trial's bracket (asha.brackets > 1) from its own seeded stream: Ray's draws
-    from numpy's global random state, so the same seed gave a different bracket per trial."""
+    from numpy's global random state, so the same seed gave a different bracket per trial.
+    `strict` swaps Ray's promotion rule for the paper's (StrictBracket)."""
 
-    def __init__(self, *, seed: int = 0, **kwargs):
+    def __init__(self, *, seed: int = 0, strict: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.stopped: set[str] = set()
         self.bracket_draws = np.random.default_rng(seed)
+        if strict:
+            for bracket in self._brackets:
+                bracket.__class__ = StrictBracket
 
     def on_trial_add(self, tune_controller, trial):
         state = np.random.get_state()

@@ -112,7 +112,8 @@ def space_signature(space) -> dict:
     return {"task": space.task, "folds": space.folds, "forbid": space.forbid,
             "metric": space.metric, "mode": space.mode, "budget": space.max_params, "width": space.width,
             "asha": [space.asha.max_epochs, space.asha.grace_period, space.asha.reduction_factor]
-                    + ([space.asha.brackets] if space.asha.brackets != 1 else []),  # studies before brackets resume
+                    + ([space.asha.brackets] if space.asha.brackets != 1 or space.asha.strict else [])
+                    + (["strict"] if space.asha.strict else []),  # studies from before either option resume
             "params": {p.name: [p.kind, p.low, p.high, p.step, p.log, p.choices, p.value, p.when]
                        for p in space.params}}
 
@@ -357,7 +358,8 @@ def rung_epochs(asha) -> list[int]:
 def make_asha(a, seed: int = 0):
     from search.searcher import RecordingASHA
     return RecordingASHA(time_attr="epoch", max_t=a.max_epochs, grace_period=a.grace_period,
-                         reduction_factor=a.reduction_factor, brackets=a.brackets, seed=seed)
+                         reduction_factor=a.reduction_factor, brackets=a.brackets, seed=seed,
+                         strict=a.strict)
 
 
 def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:

@@ -96,6 +96,64 @@ def test_asha_ranks_on_the_best_epoch_so_far(tmp_path):
     assert worse == RecordingASHA.STOP  # the rung still prunes a trial whose best is weak
 
 
+
+def rung_decisions(strict: bool, values: list[float], rf: float = 3) -> list[str]:
+    """Each trial's decision at ASHA's first rung (epoch 1), the trials arriving in this order."""
+    asha = RecordingASHA(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=rf, strict=strict)
+    asha.set_search_properties("best_val_hit5", "max")
+    out = []
+    for i, v in enumerate(values):
+        t = SimpleNamespace(trial_id=f"t{i}")
+        asha.on_trial_add(None, t)
+        out.append(asha.on_trial_result(None, t, row(1, v, v, 1)))
+    return out
+
+
+def test_strict_asha_does_not_let_the_first_trials_pass_unopposed():
+    """Ray's rule continues the first trial at a rung whatever its value, and the second if it beats
+    the first; the paper's rule (asha.strict) needs rf results at the rung, then the top floor(n/rf)."""
+    go, stop = RecordingASHA.CONTINUE, RecordingASHA.STOP
+    values = [0.1, 0.2, 0.5, 0.4, 0.3, 0.45, 0.6]
+    assert rung_decisions(False, values) == [go, go, go, go, stop, go, go]  # 0.4 >= quantile 0.3 of .1 .2 .5
+    # n = 1, 2: nobody passes; n = 3: top 1 (0.5 is); n = 4, 5: top 1 (0.4 and 0.3 are not);
+    # n = 6: top 2 (0.45 is second); n = 7: top 2 (0.6 is first)
+    assert rung_decisions(True, values) == [stop, stop, go, stop, stop, go, go]
+    assert rung_decisions(True, [0.5, 0.5, 0.5]) == [stop, stop, go]  # a tie passes once n allows it
+    assert rung_decisions(True, [0.5, float("nan"), 0.4, 0.3], rf=2) == [stop, stop, stop, stop]
+    assert rung_decisions(True, [float("nan"), 0.5, 0.2], rf=2) == [stop, go, stop]  # a NaN ranks last
+
+
+def test_strict_asha_stops_at_every_rung_and_records_pruned(tmp_path):
+    """A trial that passed the first rung meets the rule again at the next, and a stop lands in the
+    searcher's record (what Optuna's PRUNED follows)."""
+    asha = RecordingASHA(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3, strict=True)
+    asha.set_search_properties("best_val_hit5", "max")
+    trials = [SimpleNamespace(trial_id=f"t{i}") for i in range(3)]
+    for t in trials:
+        asha.on_trial_add(None, t)
+    for t, v in zip(trials, (0.2, 0.3, 0.4)):
+        asha.on_trial_result(None, t, row(1, v, v, 1))
+    assert asha.stopped == {"t0", "t1"}
+    for epoch in (2, 3):
+        decision = asha.on_trial_result(None, trials[2], row(epoch, 0.5, 0.5, epoch))
+    assert decision == RecordingASHA.STOP and "t2" in asha.stopped  # alone at the epoch-3 rung
+
+
+def test_strict_asha_is_part_of_the_space_signature(tmp_path):
+    """A study swept with one rule does not resume under the other, and both are named in words."""
+    from search.outcomes import asha_text
+    from search.sweep import make_asha, space_signature
+    plain, _ = load(tmp_path)
+    strict, _ = load(tmp_path, SPACE.replace("reduction_factor: 2}", "reduction_factor: 2, strict: true}"))
+    assert space_signature(plain)["asha"] == [4, 1, 2.0]  # unchanged for studies from before the option
+    assert space_signature(strict)["asha"] == [4, 1, 2.0, 1, "strict"]
+    assert asha_text(space_signature(strict)["asha"]) == "max_epochs 4, grace period 1, reduction factor 2, " \
+                                                         "strict promotions"
+    assert asha_text([4, 1, 2.0, 2]) == "max_epochs 4, grace period 1, reduction factor 2, 2 brackets"
+    assert all(type(b).__name__ == "StrictBracket" for b in make_asha(strict.asha)._brackets)
+    assert not any(type(b).__name__ == "StrictBracket" for b in make_asha(plain.asha)._brackets)
+
+
 UNBUILDABLE_SPACE = """
 name: odd
 data: {synthetic: {users: 12, days: 40, locations: 60, seed: 2}}

@@ -52,6 +52,8 @@ BAD = {
     "missing dataset dir": (GOOD.replace("{synthetic: {users: 5, days: 40, locations: 40}}", "{path: nowhere}"),
                             "data.path:"),
     "zero brackets": (GOOD.replace("asha: {max_epochs: 2}", "asha: {max_epochs: 2, brackets: 0}"), "asha.brackets:"),
+    "strict not bool": (GOOD.replace("asha: {max_epochs: 2}", "asha: {max_epochs: 2, strict: yes_please}"),
+                        "asha.strict: must be true or false, got 'yes_please'"),
     "bool as int": (GOOD + "  tied_head: {type: categorical, choices: [yes_please]}\n", "tied_head must be true or false"),
 }
 
