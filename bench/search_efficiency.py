@@ -40,6 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,8 +80,9 @@ class DefineByRun:
         import optuna
         p = self.compiled.propose(trial)
         while self.redraw and not p.feasible:
-            if self.draws is None:
-                self.draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.seed + trial.number))
+            if self.draws is None:  # a stream apart from the study's: seeded seed + number, it repeated its draws
+                entropy = np.random.SeedSequence([self.seed, trial.number, 1]).generate_state(1)[0]
+                self.draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=int(entropy)))
             t = self.draws.ask()
             p = self.compiled.propose(t)
             self.draws.tell(t, 0.0)
@@ -193,13 +195,13 @@ def run_one(method: str, task: str, metric: str, seed: int, cpu_minutes: float, 
             b = Baseline(space, tmp, seed)
             extra = (run_one_epoch(b, budget_s, share, start) if method == "one_epoch" else
                      run_random(b, budget_s) if method == "random" else run_stock(b, budget_s))
-        points, trials = [], 0
+        points, trials, detail = [], 0, []
         for result in tmp.glob("**/result.json"):
             trials += "one_epoch_full" not in result.parts  # (d)'s second phase trains configs already counted
-            for line in result.read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    points.append((row["timestamp"] - start, row.get(metric, 0.0)))
+            rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+            points += [(row["timestamp"] - start, row.get(metric, 0.0)) for row in rows]
+            if rows:
+                detail.append(trial_detail(result, rows, metric, start))
     points.sort()
     curve, best = [], 0.0
     for t, v in points:
@@ -207,7 +209,21 @@ def run_one(method: str, task: str, metric: str, seed: int, cpu_minutes: float, 
             best = v
             curve.append((round(t, 1), v))
     return {"method": method, "objective": f"{task}:{metric}", "seed": seed, "trials": trials, "final_best": best,
-            "curve": curve, "wall_s": budget_s, **extra}
+            "curve": curve, "wall_s": budget_s, "trial_detail": sorted(detail, key=lambda d: d["end_s"]), **extra}
+
+
+DETAIL_KEYS = ("family", "d_model", "layers", "batch_size", "lr", "loss", "sampler", "schedule")
+
+
+def trial_detail(result: Path, rows: list[dict], metric: str, start: float) -> dict:
+    """One trial's size, shape and value at each epoch, for reading a run afterwards."""
+    params = result.with_name("params.json")
+    config = json.loads(params.read_text()) if params.exists() else {}
+    engine = config.get("pick", config).get("engine", {})
+    return {"end_s": round(rows[-1]["timestamp"] - start, 1), "epochs": len(rows),
+            "best": max(_number(r.get(metric)) for r in rows), "by_epoch": [round(_number(r.get(metric)), 4) for r in rows],
+            "n_params": rows[-1].get("n_params") or config.get("pick", config).get("n_params"),
+            "phase": result.parent.parent.name, **{k: engine[k] for k in DETAIL_KEYS if k in engine}}
 
 
 def time_to(curve: list, target: float) -> float:
