@@ -347,6 +347,9 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--summary-of", metavar="JSON", nargs="+",
                     help="print the tables and redraw the plots of a saved run (this script's --out), training "
                          "nothing; several JSONs of the same settings (e.g. other methods) are merged into --out")
+    ap.add_argument("--replace", action="store_true",
+                    help="with --summary-of: a run in a later JSON replaces an earlier JSON's run of the same "
+                         "method, objective and seed (a rerun), instead of being refused")
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # child: METHOD OBJECTIVE SEED
     ap.add_argument("--out", default="bench/out/search_efficiency.json")
     a = ap.parse_args()
@@ -374,7 +377,7 @@ def main() -> None:
         return
     if a.summary_of:
         saved = [json.loads(Path(p).read_text()) for p in a.summary_of]
-        rows = merged_runs(a.summary_of, saved)
+        rows = merged_runs(a.summary_of, saved, a.replace)
         out = Path(a.summary_of[0]) if len(saved) == 1 else Path(a.out)
         report(rows, sorted({r["objective"] for r in rows}), list(METHODS), saved[0], out)
         return
@@ -409,10 +412,10 @@ def main() -> None:
 SETTINGS = ("cpu_minutes", "max_epochs", "one_epoch_share", "set", "startup_trials")
 
 
-def merged_runs(paths: list[str], saved: list[dict]) -> list[dict]:
+def merged_runs(paths: list[str], saved: list[dict], replace: bool = False) -> list[dict]:
     """The runs of several saved JSONs made with the same settings (e.g. methods run in separate
-    runs of this script), each (method, objective, seed) once."""
-    rows, seen = [], set()
+    runs of this script), each (method, objective, seed) once; with `replace`, the last file's."""
+    rows: dict[tuple, dict] = {}
     for path, doc in zip(paths, saved):
         for key in SETTINGS:
             if doc.get(key) != saved[0].get(key):
@@ -420,11 +423,11 @@ def merged_runs(paths: list[str], saved: list[dict]) -> list[dict]:
                          f"merge only runs made with the same settings")
         for r in doc["runs"]:
             key = (r["method"], r["objective"], r["seed"])
-            if key in seen:
-                sys.exit(f"{path}: {' '.join(map(str, key))} is also in an earlier file; give each run once")
-            seen.add(key)
-            rows.append(r)
-    return rows
+            if key in rows and not replace:
+                sys.exit(f"{path}: {' '.join(map(str, key))} is also in an earlier file; give each run once, "
+                         f"or --replace to let the later file's run stand")
+            rows[key] = r
+    return list(rows.values())
 
 
 def report(rows: list[dict], objectives: list[str], methods: list[str], settings: dict, out: Path) -> None:
