@@ -80,7 +80,7 @@ class DefineByRun:
         import optuna
         p = self.compiled.propose(trial)
         while self.redraw and not p.feasible:
-            if self.draws is None:  # a stream apart from the study's: seeded seed + number, it repeated its draws
+            if self.draws is None:  # apart from the study's: seeded seed + number, it replayed them
                 entropy = np.random.SeedSequence([self.seed, trial.number, 1]).generate_state(1)[0]
                 self.draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=int(entropy)))
             t = self.draws.ask()
@@ -221,7 +221,8 @@ def trial_detail(result: Path, rows: list[dict], metric: str, start: float) -> d
     config = json.loads(params.read_text()) if params.exists() else {}
     engine = config.get("pick", config).get("engine", {})
     return {"end_s": round(rows[-1]["timestamp"] - start, 1), "epochs": len(rows),
-            "best": max(_number(r.get(metric)) for r in rows), "by_epoch": [round(_number(r.get(metric)), 4) for r in rows],
+            "best": max(_number(r.get(metric)) for r in rows),
+            "by_epoch": [round(_number(r.get(metric)), 4) for r in rows],
             "n_params": rows[-1].get("n_params") or config.get("pick", config).get("n_params"),
             "phase": result.parent.parent.name, **{k: engine[k] for k in DETAIL_KEYS if k in engine}}
 
