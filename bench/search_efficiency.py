@@ -86,20 +86,26 @@ class DefineByRun:
             t = self.draws.ask()
             p = self.compiled.propose(t)
             self.draws.tell(t, 0.0)
-        return {"engine": {**p.config, "seed": self.seed * 100_003 + trial.number}, "cpus": 1, "n_params": p.n_params}
+        return {"engine": {**p.config, "seed": self.seed * 100_003 + trial.number}, "cpus": 1, "n_params": p.n_params,
+                "feasible": p.feasible}
 
 
 def naive_budget(config, data, max_params, metric):
-    """Over budget: report a zero at once and stop, the common hand-written Ray way. A config
+    """Over budget (or forbidden by the space): report a zero at once and stop, the common hand-written Ray way. A config
     with "from" (a checkpoint directory) continues that trial's training."""
     from ray import tune
 
     from search.trainable import train_trial
     config = config.get("pick", config)  # the one-epoch baseline's second phase hands out whole configs
-    if config["n_params"] > max_params:
+    if not trainable_in_budget(config, max_params):
         tune.report({"epoch": 1, metric: 0.0, "epoch_s": 0.0, "last": True})
         return
     train_trial(config, data, start_from=tune.Checkpoint(config["from"]) if config.get("from") else None)
+
+
+def trainable_in_budget(config: dict, max_params: int) -> bool:
+    """False for a draw the space rules out: over budget, forbidden or unbuildable (counted as -1)."""
+    return config.get("feasible", True) and 0 <= config["n_params"] <= max_params
 
 
 class Baseline:

@@ -1,7 +1,10 @@
-"""bench/search_efficiency.py's random search (a): an over-budget draw is redrawn from a stream of
-its own. Seeded like the study's sampler, that stream replayed the study's draws, so (a) and the
-one-epoch baseline (d) trained up to half their configs twice (Geolife 500K, seed 3: 21 distinct
-configs in the first 40)."""
+"""bench/search_efficiency.py's baselines keep to the space's rules.
+
+Random search (a) redraws an over-budget draw from a stream of its own. Seeded like the study's
+sampler, that stream replayed the study's draws, so (a) and the one-epoch baseline (d) trained up
+to half their configs twice (Geolife 500K, seed 3: 21 distinct configs in the first 40).
+Stock TPE (b) answers a draw the space rules out with a zero. A forbidden or unbuildable draw
+has no count (-1), and it used to be trained, over budget or not."""
 
 import json
 import sys
@@ -9,29 +12,53 @@ from pathlib import Path
 
 import optuna
 
+from data_io import DatasetInfo
 from spaces import CompiledSpace, parse_space
-from tests.test_budget import SHAPE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from search_efficiency import DefineByRun  # noqa: E402
+from search_efficiency import DefineByRun, trainable_in_budget  # noqa: E402
+
+SHAPE = DatasetInfo(
+    name="shape", n_locations=1187, n_users=46, split_sizes={}, max_history=54, params={},
+    cardinalities={"loc": 1187, "user": 46, "weekday": 7, "tod": 96, "dur": 96, "days_before": 8, "position": 54})
+
+
+def _space(forbid: list | None = None):
+    raw = {"name": "t", "data": {"synthetic": {"users": 5}}, "budget": {"max_params": 150_000},
+           "params": {"family": {"type": "categorical", "choices": ["gru", "lstm"]},
+                      "d_model": {"type": "int", "low": 16, "high": 256, "step": 16},
+                      "layers": {"type": "int", "low": 1, "high": 3},
+                      "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}}
+    if forbid:
+        raw["forbid"] = forbid
+    return parse_space(raw, Path("t.yaml"))
+
+
+def _draws(space, redraw: bool, n: int = 30) -> list[dict]:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    draw = DefineByRun(CompiledSpace(space, SHAPE, fit_width=False), seed=0, redraw=redraw)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        out.append(draw(trial))
+        study.tell(trial, 0.0)
+    return out
 
 
 def test_redrawn_configs_do_not_repeat_the_studys_draws():
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = parse_space({"name": "t", "data": {"synthetic": {"users": 5}}, "budget": {"max_params": 150_000},
-                         "params": {"family": {"type": "categorical", "choices": ["gru", "lstm"]},
-                                    "d_model": {"type": "int", "low": 16, "high": 256, "step": 16},
-                                    "layers": {"type": "int", "low": 1, "high": 3},
-                                    "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}}, Path("t.yaml"))
-    draw = DefineByRun(CompiledSpace(space, SHAPE, fit_width=False), seed=0, redraw=True)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    configs = []
-    for _ in range(30):
-        trial = study.ask()
-        config = draw(trial)
-        study.tell(trial, 0.0)
-        assert config["n_params"] <= 150_000
-        configs.append(json.dumps({k: v for k, v in config["engine"].items() if k != "seed"}, sort_keys=True))
-    over = sum(not CompiledSpace(space, SHAPE, fit_width=False).propose(t).feasible for t in study.trials)
-    assert over >= 10  # the redraw path is taken often
-    assert len(set(configs)) == 30  # lr is continuous: a repeat is a replayed draw
+    space = _space()
+    configs = _draws(space, redraw=True)
+    naive = _draws(space, redraw=False)  # the same study stream, not redrawn
+    assert sum(not c["feasible"] for c in naive) >= 10  # the redraw path is taken often
+    assert all(c["feasible"] and c["n_params"] <= 150_000 for c in configs)
+    keys = {json.dumps({k: v for k, v in c["engine"].items() if k != "seed"}, sort_keys=True) for c in configs}
+    assert len(keys) == 30  # lr is continuous: a repeat is a replayed draw
+
+
+def test_stock_tpe_answers_every_ruled_out_draw_with_a_zero():
+    configs = _draws(_space(forbid=[{"family": "lstm", "layers": 3}]), redraw=False, n=60)
+    forbidden = [c for c in configs if c["engine"]["family"] == "lstm" and c["engine"]["layers"] == 3]
+    assert forbidden and all(c["n_params"] == -1 for c in forbidden)
+    assert not any(trainable_in_budget(c, 150_000) for c in forbidden)
+    assert [trainable_in_budget(c, 150_000) for c in configs] == [c["feasible"] for c in configs]
