@@ -68,7 +68,7 @@ def space_file(tmp: Path, task: str, metric: str, max_epochs: int | None, sets: 
 
 class DefineByRun:
     """The space as Ray users write it for OptunaSearch: the width drawn like any parameter. With
-    `redraw` (random search), over-budget draws are redrawn from an independent random stream."""
+    `redraw` (random search), draws the space rules out are redrawn from an independent random stream."""
 
     def __init__(self, compiled, seed: int, redraw: bool):
         self.compiled, self.seed, self.redraw, self.draws = compiled, seed, redraw, None
@@ -91,8 +91,8 @@ class DefineByRun:
 
 
 def naive_budget(config, data, max_params, metric):
-    """Over budget (or forbidden by the space): report a zero at once and stop, the common hand-written Ray way. A config
-    with "from" (a checkpoint directory) continues that trial's training."""
+    """Over budget, forbidden or unbuildable: report a zero at once and stop, the common hand-written
+    Ray way. A config with "from" (a checkpoint directory) continues that trial's training."""
     from ray import tune
 
     from search.trainable import train_trial
