@@ -105,7 +105,7 @@ def naive_budget(config, data, max_params, metric):
 
 def trainable_in_budget(config: dict, max_params: int) -> bool:
     """False for a draw the space rules out: over budget, forbidden or unbuildable (counted as -1)."""
-    return config.get("feasible", True) and 0 <= config["n_params"] <= max_params
+    return config["feasible"] and 0 <= config["n_params"] <= max_params
 
 
 class Baseline:
@@ -225,11 +225,12 @@ def trial_detail(result: Path, rows: list[dict], metric: str, start: float) -> d
     """One trial's size, shape and value at each epoch, for reading a run afterwards."""
     params = result.with_name("params.json")
     config = json.loads(params.read_text()) if params.exists() else {}
-    engine = config.get("pick", config).get("engine", {})
+    config = config.get("pick", config)  # (d)'s second phase hands out whole configs
+    engine = config.get("engine", {})
     return {"end_s": round(rows[-1]["timestamp"] - start, 1), "epochs": len(rows),
             "best": max(_number(r.get(metric)) for r in rows),
             "by_epoch": [round(_number(r.get(metric)), 4) for r in rows],
-            "n_params": rows[-1].get("n_params") or config.get("pick", config).get("n_params"),
+            "n_params": rows[-1].get("n_params") or config.get("n_params"),
             "phase": result.parent.parent.name, **{k: engine[k] for k in DETAIL_KEYS if k in engine}}
 
 

@@ -12,15 +12,11 @@ from pathlib import Path
 
 import optuna
 
-from data_io import DatasetInfo
+from data_io.geolife import GEOLIFE_SHAPE
 from spaces import CompiledSpace, parse_space
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from search_efficiency import DefineByRun, trainable_in_budget  # noqa: E402
-
-SHAPE = DatasetInfo(
-    name="shape", n_locations=1187, n_users=46, split_sizes={}, max_history=54, params={},
-    cardinalities={"loc": 1187, "user": 46, "weekday": 7, "tod": 96, "dur": 96, "days_before": 8, "position": 54})
 
 
 def _space(forbid: list | None = None):
@@ -36,7 +32,7 @@ def _space(forbid: list | None = None):
 
 def _draws(space, redraw: bool, n: int = 30) -> list[dict]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    draw = DefineByRun(CompiledSpace(space, SHAPE, fit_width=False), seed=0, redraw=redraw)
+    draw = DefineByRun(CompiledSpace(space, GEOLIFE_SHAPE, fit_width=False), seed=0, redraw=redraw)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     out = []
     for _ in range(n):
