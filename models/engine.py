@@ -25,6 +25,7 @@ from data_io.folds import fold_view
 from models.build import build_model
 from models.config import ModelConfig, ModelError, NonFiniteLoss, NonFiniteMetricError, TrainConfig, split_config
 from models.layers import set_matmul
+from models.optim import FlatAdamW
 from models.tasks import LossFn, Task, get_task
 
 
@@ -81,12 +82,9 @@ def evaluate(model: nn.Module, data: Dataset, split: str = "val", batch_size: in
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and norms (1-D tensors). Fused: one kernel for all
-    parameters instead of ~10 small ops per tensor (a tenth of a transformer step on the CPU)."""
-    decay = [p for p in model.parameters() if p.dim() > 1]
-    rest = [p for p in model.parameters() if p.dim() <= 1]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, fused=True)
+    """AdamW, no weight decay on biases and norms (1-D tensors), gradients clipped to `grad_clip`
+    inside its step, over flat parameter groups (models.optim: ~7% of a pointer step on the CPU)."""
+    return FlatAdamW(model, cfg.lr, cfg.weight_decay, cfg.grad_clip)
 
 
 def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
@@ -245,11 +243,9 @@ def _train_epoch(model, train: SplitArrays, cfg: TrainConfig, opt, sched, loss_f
         if not math.isfinite(value):
             raise NonFiniteLoss(f"non-finite training loss ({value}) at epoch {epoch} step {seen // cfg.batch_size + 1} "
                                 f"(lr={cfg.lr:g}); lower the learning rate or enable grad_clip")
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
-        if cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)  # 2 ops, not 2 per tensor
-        opt.step()
+        opt.step()  # clips to cfg.grad_clip first
         sched.step()
         total += value * len(b)
         seen += len(b)
