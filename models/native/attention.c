@@ -34,7 +34,7 @@ static void dropped(const Shape *s, int i, const float *restrict p, float *restr
     const uint32_t at = (uint32_t)base, c = (uint32_t)s->cut;
     const float scale = s->drop_scale;  /* a local: w cannot alias it, so the loop vectorises */
     for (int r = 0, n = s->t * s->t; r < n; r++)
-        w[r] = top_byte(lo, hi, at + (uint32_t)r) >= c ? p[r] * scale : 0.0f;
+        w[r] = drop_byte(lo, hi, at + (uint32_t)r) >= c ? p[r] * scale : 0.0f;
 }
 
 /* softmax of each row of problem i's scores in place; masked keys hold -1e30 (mask_bias) and get 0.
