@@ -6,9 +6,9 @@ measured side by side.
 The engine side is the product's own training step (`models.engine`): tensorised length-bucketed
 batches, the model as `build_model` makes it (the written-out attention layer, and the native
 kernels of models/native where they build: the GRU's recurrence, dropout, attention with dropped
-weights) and AdamW over flat parameter groups with clipping in its step (models.optim). The DataLoader side trains the same weights
-rebuilt from torch's stock layers (nn.TransformerEncoder, nn.Dropout, nn.GRU) with stock AdamW: the
-loop a user writes by hand. The engine's achieved FLOP/s (matmul FLOPs counted by torch's
+weights) and AdamW over flat parameter groups with clipping in its step (models.optim). The
+DataLoader side trains the same weights rebuilt from torch's stock layers (nn.TransformerEncoder,
+nn.Dropout, nn.GRU) with stock AdamW and clip_grad_norm_: the loop a user writes by hand. The engine's achieved FLOP/s (matmul FLOPs counted by torch's
 FlopCounterMode) is reported as a share of this machine's dense matmul FLOP/s at the model's size,
 measured in the same run.
 
