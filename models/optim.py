@@ -8,7 +8,8 @@ place. A step is then the gradient norm (one dot product per group) and one fuse
 group, which divides the gradients by the clipping factor as it reads them.
 
 The optimizer is a torch.optim.AdamW whose parameters are the flat tensors: learning-rate
-schedulers, state_dict() and load_state_dict() work as for AdamW.
+schedulers, state_dict() and load_state_dict() work as for AdamW, and load_state_dict() also takes
+the per-parameter state of torch's AdamW over the same model (what resume checkpoints held before).
 """
 
 from __future__ import annotations
@@ -30,10 +31,38 @@ class FlatAdamW(torch.optim.AdamW):
         for p in model.parameters():
             if p.requires_grad:
                 groups.setdefault((p.dim() > 1, p.dtype, p.device), []).append(p)
-        flats = [{"params": [_flatten(params)], "weight_decay": weight_decay if decay else 0.0}
+        flats = [{"params": [_flatten(params)], "weight_decay": weight_decay if decay else 0.0, "decay": decay}
                  for (decay, _, _), params in groups.items()]
         super().__init__(flats, lr=lr)
         self.max_norm = max_norm
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if any(len(g["params"]) != 1 for g in state_dict["param_groups"]):
+            state_dict = self._from_per_parameter(state_dict)
+        super().load_state_dict(state_dict)
+
+    def _from_per_parameter(self, saved: dict) -> dict:
+        """torch AdamW's state over [weights, biases and norms] groups, as nextsweep's engine saved it
+        before FlatAdamW, laid out as this optimizer's flat groups: each moment concatenated in the
+        model's parameter order, which both keep."""
+        old = saved["param_groups"]
+        kinds = [g["decay"] for g in self.param_groups]
+        if len(old) != 2 or len(set(kinds)) != len(kinds):
+            raise ValueError(f"optimizer state has {len(old)} parameter groups; expected AdamW's 2 "
+                             "(weights, then biases and norms) over a model of one dtype and device")
+        groups, state = [], {}
+        for i, (group, decay) in enumerate(zip(self.param_groups, kinds)):
+            was = old[0 if decay else 1]
+            flat = group["params"][0]
+            per_param = [saved["state"].get(k, {}) for k in was["params"]]
+            if all(per_param):
+                state[i] = {"step": per_param[0]["step"].clone(),
+                            **{m: torch.cat([s[m].reshape(-1) for s in per_param]) for m in ("exp_avg", "exp_avg_sq")}}
+                if state[i]["exp_avg"].numel() != flat.numel():
+                    raise ValueError(f"optimizer state holds {state[i]['exp_avg'].numel()} values for a group of "
+                                     f"{flat.numel()} parameters; it is from another model")
+            groups.append({**was, "params": [i], "decay": decay, "fused": group["fused"]})
+        return {"state": state, "param_groups": groups}
 
     def zero_grad(self, set_to_none: bool = False) -> None:
         for group in self.param_groups:

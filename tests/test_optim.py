@@ -86,3 +86,41 @@ def test_state_dict_resumes_bit_for_bit_with_a_scheduler():
         sched2.step()
     for a, b in zip(model.parameters(), again.parameters()):
         assert torch.equal(a, b)
+
+
+def test_loads_the_per_parameter_state_of_adamw_and_goes_on_as_it_would():
+    """Resume checkpoints written before FlatAdamW hold fused AdamW's state over two groups of
+    parameters; loaded, the flat optimizer continues that run's trajectory."""
+    stock = _model()
+    decay = [p for p in stock.parameters() if p.dim() > 1]
+    rest = [p for p in stock.parameters() if p.dim() <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": rest, "weight_decay": 0.0}],
+                            lr=1e-2, fused=True)  # as the engine built it then
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=10)
+    for step in range(10):
+        if step == 4:
+            saved = {"model": {k: v.clone() for k, v in stock.state_dict().items()},
+                     "opt": opt.state_dict(), "sched": sched.state_dict()}
+            saved["opt"]["state"] = {k: {n: t.clone() for n, t in s.items()} for k, s in saved["opt"]["state"].items()}
+        opt.zero_grad()
+        _loss(stock, step, 20.0).backward()
+        nn.utils.clip_grad_norm_(stock.parameters(), 1.0)
+        opt.step()
+        sched.step()
+    ours = _model(seed=1)
+    flat = FlatAdamW(ours, 1e-2, 0.05, 1.0)
+    sched2 = torch.optim.lr_scheduler.OneCycleLR(flat, max_lr=1e-2, total_steps=10)
+    ours.load_state_dict(saved["model"])
+    flat.load_state_dict(saved["opt"])
+    sched2.load_state_dict(saved["sched"])
+    assert [g["weight_decay"] for g in flat.param_groups] == [0.05, 0.0]
+    for step in range(4, 10):
+        flat.zero_grad()
+        _loss(ours, step, 20.0).backward()
+        flat.step()
+        sched2.step()
+    for (name, a), b in zip(ours.named_parameters(), stock.parameters()):
+        assert torch.allclose(a, b, atol=2e-5), name
+    with pytest.raises(ValueError, match="another model"):
+        FlatAdamW(nn.Sequential(nn.Embedding(31, 16), nn.Linear(16, 24), nn.LayerNorm(24), nn.GELU(), nn.Linear(24, 5)),
+                  1e-2, 0.05).load_state_dict(saved["opt"])
