@@ -12,10 +12,18 @@ def _model(seed: int = 0) -> nn.Module:
     return nn.Sequential(nn.Embedding(30, 16), nn.Linear(16, 24), nn.LayerNorm(24), nn.GELU(), nn.Linear(24, 5))
 
 
-def _stock(model: nn.Module, lr: float, wd: float) -> torch.optim.AdamW:
+def _stock(model: nn.Module, lr: float, wd: float, fused: bool | None = None) -> torch.optim.AdamW:
     decay = [p for p in model.parameters() if p.dim() > 1]
     rest = [p for p in model.parameters() if p.dim() <= 1]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}], lr=lr)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}], lr=lr,
+                             fused=fused)
+
+
+def _snapshot(model: nn.Module, opt: torch.optim.Optimizer, sched) -> dict:
+    """Copies of what a resume checkpoint holds, safe from the training that goes on."""
+    state = opt.state_dict()
+    state["state"] = {k: {n: t.clone() for n, t in s.items()} for k, s in state["state"].items()}
+    return {"model": {k: v.clone() for k, v in model.state_dict().items()}, "opt": state, "sched": sched.state_dict()}
 
 
 def _loss(model: nn.Module, step: int, big: float) -> torch.Tensor:
@@ -65,10 +73,7 @@ def test_state_dict_resumes_bit_for_bit_with_a_scheduler():
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=10)  # moves lr and beta1
     for step in range(10):
         if step == 4:
-            saved = {"model": {k: v.clone() for k, v in model.state_dict().items()},
-                     "opt": opt.state_dict(), "sched": sched.state_dict()}
-            saved["opt"] = {"state": {k: {n: t.clone() for n, t in s.items()} for k, s in saved["opt"]["state"].items()},
-                            "param_groups": saved["opt"]["param_groups"]}
+            saved = _snapshot(model, opt, sched)
         opt.zero_grad()
         _loss(model, step, 20.0).backward()
         opt.step()
@@ -92,16 +97,11 @@ def test_loads_the_per_parameter_state_of_adamw_and_goes_on_as_it_would():
     """Resume checkpoints written before FlatAdamW hold fused AdamW's state over two groups of
     parameters; loaded, the flat optimizer continues that run's trajectory."""
     stock = _model()
-    decay = [p for p in stock.parameters() if p.dim() > 1]
-    rest = [p for p in stock.parameters() if p.dim() <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": rest, "weight_decay": 0.0}],
-                            lr=1e-2, fused=True)  # as the engine built it then
+    opt = _stock(stock, 1e-2, 0.05, fused=True)  # as the engine built it then
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=10)
     for step in range(10):
         if step == 4:
-            saved = {"model": {k: v.clone() for k, v in stock.state_dict().items()},
-                     "opt": opt.state_dict(), "sched": sched.state_dict()}
-            saved["opt"]["state"] = {k: {n: t.clone() for n, t in s.items()} for k, s in saved["opt"]["state"].items()}
+            saved = _snapshot(stock, opt, sched)
         opt.zero_grad()
         _loss(stock, step, 20.0).backward()
         nn.utils.clip_grad_norm_(stock.parameters(), 1.0)
