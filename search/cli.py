@@ -458,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Optuna sampler (default tpe: multivariate, constant liar)")
     w.add_argument("--startup-trials", type=int, metavar="N",
                    help="random trials before tpe, cmaes or gp start modelling (default: the sampler's own, "
-                        "10 for tpe); fewer suit short sweeps")
+                        "10 for tpe); fewer suit short sweeps. tpe's start-up tries each choice of a "
+                        "categorical parameter (e.g. the family) once per round")
     w.add_argument("--seed", type=int, default=0, help="sweep seed: sampler seed and per-trial training seeds (default 0)")
     w.add_argument("--resume", action="store_true", help="continue --study after an interruption: no trial lost or repeated")
     w.add_argument("--dir", default="runs", help="sweep directory: SQLite study, Ray results, checkpoints (default runs)")

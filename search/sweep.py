@@ -75,11 +75,12 @@ def check_startup(name: str, startup: int | None) -> None:
                           f"--sampler {name} has no random start-up; use it with {', '.join(STARTUP_SAMPLERS)}"))
 
 
-def make_sampler(name: str, seed: int, startup: int | None = None) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, startup: int | None = None,
+                 cover_startup: bool = True) -> optuna.samplers.BaseSampler:
     check_startup(name, startup)
     kw = {} if startup is None else {"n_startup_trials": startup}
     if name == "tpe":  # constant liar: concurrent trials do not all get the same suggestion
-        return ColumnTPE(seed=seed, multivariate=True, constant_liar=True, **kw)
+        return ColumnTPE(seed=seed, multivariate=True, constant_liar=True, cover_startup=cover_startup, **kw)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":

@@ -19,9 +19,10 @@ kept up to date from the same read, and the mixtures' densities come from search
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import TPESampler
 from optuna.samplers._tpe.sampler import _get_infeasible_trial_score, default_gamma
 from optuna.study import Study, StudyDirection
@@ -86,12 +87,18 @@ class _History:
 
 
 class ColumnTPE(TPESampler):
-    def __init__(self, **kwargs) -> None:
+    """`cover_startup`: in the random start-up, each categorical parameter's draws go through its
+    choices in a seeded random order, each choice once per round, instead of independently. So a
+    start-up of at least k trials tries every one of a k-way choice (the model family): TPE is
+    slow to try a choice it has not seen (bench/startup_coverage.py)."""
+
+    def __init__(self, *, cover_startup: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self._parzen_estimator_cls = ColumnParzen
         self._history = _History()
         self._read_for: tuple[int, int] | None = None  # (study id, trial number) last read for
         self._running: list[FrozenTrial] = []
+        self._cover = _Rounds(kwargs.get("seed")) if cover_startup else None
 
     def __getstate__(self) -> dict:
         """Pickled (Tune saves its searcher) without the history: a cache of the study, read
@@ -175,6 +182,8 @@ class ColumnTPE(TPESampler):
         if study._is_multi_objective() or self._warn_independent_sampling:
             return super().sample_independent(study, trial, param_name, param_distribution)
         if not self._started(study, trial):
+            if self._cover is not None and isinstance(param_distribution, CategoricalDistribution):
+                return self._cover.draw(param_name, param_distribution)
             return self._random_sampler.sample_independent(study, trial, param_name, param_distribution)
         return self._sample(study, trial, {param_name: param_distribution})[param_name]
 
@@ -201,3 +210,20 @@ class ColumnTPE(TPESampler):
     def _compute_acquisition_func(self, samples: dict[str, np.ndarray], mpe_below, mpe_above) -> np.ndarray:
         below = mixture_log_pdf(mpe_below._mixture_distribution, mpe_below._transform(samples))
         return below - mixture_log_pdf(mpe_above._mixture_distribution, mpe_above._transform(samples))
+
+
+class _Rounds:
+    """Categorical draws in rounds: each round a seeded permutation of a parameter's choices."""
+
+    def __init__(self, seed: int | None) -> None:
+        self.seed = seed
+        self.left: dict[tuple, list] = {}
+        self.rounds: dict[tuple, int] = {}
+
+    def draw(self, name: str, dist: CategoricalDistribution):
+        key = (name, dist.choices)
+        if not self.left.get(key):
+            n = self.rounds[key] = self.rounds.get(key, -1) + 1
+            rng = np.random.default_rng(None if self.seed is None else [self.seed, zlib.crc32(name.encode()), n])
+            self.left[key] = [dist.choices[i] for i in rng.permutation(len(dist.choices))]
+        return self.left[key].pop()

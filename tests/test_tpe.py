@@ -78,3 +78,35 @@ def test_startup_trials_sets_the_samplers_start_up(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "--startup-trials" in err, err
     assert not any(tmp_path.iterdir())  # refused before any storage was made
+
+
+def startup_families(sampler, compiled, n):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    families = []
+    while len(families) < n:
+        trial = study.ask()
+        compiled.propose(trial)
+        families.append(trial.params["family"])
+        study.tell(trial, 0.5)
+    return families
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_the_sweeps_start_up_tries_every_family_once_per_round(seed):
+    # seed 4's independent start-up draws four GRUs and a transformer: TPE then took dozens of
+    # trials to try a pointer (bench/startup_coverage.py)
+    compiled = CompiledSpace(load_space(SPACE), GEOLIFE_SHAPE)
+    choices = set(compiled.space.param("family").choices)
+    families = startup_families(make_sampler("tpe", seed, startup=10), compiled, 10)
+    assert set(families[:5]) == choices and set(families[5:]) == choices
+    assert families == startup_families(make_sampler("tpe", seed, startup=10), compiled, 10)  # seeded
+    assert families != startup_families(make_sampler("tpe", seed + 1, startup=10), compiled, 10)
+
+
+def test_without_cover_the_start_up_draws_are_optunas():
+    compiled = CompiledSpace(load_space(SPACE), GEOLIFE_SHAPE)
+    ours = startup_families(make_sampler("tpe", 4, startup=10, cover_startup=False), compiled, 10)
+    stock = startup_families(optuna.samplers.TPESampler(seed=4, multivariate=True, constant_liar=True,
+                                                        n_startup_trials=10), compiled, 10)
+    assert ours == stock and len(set(ours[:5])) < 5
