@@ -18,13 +18,18 @@ import torch
 from torch import nn
 
 
+class DetachedGradient(RuntimeError):
+    """A parameter's gradient is no longer FlatAdamW's view: our bug, or a caller's misuse."""
+
+
 class FlatAdamW(torch.optim.AdamW):
     """AdamW (decoupled weight decay on tensors of 2 or more dimensions, none on biases and norms)
     over `model`'s trainable parameters, which become views into one flat tensor per group.
     `max_norm` > 0 clips the gradients' total norm to it, as clip_grad_norm_ would, inside step().
 
     The flat gradients are zeroed in place by zero_grad(); the parameters' .grad must stay the views
-    it set (never set them to None), and the model must not be moved to another device or dtype."""
+    it set (never set them to None), and the model must not be moved to another device or dtype:
+    step() raises DetachedGradient where either happened, rather than silently skip a parameter."""
 
     def __init__(self, model: nn.Module, lr: float, weight_decay: float, max_norm: float = 0.0):
         groups: dict[tuple, list[nn.Parameter]] = {}
@@ -35,6 +40,8 @@ class FlatAdamW(torch.optim.AdamW):
                  for (decay, _, _), params in groups.items()]
         super().__init__(flats, lr=lr)
         self.max_norm = max_norm
+        self._views = [(name, p, p.data_ptr(), p.grad.data_ptr())
+                       for name, p in model.named_parameters() if p.requires_grad]
 
     def load_state_dict(self, state_dict: dict) -> None:
         if any(len(g["params"]) != 1 for g in state_dict["param_groups"]):
@@ -72,6 +79,7 @@ class FlatAdamW(torch.optim.AdamW):
     def step(self, closure=None):
         if closure is not None:
             raise NotImplementedError("FlatAdamW.step takes no closure")
+        self._check_views()
         scale = self._clip_scale()
         for group in self.param_groups:
             p = group["params"][0]
@@ -86,6 +94,15 @@ class FlatAdamW(torch.optim.AdamW):
                                 weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
                                 grad_scale=scale, found_inf=None)
         return None
+
+    def _check_views(self) -> None:
+        """A parameter or gradient no longer inside the flat tensors would silently never be stepped.
+        Addresses, not identities: Module.to() swaps a gradient's storage and keeps the object."""
+        for name, p, data_at, grad_at in self._views:
+            if p.grad is None or p.grad.data_ptr() != grad_at or p.data_ptr() != data_at:
+                raise DetachedGradient(f"parameter {name!r} or its .grad is no longer FlatAdamW's view (set to None, "
+                                       "or the model moved to another device or dtype after the optimizer was built); "
+                                       "zero gradients with the optimizer's zero_grad() and build it after moving the model")
 
     def _clip_scale(self) -> torch.Tensor | None:
         """What the fused step divides the gradients by: clip_grad_norm_'s factor, inverted."""

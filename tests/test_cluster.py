@@ -20,6 +20,7 @@ import yaml
 from optuna.trial import TrialState
 
 from pgserver import free_port
+from ray._private.utils import get_ray_address_file
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -101,6 +102,14 @@ class Cluster:
     def stop(self) -> None:
         for name in [k for k in self.nodes if k != "node_head"] + [k for k in self.nodes if k == "node_head"]:
             self.kill(name)
+        self.forget_address()
+
+    def forget_address(self) -> None:
+        """`ray start --head` records its address, which a later plain ray.init() on this machine
+        connects to; `ray stop` removes it, a head killed by its process group does not."""
+        path = Path(get_ray_address_file(None))
+        if path.exists() and path.read_text().strip().endswith(f":{self.port}"):
+            path.unlink()
 
 
 @pytest.fixture(scope="module")

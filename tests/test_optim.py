@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.optim import FlatAdamW
+from models.optim import DetachedGradient, FlatAdamW
 
 
 def _model(seed: int = 0) -> nn.Module:
@@ -65,6 +65,24 @@ def test_parameters_and_gradients_stay_views_of_the_flat_tensors():
     for p in model.parameters():  # each parameter and gradient lives inside its group's flat storage
         assert any(p.untyped_storage().data_ptr() == f.untyped_storage().data_ptr() for f in flats)
         assert any(p.grad.untyped_storage().data_ptr() == f.grad.untyped_storage().data_ptr() for f in flats)
+
+
+@pytest.mark.parametrize("misuse", ["set_to_none", "to_float64"])
+def test_a_gradient_detached_from_the_flat_tensor_stops_the_step(misuse):
+    model = _model()
+    opt = FlatAdamW(model, 1e-3, 0.01, 1.0)
+    _loss(model, 0, 1.0).backward()
+    opt.step()  # the views as set: no error
+    if misuse == "set_to_none":
+        model.zero_grad(set_to_none=True)
+    else:
+        model.to(torch.float64)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(DetachedGradient, match="'0.weight'"):
+        if misuse == "set_to_none":
+            _loss(model, 1, 1.0).backward()
+        opt.step()
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))  # nothing half-stepped
 
 
 def test_state_dict_resumes_bit_for_bit_with_a_scheduler():
