@@ -19,7 +19,7 @@ from torch import nn
 
 
 class DetachedGradient(RuntimeError):
-    """A parameter's gradient is no longer FlatAdamW's view: our bug, or a caller's misuse."""
+    """A parameter or its gradient is no longer FlatAdamW's view: our bug, or a caller's misuse."""
 
 
 class FlatAdamW(torch.optim.AdamW):
