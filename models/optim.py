@@ -40,8 +40,7 @@ class FlatAdamW(torch.optim.AdamW):
                  for (decay, _, _), params in groups.items()]
         super().__init__(flats, lr=lr)
         self.max_norm = max_norm
-        self._views = [(name, p, p.data_ptr(), p.grad.data_ptr())
-                       for name, p in model.named_parameters() if p.requires_grad]
+        self._grads_at = [(name, p, p.grad.data_ptr()) for name, p in model.named_parameters() if p.requires_grad]
 
     def load_state_dict(self, state_dict: dict) -> None:
         if any(len(g["params"]) != 1 for g in state_dict["param_groups"]):
@@ -96,11 +95,13 @@ class FlatAdamW(torch.optim.AdamW):
         return None
 
     def _check_views(self) -> None:
-        """A parameter or gradient no longer inside the flat tensors would silently never be stepped.
-        Addresses, not identities: Module.to() swaps a gradient's storage and keeps the object."""
-        for name, p, data_at, grad_at in self._views:
-            if p.grad is None or p.grad.data_ptr() != grad_at or p.data_ptr() != data_at:
-                raise DetachedGradient(f"parameter {name!r} or its .grad is no longer FlatAdamW's view (set to None, "
+        """A gradient no longer inside the flat tensors would silently never be stepped. Addresses,
+        not identities: Module.to() swaps a gradient's storage (with its parameter's) and keeps the
+        object. ~20 us a step for 40 parameters."""
+        for name, p, grad_at in self._grads_at:
+            grad = p.grad
+            if grad is None or grad.data_ptr() != grad_at:
+                raise DetachedGradient(f"parameter {name!r}: its .grad is no longer FlatAdamW's view (set to None, "
                                        "or the model moved to another device or dtype after the optimizer was built); "
                                        "zero gradients with the optimizer's zero_grad() and build it after moving the model")
 
