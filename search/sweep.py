@@ -61,7 +61,8 @@ def parse_duration(text: str) -> float:
 
 def resumed_seed(name: str, seed: int, n_trials: int) -> int:
     """The sampler seed for a study that already holds n_trials: a fresh stream on every resume,
-    so TPE's random start-up (and the random sampler) do not propose the first configs again.
+    so TPE's random start-up (and the random sampler) do not propose the first configs again (TPE's
+    categorical rounds keep the sweep's seed and go on: make_sampler's `rounds_seed`).
     QMC keeps its seed: its sequence position lives in the study, and a new scramble would repeat it."""
     return seed if name == "qmc" or n_trials == 0 else seed + 1_000_003 * n_trials
 
@@ -75,12 +76,14 @@ def check_startup(name: str, startup: int | None) -> None:
                           f"--sampler {name} has no random start-up; use it with {', '.join(STARTUP_SAMPLERS)}"))
 
 
-def make_sampler(name: str, seed: int, startup: int | None = None,
-                 cover_startup: bool = True) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, startup: int | None = None, cover_startup: bool = True,
+                 rounds_seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """`rounds_seed`: the seed of TPE's start-up rounds (ColumnTPE), the sweep's own on a resume."""
     check_startup(name, startup)
     kw = {} if startup is None else {"n_startup_trials": startup}
     if name == "tpe":  # constant liar: concurrent trials do not all get the same suggestion
-        return ColumnTPE(seed=seed, multivariate=True, constant_liar=True, cover_startup=cover_startup, **kw)
+        return ColumnTPE(seed=seed, multivariate=True, constant_liar=True, cover_startup=cover_startup,
+                         rounds_seed=rounds_seed, **kw)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":
@@ -148,7 +151,8 @@ def open_study(opts: SweepOptions, space, storage) -> optuna.Study:
         study = optuna.load_study(study_name=opts.study, storage=storage)
         _check_resumable(study, space)
         n_trials = len(study.get_trials(deepcopy=False))
-        study.sampler = make_sampler(opts.sampler, resumed_seed(opts.sampler, opts.seed, n_trials), opts.startup_trials)
+        study.sampler = make_sampler(opts.sampler, resumed_seed(opts.sampler, opts.seed, n_trials), opts.startup_trials,
+                                     rounds_seed=opts.seed)
         return study
     if opts.study in names:
         raise SearchError(f"study '{opts.study}' already exists in {url}; pass --resume to continue it, "

@@ -90,15 +90,17 @@ class ColumnTPE(TPESampler):
     """`cover_startup`: in the random start-up, each categorical parameter's draws go through its
     choices in a seeded random order, each choice once per round, instead of independently. So a
     start-up of at least k trials tries every one of a k-way choice (the model family): TPE is
-    slow to try a choice it has not seen (bench/startup_coverage.py)."""
+    slow to try a choice it has not seen (bench/startup_coverage.py). The rounds are seeded by
+    `rounds_seed` (default: `seed`) and go on past the draws the study already holds, so a sweep
+    resumed mid start-up with a fresh `seed` finishes its round instead of starting a new one."""
 
-    def __init__(self, *, cover_startup: bool = False, **kwargs) -> None:
+    def __init__(self, *, cover_startup: bool = False, rounds_seed: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self._parzen_estimator_cls = ColumnParzen
         self._history = _History()
         self._read_for: tuple[int, int] | None = None  # (study id, trial number) last read for
         self._running: list[FrozenTrial] = []
-        self._cover = _Rounds(kwargs.get("seed")) if cover_startup else None
+        self._cover = _Rounds(kwargs.get("seed") if rounds_seed is None else rounds_seed) if cover_startup else None
 
     def __getstate__(self) -> dict:
         """Pickled (Tune saves its searcher) without the history: a cache of the study, read
@@ -183,9 +185,16 @@ class ColumnTPE(TPESampler):
             return super().sample_independent(study, trial, param_name, param_distribution)
         if not self._started(study, trial):
             if self._cover is not None and isinstance(param_distribution, CategoricalDistribution):
-                return self._cover.draw(param_name, param_distribution)
+                return self._cover.draw(param_name, param_distribution, lambda: self._drawn(study, trial, param_name,
+                                                                                          param_distribution))
             return self._random_sampler.sample_independent(study, trial, param_name, param_distribution)
         return self._sample(study, trial, {param_name: param_distribution})[param_name]
+
+    @staticmethod
+    def _drawn(study: Study, trial: FrozenTrial, name: str, dist: BaseDistribution) -> int:
+        """How many of the study's other trials drew this parameter from this distribution."""
+        return sum(t.number != trial.number and t.distributions.get(name) == dist
+                   for t in study._get_trials(deepcopy=False, use_cache=True))
 
     def _started(self, study: Study, trial: FrozenTrial) -> bool:
         """Past the random start-up: at least n_startup_trials COMPLETE or PRUNED trials."""
@@ -213,17 +222,27 @@ class ColumnTPE(TPESampler):
 
 
 class _Rounds:
-    """Categorical draws in rounds: each round a seeded permutation of a parameter's choices."""
+    """Categorical draws in rounds: each round a seeded permutation of a parameter's choices. On a
+    parameter's first draw, `drawn()` says how many draws the study holds already (a resume): the
+    rounds skip those, so they replay the draws of a sampler with the same seed."""
 
     def __init__(self, seed: int | None) -> None:
         self.seed = seed
         self.left: dict[tuple, list] = {}
         self.rounds: dict[tuple, int] = {}
 
-    def draw(self, name: str, dist: CategoricalDistribution):
+    def draw(self, name: str, dist: CategoricalDistribution, drawn=lambda: 0):
         key = (name, dist.choices)
+        if key not in self.rounds:  # the first draw: skip those the study holds
+            done, into = divmod(drawn() if self.seed is not None else 0, len(dist.choices))
+            self.rounds[key] = done if into else done - 1
+            if into:  # round `done` is under way; pop() takes from the end
+                self.left[key] = self._round(name, dist, done)[:len(dist.choices) - into]
         if not self.left.get(key):
-            n = self.rounds[key] = self.rounds.get(key, -1) + 1
-            rng = np.random.default_rng(None if self.seed is None else [self.seed, zlib.crc32(name.encode()), n])
-            self.left[key] = [dist.choices[i] for i in rng.permutation(len(dist.choices))]
+            n = self.rounds[key] = self.rounds[key] + 1
+            self.left[key] = self._round(name, dist, n)
         return self.left[key].pop()
+
+    def _round(self, name: str, dist: CategoricalDistribution, n: int) -> list:
+        rng = np.random.default_rng(None if self.seed is None else [self.seed, zlib.crc32(name.encode()), n])
+        return [dist.choices[i] for i in rng.permutation(len(dist.choices))]

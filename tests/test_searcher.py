@@ -214,6 +214,25 @@ def test_a_resumed_study_proposes_nothing_already_tried(tmp_path):
     assert not set(first) & set(second), "a resumed sweep proposed a configuration it had already tried"
 
 
+def test_a_resume_mid_start_up_finishes_its_round_of_families(tmp_path):
+    space, compiled = load(tmp_path)
+    from search.storage import open_storage
+    from search.sweep import _record_study
+
+    def families(run_dir, stop_after):
+        run_dir.mkdir()
+        opts = _opts(run_dir, space.path)
+        study = open_study(opts, space, open_storage(opts.storage))
+        _record_study(study, opts, space, "fp")
+        first = _propose(study, compiled, stop_after)
+        again = open_study(_opts(run_dir, space.path, resume=True), space, open_storage(opts.storage))
+        return [json.loads(p)["family"] for p in first + _propose(again, compiled, 8 - stop_after)]
+
+    whole = families(tmp_path / "whole", 8)
+    assert families(tmp_path / "resumed", 3) == whole  # the resumed sampler's other draws are fresh
+    assert all(set(whole[i:i + 2]) == {"gru", "transformer"} for i in (0, 2, 4, 6))
+
+
 @pytest.mark.parametrize("change, key", [("max_params: 20000", "budget"), ("high: 64", "params.d_model"),
                                           ("max_epochs: 4", "asha")])
 def test_resume_refuses_a_changed_space(tmp_path, change, key):

@@ -80,9 +80,10 @@ def test_startup_trials_sets_the_samplers_start_up(tmp_path, capsys):
     assert not any(tmp_path.iterdir())  # refused before any storage was made
 
 
-def startup_families(sampler, compiled, n):
+def startup_families(sampler, compiled, n, study=None):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study = study or optuna.create_study(direction="maximize", sampler=sampler)
+    study.sampler = sampler
     families = []
     while len(families) < n:
         trial = study.ask()
@@ -102,6 +103,23 @@ def test_the_sweeps_start_up_tries_every_family_once_per_round(seed):
     assert set(families[:5]) == choices and set(families[5:]) == choices
     assert families == startup_families(make_sampler("tpe", seed, startup=10), compiled, 10)  # seeded
     assert families != startup_families(make_sampler("tpe", seed + 1, startup=10), compiled, 10)
+
+
+@pytest.mark.parametrize("before", [3, 5, 7])
+def test_a_resumed_start_up_goes_on_with_the_rounds_it_was_in(before):
+    # `sweep --resume` gives the sampler a fresh seed and the rounds the sweep's own: they skip the
+    # draws the study holds, so the families are those of a sweep that never stopped
+    compiled = CompiledSpace(load_space(SPACE), GEOLIFE_SHAPE)
+    whole = startup_families(make_sampler("tpe", 2, startup=12), compiled, 12)
+
+    def resumed(rounds_seed):
+        study = optuna.create_study(direction="maximize")
+        first = startup_families(make_sampler("tpe", 2, startup=12), compiled, before, study)
+        sampler = make_sampler("tpe", 99, startup=12, rounds_seed=rounds_seed)
+        return first + startup_families(sampler, compiled, 12 - before, study)
+
+    assert resumed(2) == whole
+    assert resumed(None) != whole  # the test can fail: with the fresh seed the rounds start anew
 
 
 def test_without_cover_the_start_up_draws_are_optunas():
