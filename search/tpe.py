@@ -18,6 +18,7 @@ kept up to date from the same read, and the mixtures' densities come from search
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 
@@ -185,8 +186,8 @@ class ColumnTPE(TPESampler):
             return super().sample_independent(study, trial, param_name, param_distribution)
         if not self._started(study, trial):
             if self._cover is not None and isinstance(param_distribution, CategoricalDistribution):
-                return self._cover.draw(param_name, param_distribution, lambda: self._drawn(study, trial, param_name,
-                                                                                          param_distribution))
+                drawn = functools.partial(self._drawn, study, trial, param_name, param_distribution)
+                return self._cover.draw(param_name, param_distribution, drawn)
             return self._random_sampler.sample_independent(study, trial, param_name, param_distribution)
         return self._sample(study, trial, {param_name: param_distribution})[param_name]
 
