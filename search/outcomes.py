@@ -214,8 +214,8 @@ def config_text(t: FrozenTrial) -> str:
 
 
 def asha_text(asha: list) -> str:
-    """A space signature's ASHA ([max_epochs, grace, reduction], then brackets where not 1 or
-    "strict", then "strict" where set) in words."""
+    """A space signature's ASHA (search/sweep.py asha_signature) in words."""
     return (f"max_epochs {asha[0]}, grace period {asha[1]}, reduction factor {asha[2]:g}"
             + (f", {asha[3]} brackets" if len(asha) > 3 and asha[3] != 1 else "")
-            + (", strict promotions" if "strict" in asha[3:] else ""))
+            + (", strict promotions" if "strict" in asha[3:] else "")
+            + (", ranked by the rung epoch's own value" if "rank_by epoch" in asha[3:] else ""))

@@ -53,10 +53,13 @@ class RecordingASHA(ASHAScheduler):
     """ASHA that remembers the trials it stopped, so PRUNED in Optuna matches what ASHA did, and
     that picks each trial's bracket (asha.brackets > 1) from its own seeded stream: Ray's draws
     from numpy's global random state, so the same seed gave a different bracket per trial.
-    `strict` swaps Ray's promotion rule for the paper's (StrictBracket)."""
+    `strict` swaps Ray's promotion rule for the paper's (StrictBracket). `rank_metric` (asha.rank_by
+    epoch) ranks a trial at a rung by that result key, the epoch's own value, instead of Tune's
+    metric (the best epoch so far): a trial past its peak then meets the rung at its current level."""
 
-    def __init__(self, *, seed: int = 0, strict: bool = False, **kwargs):
+    def __init__(self, *, seed: int = 0, strict: bool = False, rank_metric: str | None = None, **kwargs):
         super().__init__(**kwargs)
+        self.rank_metric = rank_metric
         self.stopped: set[str] = set()
         self.bracket_draws = np.random.default_rng(seed)
         if strict:
@@ -71,8 +74,16 @@ class RecordingASHA(ASHAScheduler):
         finally:
             np.random.set_state(state)
 
+    def _ranked(self, result: dict) -> dict:
+        if self.rank_metric and result and self.rank_metric in result:
+            return {**result, self._metric: result[self.rank_metric]}  # a copy: Tune keeps the best so far
+        return result
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        super().on_trial_complete(tune_controller, trial, self._ranked(result))
+
     def on_trial_result(self, tune_controller, trial, result):
-        decision = super().on_trial_result(tune_controller, trial, result)
+        decision = super().on_trial_result(tune_controller, trial, self._ranked(result))
         if decision == self.STOP:
             self.stopped.add(trial.trial_id)
         return decision
@@ -82,8 +93,9 @@ class BudgetSearcher(Searcher):
     def __init__(self, study: optuna.Study, compiled: CompiledSpace, asha: RecordingASHA, *,
                  seed: int, cpus: float, attrs: dict, orphans: list[optuna.trial.FrozenTrial],
                  checkpoint_at: list[int] | None = None):
-        # ASHA and Tune rank trials on the best epoch so far (what the study records as the
-        # value), so one bad epoch at a rung does not prune a trial whose best is competitive.
+        # Tune (and ASHA, unless asha.rank_by is epoch) ranks trials on the best epoch so far (what
+        # the study records as the value), so one bad epoch at a rung does not prune a trial whose
+        # best is competitive.
         super().__init__(metric=f"best_{compiled.space.metric}", mode=compiled.space.mode)
         self.objective = compiled.space.metric  # the per-epoch value: the learning curve
         self.study, self.compiled, self.asha = study, compiled, asha

@@ -115,11 +115,16 @@ def space_signature(space) -> dict:
     parameter's declaration (a changed range would mix two different searches in one study)."""
     return {"task": space.task, "folds": space.folds, "forbid": space.forbid,
             "metric": space.metric, "mode": space.mode, "budget": space.max_params, "width": space.width,
-            "asha": [space.asha.max_epochs, space.asha.grace_period, space.asha.reduction_factor]
-                    + ([space.asha.brackets] if space.asha.brackets != 1 or space.asha.strict else [])
-                    + (["strict"] if space.asha.strict else []),  # studies from before either option resume
+            "asha": asha_signature(space.asha),
             "params": {p.name: [p.kind, p.low, p.high, p.step, p.log, p.choices, p.value, p.when]
                        for p in space.params}}
+
+
+def asha_signature(a) -> list:
+    """[max_epochs, grace, reduction], then brackets, "strict" and "rank_by epoch" where an option is
+    not its default: studies from before these options resume."""
+    extra = (["strict"] if a.strict else []) + (["rank_by epoch"] if a.rank_by == "epoch" else [])
+    return [a.max_epochs, a.grace_period, a.reduction_factor] + ([a.brackets] + extra if a.brackets != 1 or extra else [])
 
 
 def _check_resumable(study: optuna.Study, space) -> None:
@@ -360,11 +365,12 @@ def rung_epochs(asha) -> list[int]:
     return sorted({int(milestone) for bracket in asha._brackets for milestone, _ in bracket._rungs})
 
 
-def make_asha(a, seed: int = 0):
+def make_asha(a, seed: int = 0, metric: str | None = None):
+    """The space's ASHA; `metric` (the per-epoch objective) is what it ranks by when asha.rank_by is epoch."""
     from search.searcher import RecordingASHA
     return RecordingASHA(time_attr="epoch", max_t=a.max_epochs, grace_period=a.grace_period,
                          reduction_factor=a.reduction_factor, brackets=a.brackets, seed=seed,
-                         strict=a.strict)
+                         strict=a.strict, rank_metric=metric if a.rank_by == "epoch" else None)
 
 
 def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
@@ -377,7 +383,7 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
 
     _init_ray(opts)
     cpus = float(opts.cpus_per_trial)
-    asha = make_asha(space.asha, seed=opts.seed)
+    asha = make_asha(space.asha, seed=opts.seed, metric=space.metric)
     attrs = {"fingerprint": data.info.fingerprint, "code_version": code_version(), "cpus": cpus}
     # Checkpoints every epoch only where a retry resumes from them; else where ASHA may stop a trial.
     checkpoint_at = None if opts.max_failures else rung_epochs(asha)

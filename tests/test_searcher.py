@@ -96,6 +96,25 @@ def test_asha_ranks_on_the_best_epoch_so_far(tmp_path):
     assert worse == RecordingASHA.STOP  # the rung still prunes a trial whose best is weak
 
 
+@pytest.mark.parametrize("rank_by, decision", [("best", RecordingASHA.CONTINUE), ("epoch", RecordingASHA.STOP)])
+def test_asha_rank_by_epoch_meets_the_rung_at_the_current_value(tmp_path, rank_by, decision):
+    """asha.rank_by: epoch ranks at the rung by the epoch's own value: the trial past its peak (0.7
+    at epoch 1, 0.4 at the epoch-2 rung) is stopped by a rival at 0.6; Tune's result keeps its best."""
+    from search.sweep import make_asha
+    space, _ = load(tmp_path, SPACE.replace("reduction_factor: 2}", f"reduction_factor: 2, rank_by: {rank_by}}}"))
+    asha = make_asha(space.asha, metric=space.metric)
+    asha.set_search_properties("best_val_hit5", "max")
+    a, b = SimpleNamespace(trial_id="a"), SimpleNamespace(trial_id="b")
+    for t in (a, b):
+        asha.on_trial_add(None, t)
+    asha.on_trial_result(None, a, row(1, 0.5, 0.5, 1))
+    asha.on_trial_result(None, b, row(1, 0.7, 0.7, 1))
+    asha.on_trial_result(None, a, row(2, 0.6, 0.6, 2))
+    result = row(2, 0.4, 0.7, 1)
+    assert asha.on_trial_result(None, b, result) == decision
+    assert ("b" in asha.stopped) == (decision == RecordingASHA.STOP) and result["best_val_hit5"] == 0.7
+
+
 
 def rung_decisions(strict: bool, values: list[float], rf: float = 3) -> list[str]:
     """Each trial's decision at ASHA's first rung (epoch 1), the trials arriving in this order."""
@@ -150,6 +169,11 @@ def test_strict_asha_is_part_of_the_space_signature(tmp_path):
     assert asha_text(space_signature(strict)["asha"]) == "max_epochs 4, grace period 1, reduction factor 2, " \
                                                          "strict promotions"
     assert asha_text([4, 1, 2.0, 2]) == "max_epochs 4, grace period 1, reduction factor 2, 2 brackets"
+    by_epoch, _ = load(tmp_path, SPACE.replace("reduction_factor: 2}", "reduction_factor: 2, rank_by: epoch}"))
+    assert space_signature(by_epoch)["asha"] == [4, 1, 2.0, 1, "rank_by epoch"]
+    assert asha_text(space_signature(by_epoch)["asha"]).endswith("reduction factor 2, ranked by the rung epoch's own value")
+    assert make_asha(by_epoch.asha, metric="val_hit5").rank_metric == "val_hit5"
+    assert make_asha(plain.asha, metric="val_hit5").rank_metric is None
     assert all(type(b).__name__ == "StrictBracket" for b in make_asha(strict.asha)._brackets)
     assert not any(type(b).__name__ == "StrictBracket" for b in make_asha(plain.asha)._brackets)
 

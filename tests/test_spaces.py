@@ -54,6 +54,8 @@ BAD = {
     "zero brackets": (GOOD.replace("asha: {max_epochs: 2}", "asha: {max_epochs: 2, brackets: 0}"), "asha.brackets:"),
     "strict not bool": (GOOD.replace("asha: {max_epochs: 2}", "asha: {max_epochs: 2, strict: yes_please}"),
                         "asha.strict: must be true or false, got 'yes_please'"),
+    "rank_by unknown": (GOOD.replace("asha: {max_epochs: 2}", "asha: {max_epochs: 2, rank_by: last}"),
+                        "asha.rank_by: must be best or epoch, got 'last'"),
     "bool as int": (GOOD + "  tied_head: {type: categorical, choices: [yes_please]}\n", "tied_head must be true or false"),
 }
 
