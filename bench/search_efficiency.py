@@ -385,9 +385,10 @@ def main() -> None:
         return
     if a.summary_of:
         saved = [json.loads(Path(p).read_text()) for p in a.summary_of]
-        rows = merged_runs(a.summary_of, saved, a.replace)
+        rows, settings = merged_runs(a.summary_of, saved, a.replace)
         out = Path(a.summary_of[0]) if len(saved) == 1 else Path(a.out)
-        report(rows, sorted({r["objective"] for r in rows}), list(METHODS), saved[0], out)
+        report(rows, sorted({r["objective"] for r in rows}), list(METHODS), settings if len(saved) > 1 else saved[0],
+               out)
         return
     n = len(a.objective) * len(a.methods) * len(a.seeds)
     print(f"{n} runs x {a.cpu_minutes / CPUS:g} wall-minutes = {n * a.cpu_minutes / CPUS:g} minutes", flush=True)
@@ -418,24 +419,42 @@ def main() -> None:
 
 
 SETTINGS = ("cpu_minutes", "max_epochs", "one_epoch_share", "set", "startup_trials")
+# Settings that change one method's runs only: files may differ in them where they hold none of its
+# runs. asha.strict and asha.rank_by are nextsweep's own ASHA rules (stock ASHA has neither).
+ONE_METHOD = {"one_epoch_share": "one_epoch", "startup_trials": "nextsweep", "nextsweep_set": "nextsweep"}
+NEXTSWEEP_SETS = ("asha.strict=", "asha.rank_by=")
 
 
-def merged_runs(paths: list[str], saved: list[dict], replace: bool = False) -> list[dict]:
+def scoped_settings(doc: dict) -> dict:
+    """A saved JSON's settings that bear on the methods its runs hold."""
+    methods = {r["method"] for r in doc["runs"]}
+    sets = doc.get("set") or []
+    own = [t for t in sets if t.startswith(NEXTSWEEP_SETS)]
+    values = {**{k: doc.get(k) for k in SETTINGS}, "set": [t for t in sets if t not in own], "nextsweep_set": own}
+    return {k: v for k, v in values.items() if ONE_METHOD.get(k) in (None, *methods)}
+
+
+def merged_runs(paths: list[str], saved: list[dict], replace: bool = False) -> tuple[list[dict], dict]:
     """The runs of several saved JSONs made with the same settings (e.g. methods run in separate
-    runs of this script), each (method, objective, seed) once; with `replace`, the last file's."""
+    runs of this script), each (method, objective, seed) once; with `replace`, the last file's. And
+    the settings they share (a method's own, from the files holding its runs)."""
     rows: dict[tuple, dict] = {}
+    seen: dict[str, tuple[str, object]] = {}
     for path, doc in zip(paths, saved):
-        for key in SETTINGS:
-            if doc.get(key) != saved[0].get(key):
-                sys.exit(f"{path}: {key} is {doc.get(key)!r}, {paths[0]} has {saved[0].get(key)!r}; "
-                         f"merge only runs made with the same settings")
+        for key, value in scoped_settings(doc).items():
+            first, had = seen.setdefault(key, (path, value))
+            if value != had:
+                sys.exit(f"{path}: {key} is {value!r}, {first} has {had!r}; merge only runs made with the same "
+                         f"settings (a method's own settings may differ in files without its runs)")
         for r in doc["runs"]:
             key = (r["method"], r["objective"], r["seed"])
             if key in rows and not replace:
                 sys.exit(f"{path}: {' '.join(map(str, key))} is also in an earlier file; give each run once, "
                          f"or --replace to let the later file's run stand")
             rows[key] = r
-    return list(rows.values())
+    settings = {k: v for k, (_, v) in seen.items() if k != "nextsweep_set"}
+    settings["set"] = settings["set"] + seen.get("nextsweep_set", (None, []))[1]
+    return list(rows.values()), {**settings, "cpu": saved[0].get("cpu")}
 
 
 def report(rows: list[dict], objectives: list[str], methods: list[str], settings: dict, out: Path) -> None:
@@ -444,7 +463,8 @@ def report(rows: list[dict], objectives: list[str], methods: list[str], settings
     for s in summaries:
         print_summary(s)
     out.parent.mkdir(parents=True, exist_ok=True)
-    settings = {**{k: settings[k] for k in ("cpu_minutes", "max_epochs", "one_epoch_share")},
+    # A merged summary holds a method's own setting (one_epoch_share) only where its runs are.
+    settings = {**{k: settings.get(k) for k in ("cpu_minutes", "max_epochs", "one_epoch_share")},
                 "set": settings.get("set", []), "startup_trials": settings.get("startup_trials"),  # older runs: none
                 "cpu": settings.get("cpu")}  # times hold for that CPU only; older runs: none
     out.write_text(json.dumps(_finite({"runs": rows, "summary": summaries, **settings}), indent=2) + "\n")

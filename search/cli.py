@@ -215,6 +215,8 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 
 def cmd_space_check(a: argparse.Namespace) -> int:
+    from search.outcomes import asha_text
+    from search.sweep import asha_signature
     from spaces import load_space
     from spaces.check import check_space, describe_param
     from spaces.data import load_space_info
@@ -222,10 +224,7 @@ def cmd_space_check(a: argparse.Namespace) -> int:
     info = load_space_info(space)
     print(f"space        {space.name}  ({a.file})")
     print(f"data         {info.name}: {info.n_locations:,} location classes, train {info.split_sizes['train']:,} samples")
-    print(f"objective    {space.metric} ({space.mode}); ASHA max_epochs {space.asha.max_epochs}, "
-          f"grace {space.asha.grace_period}, reduction {space.asha.reduction_factor:g}"
-          + (f", {space.asha.brackets} brackets" if space.asha.brackets > 1 else "")
-          + (", strict promotions" if space.asha.strict else ""))
+    print(f"objective    {space.metric} ({space.mode}); ASHA {asha_text(asha_signature(space.asha))}")
     budget = f"{space.max_params:,} parameters" if space.max_params else "none"
     print(f"budget       {budget}" + (f"; width fitted: {space.width}" if space.max_params and space.width else ""))
     print("params")

@@ -4,19 +4,21 @@ Random search (a) redraws an over-budget draw from a stream of its own. Seeded l
 sampler, that stream replayed the study's draws, so (a) and the one-epoch baseline (d) trained up
 to half their configs twice (Geolife 500K, seed 3: 21 distinct configs in the first 40).
 Stock TPE (b) answers a draw the space rules out with a zero. A forbidden or unbuildable draw
-has no count (-1), and it used to be trained, over budget or not."""
+has no count (-1), and it used to be trained, over budget or not. Runs saved apart merge only when
+the settings that bear on their methods agree."""
 
 import json
 import sys
 from pathlib import Path
 
 import optuna
+import pytest
 
 from data_io.geolife import GEOLIFE_SHAPE
 from spaces import CompiledSpace, parse_space
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from search_efficiency import DefineByRun, trainable_in_budget  # noqa: E402
+from search_efficiency import DefineByRun, merged_runs, trainable_in_budget  # noqa: E402
 
 
 def _space(forbid: list | None = None):
@@ -58,3 +60,22 @@ def test_stock_tpe_answers_every_ruled_out_draw_with_a_zero():
     assert forbidden and all(c["n_params"] == -1 for c in forbidden)
     assert not any(trainable_in_budget(c, 150_000) for c in forbidden)
     assert [trainable_in_budget(c, 150_000) for c in configs] == [c["feasible"] for c in configs]
+
+
+def _saved(method: str, sets: list[str], startup: int | None = 5) -> dict:
+    return {"runs": [{"method": method, "objective": "geolife:val_hit5", "seed": 0}], "cpu_minutes": 20.0,
+            "max_epochs": 8, "one_epoch_share": 0.5, "set": sets, "startup_trials": startup, "cpu": "x"}
+
+
+def test_merge_allows_a_method_its_own_settings_and_nothing_else():
+    """asha.rank_by and --startup-trials change (c) only: (a) run without them merges with (c) run
+    with them, and the merged settings name them. A shared setting that differs stops the merge."""
+    rows, settings = merged_runs(["a.json", "c.json"], [_saved("random", ["asha.grace_period=1"], startup=None),
+                                                        _saved("nextsweep", ["asha.grace_period=1", "asha.rank_by=epoch"])])
+    assert len(rows) == 2 and settings["set"] == ["asha.grace_period=1", "asha.rank_by=epoch"]
+    assert settings["startup_trials"] == 5
+    with pytest.raises(SystemExit, match="c.json: set is \\['asha.grace_period=2'\\], a.json has"):
+        merged_runs(["a.json", "c.json"], [_saved("random", ["asha.grace_period=1"]),
+                                           _saved("nextsweep", ["asha.grace_period=2", "asha.rank_by=epoch"])])
+    with pytest.raises(SystemExit, match="c2.json: nextsweep_set is \\[\\], c.json has"):
+        merged_runs(["c.json", "c2.json"], [_saved("nextsweep", ["asha.rank_by=epoch"]), _saved("nextsweep", [])])
