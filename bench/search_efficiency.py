@@ -387,8 +387,7 @@ def main() -> None:
         saved = [json.loads(Path(p).read_text()) for p in a.summary_of]
         rows, settings = merged_runs(a.summary_of, saved, a.replace)
         out = Path(a.summary_of[0]) if len(saved) == 1 else Path(a.out)
-        report(rows, sorted({r["objective"] for r in rows}), list(METHODS), settings if len(saved) > 1 else saved[0],
-               out)
+        report(rows, sorted({r["objective"] for r in rows}), list(METHODS), settings, out)
         return
     n = len(a.objective) * len(a.methods) * len(a.seeds)
     print(f"{n} runs x {a.cpu_minutes / CPUS:g} wall-minutes = {n * a.cpu_minutes / CPUS:g} minutes", flush=True)
@@ -437,7 +436,7 @@ def scoped_settings(doc: dict) -> dict:
 def merged_runs(paths: list[str], saved: list[dict], replace: bool = False) -> tuple[list[dict], dict]:
     """The runs of several saved JSONs made with the same settings (e.g. methods run in separate
     runs of this script), each (method, objective, seed) once; with `replace`, the last file's. And
-    the settings they share (a method's own, from the files holding its runs)."""
+    the settings they share (a method's own from the files holding its runs, else the first file's)."""
     rows: dict[tuple, dict] = {}
     seen: dict[str, tuple[str, object]] = {}
     for path, doc in zip(paths, saved):
@@ -452,9 +451,10 @@ def merged_runs(paths: list[str], saved: list[dict], replace: bool = False) -> t
                 sys.exit(f"{path}: {' '.join(map(str, key))} is also in an earlier file; give each run once, "
                          f"or --replace to let the later file's run stand")
             rows[key] = r
-    settings = {k: v for k, (_, v) in seen.items() if k != "nextsweep_set"}
+    settings = {k: saved[0].get(k) for k in (*SETTINGS, "cpu")}
+    settings.update({k: v for k, (_, v) in seen.items() if k != "nextsweep_set"})
     settings["set"] = settings["set"] + seen.get("nextsweep_set", (None, []))[1]
-    return list(rows.values()), {**settings, "cpu": saved[0].get("cpu")}
+    return list(rows.values()), settings
 
 
 def report(rows: list[dict], objectives: list[str], methods: list[str], settings: dict, out: Path) -> None:
@@ -463,8 +463,7 @@ def report(rows: list[dict], objectives: list[str], methods: list[str], settings
     for s in summaries:
         print_summary(s)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # A merged summary holds a method's own setting (one_epoch_share) only where its runs are.
-    settings = {**{k: settings.get(k) for k in ("cpu_minutes", "max_epochs", "one_epoch_share")},
+    settings = {**{k: settings[k] for k in ("cpu_minutes", "max_epochs", "one_epoch_share")},
                 "set": settings.get("set", []), "startup_trials": settings.get("startup_trials"),  # older runs: none
                 "cpu": settings.get("cpu")}  # times hold for that CPU only; older runs: none
     out.write_text(json.dumps(_finite({"runs": rows, "summary": summaries, **settings}), indent=2) + "\n")
