@@ -43,6 +43,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from host_speed import probe_seconds, probes_differ
+
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("random", "stock", "nextsweep", "one_epoch")
 COLORS = {"random": "tab:gray", "stock": "tab:orange", "nextsweep": "tab:blue", "one_epoch": "tab:green"}
@@ -358,6 +360,9 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--replace", action="store_true",
                     help="with --summary-of: a run in a later JSON replaces an earlier JSON's run of the same "
                          "method, objective and seed (a rerun), instead of being refused")
+    ap.add_argument("--mixed-hosts", action="store_true",
+                    help="with --summary-of: merge runs whose speed probes (bench/host_speed.py) differ by more "
+                         "than 15%%, i.e. made on hosts of different speed (their times do not compare)")
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # child: METHOD OBJECTIVE SEED
     ap.add_argument("--out", default="bench/out/search_efficiency.json")
     a = ap.parse_args()
@@ -385,7 +390,7 @@ def main() -> None:
         return
     if a.summary_of:
         saved = [json.loads(Path(p).read_text()) for p in a.summary_of]
-        rows, settings = merged_runs(a.summary_of, saved, a.replace)
+        rows, settings = merged_runs(a.summary_of, saved, a.replace, a.mixed_hosts)
         out = Path(a.summary_of[0]) if len(saved) == 1 else Path(a.out)
         report(rows, sorted({r["objective"] for r in rows}), list(METHODS), settings, out)
         return
@@ -401,15 +406,16 @@ def main() -> None:
                        str(a.cpu_minutes), "--max-epochs", str(a.max_epochs),
                        "--one-epoch-share", str(a.one_epoch_share), *(f"--set={t}" for t in a.set),
                        *(["--startup-trials", str(a.startup_trials)] if a.startup_trials else [])]
+                probe = probe_seconds()  # before the run, outside its clock: the host's speed, beside its figures
                 out = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if out.returncode != 0:
                     sys.exit(f"{method} {objective} seed {seed} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
-                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                rows.append({**json.loads(out.stdout.strip().splitlines()[-1]), "probe_s": probe})
                 partial.write_text(json.dumps(_finite({"runs": rows}), indent=2) + "\n")  # kept if a later run fails
                 r = rows[-1]
                 more = f"  (screened {r['screened']}, trained fully {r['trained_fully']})" if "screened" in r else ""
                 print(f"{objective} seed {seed} {method:<10} trials {r['trials']:>4}  "
-                      f"final best {r['final_best']:.4f}{more}", flush=True)
+                      f"final best {r['final_best']:.4f}{more}  (speed probe {probe:g} s)", flush=True)
     from train_throughput import cpu_name  # not at the top: a run's child must not import torch before its clock
     partial.unlink()
     report(rows, a.objective, a.methods, {"cpu_minutes": a.cpu_minutes, "max_epochs": a.max_epochs,
@@ -433,10 +439,12 @@ def scoped_settings(doc: dict) -> dict:
     return {k: v for k, v in values.items() if ONE_METHOD.get(k) in (None, *methods)}
 
 
-def merged_runs(paths: list[str], saved: list[dict], replace: bool = False) -> tuple[list[dict], dict]:
+def merged_runs(paths: list[str], saved: list[dict], replace: bool = False,
+                mixed_hosts: bool = False) -> tuple[list[dict], dict]:
     """The runs of several saved JSONs made with the same settings (e.g. methods run in separate
     runs of this script), each (method, objective, seed) once; with `replace`, the last file's. And
-    the settings they share (a method's own from the files holding its runs, else the first file's)."""
+    the settings they share (a method's own from the files holding its runs, else the first file's).
+    Runs whose speed probes say they ran on hosts of different speed are refused unless `mixed_hosts`."""
     rows: dict[tuple, dict] = {}
     seen: dict[str, tuple[str, object]] = {}
     for path, doc in zip(paths, saved):
@@ -451,10 +459,27 @@ def merged_runs(paths: list[str], saved: list[dict], replace: bool = False) -> t
                 sys.exit(f"{path}: {' '.join(map(str, key))} is also in an earlier file; give each run once, "
                          f"or --replace to let the later file's run stand")
             rows[key] = r
+    check_hosts(paths, saved, mixed_hosts)
     settings = {k: saved[0].get(k) for k in (*SETTINGS, "cpu")}
     settings.update({k: v for k, (_, v) in seen.items() if k != "nextsweep_set"})
     settings["set"] = settings["set"] + seen.get("nextsweep_set", (None, []))[1]
     return list(rows.values()), settings
+
+
+def check_hosts(paths: list[str], saved: list[dict], mixed_hosts: bool) -> None:
+    """Refuse (or, with `mixed_hosts`, name) runs made on hosts of different speed; say which runs
+    carry no probe (made before the probe existed), as their hosts cannot be checked."""
+    probes = {f"{path} ({r['method']} {r['objective']} seed {r['seed']})": r["probe_s"]
+              for path, doc in zip(paths, saved) for r in doc["runs"] if r.get("probe_s")}
+    bare = sum(not r.get("probe_s") for doc in saved for r in doc["runs"])
+    if bare:
+        print(f"note: {bare} run(s) carry no speed probe (made before bench/host_speed.py): their hosts are unchecked")
+    why = probes_differ(probes) if probes else None
+    if why and not mixed_hosts:
+        sys.exit(f"{why}: runs from hosts of different speed do not compare; merge runs from one host, "
+                 f"or give --mixed-hosts to merge them anyway")
+    if why:
+        print(f"note (--mixed-hosts): {why}")
 
 
 def report(rows: list[dict], objectives: list[str], methods: list[str], settings: dict, out: Path) -> None:

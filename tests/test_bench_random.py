@@ -62,8 +62,9 @@ def test_stock_tpe_answers_every_ruled_out_draw_with_a_zero():
     assert [trainable_in_budget(c, 150_000) for c in configs] == [c["feasible"] for c in configs]
 
 
-def _saved(method: str, sets: list[str], startup: int | None = 5) -> dict:
-    return {"runs": [{"method": method, "objective": "geolife:val_hit5", "seed": 0}], "cpu_minutes": 20.0,
+def _saved(method: str, sets: list[str], startup: int | None = 5, probe: float | None = None) -> dict:
+    run = {"method": method, "objective": "geolife:val_hit5", "seed": 0, **({"probe_s": probe} if probe else {})}
+    return {"runs": [run], "cpu_minutes": 20.0,
             "max_epochs": 8, "one_epoch_share": 0.5, "set": sets, "startup_trials": startup, "cpu": "x"}
 
 
@@ -79,3 +80,18 @@ def test_merge_allows_a_method_its_own_settings_and_nothing_else():
                                            _saved("nextsweep", ["asha.grace_period=2", "asha.rank_by=epoch"])])
     with pytest.raises(SystemExit, match="c2.json: nextsweep_set is \\[\\], c.json has"):
         merged_runs(["c.json", "c2.json"], [_saved("nextsweep", ["asha.rank_by=epoch"]), _saved("nextsweep", [])])
+
+
+def test_merge_refuses_runs_from_hosts_of_different_speed(capsys):
+    """Two hosts with the same CPU string can differ 1.5x: the speed probe beside each run tells them
+    apart. Within the tolerance the runs merge; beyond it the merge stops unless told to mix hosts."""
+    a, c = _saved("random", [], probe=10.0), _saved("nextsweep", [], probe=11.4)
+    assert len(merged_runs(["a.json", "c.json"], [a, c])[0]) == 2
+    fast = _saved("nextsweep", [], probe=6.5)
+    with pytest.raises(SystemExit, match=r"a.json \(random geolife:val_hit5 seed 0\) ran the speed probe in 10 s, "
+                                         r"c.json \(nextsweep geolife:val_hit5 seed 0\) in 6.5 s \(1.54x"):
+        merged_runs(["a.json", "c.json"], [a, fast])
+    assert len(merged_runs(["a.json", "c.json"], [a, fast], mixed_hosts=True)[0]) == 2
+    assert "--mixed-hosts" in capsys.readouterr().out
+    merged_runs(["a.json", "c.json"], [a, _saved("nextsweep", [])])  # a run from before the probe: named, not refused
+    assert "1 run(s) carry no speed probe" in capsys.readouterr().out
