@@ -1,7 +1,7 @@
 """A host's speed in one number: the seconds one CPU thread takes to train a fixed small workload
 (a GRU and a pointer model, one epoch each on fixed synthetic data, through the product's own
 engine), the best of a few repetitions. Two hosts whose /proc/cpuinfo reads the same can differ
-1.5-1.8x (bench/RESULTS.md, session 19), so a benchmark records this beside each run and refuses to
+1.5-3x (bench/RESULTS.md, sessions 19 and 20), so a benchmark records this beside each run and refuses to
 compare runs whose probes differ by more than PROBE_TOLERANCE.
 
     .venv/bin/python bench/host_speed.py [--reps 3]
@@ -14,7 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-PROBE_TOLERANCE = 0.15  # probes of one host on a quiet machine agree within a few percent
+# One host's probes between runs spread up to 1.19x (0.88-1.05 s, session 20); hosts of one CPU
+# string differ 1.5-3x. 25% tells them apart without refusing one host's own runs.
+PROBE_TOLERANCE = 0.25
 WORKLOAD = [{"family": "gru", "d_model": 64, "layers": 2, "dropout": 0.1},
             {"family": "pointer", "d_model": 64, "layers": 1, "heads": 2, "dropout": 0.1}]
 

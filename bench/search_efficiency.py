@@ -16,7 +16,10 @@ and category:val_f1 (spaces/geolife_category.yaml, macro-F1 over 5 grouped folds
 Reports per objective: final best (mean +- std), the time each method needs to reach (a)'s final
 best of the same seed (median over seeds, and per seed), how many seeds (c) ends at or above (b)
 and at or above (d), and the anytime curve (best so far vs time: median and quartiles over seeds)
-as a PNG. Time counts from each run's start (Ray start and data loading included).
+as a PNG. Time counts from each run's start (Ray start and data loading included). Before each run
+the host's speed is probed (bench/host_speed.py, outside the run's clock) and saved with it as
+`probe_s`: times compare only between runs of one speed, so --summary-of refuses to merge runs whose
+probes differ by more than 25% (--mixed-hosts to merge them anyway).
 
 The issue's full protocol (3 objectives x 4 methods x 5 seeds x 20 CPU-minutes) is `--protocol
 full`: 60 runs, 600 wall-minutes on 2 CPUs.
@@ -362,7 +365,7 @@ def parse() -> argparse.Namespace:
                          "method, objective and seed (a rerun), instead of being refused")
     ap.add_argument("--mixed-hosts", action="store_true",
                     help="with --summary-of: merge runs whose speed probes (bench/host_speed.py) differ by more "
-                         "than 15%%, i.e. made on hosts of different speed (their times do not compare)")
+                         "than 25%%, i.e. made on hosts of different speed (their times do not compare)")
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # child: METHOD OBJECTIVE SEED
     ap.add_argument("--out", default="bench/out/search_efficiency.json")
     a = ap.parse_args()
