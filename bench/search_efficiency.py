@@ -449,6 +449,7 @@ def merged_runs(paths: list[str], saved: list[dict], replace: bool = False,
     the settings they share (a method's own from the files holding its runs, else the first file's).
     Runs whose speed probes say they ran on hosts of different speed are refused unless `mixed_hosts`."""
     rows: dict[tuple, dict] = {}
+    origin: dict[tuple, str] = {}  # the file each kept run comes from
     seen: dict[str, tuple[str, object]] = {}
     for path, doc in zip(paths, saved):
         for key, value in scoped_settings(doc).items():
@@ -461,20 +462,19 @@ def merged_runs(paths: list[str], saved: list[dict], replace: bool = False,
             if key in rows and not replace:
                 sys.exit(f"{path}: {' '.join(map(str, key))} is also in an earlier file; give each run once, "
                          f"or --replace to let the later file's run stand")
-            rows[key] = r
-    check_hosts(paths, saved, mixed_hosts)
+            rows[key], origin[key] = r, path
+    check_hosts({f"{origin[k]} ({' '.join(map(str, k))})": r for k, r in rows.items()}, mixed_hosts)
     settings = {k: saved[0].get(k) for k in (*SETTINGS, "cpu")}
     settings.update({k: v for k, (_, v) in seen.items() if k != "nextsweep_set"})
     settings["set"] = settings["set"] + seen.get("nextsweep_set", (None, []))[1]
     return list(rows.values()), settings
 
 
-def check_hosts(paths: list[str], saved: list[dict], mixed_hosts: bool) -> None:
-    """Refuse (or, with `mixed_hosts`, name) runs made on hosts of different speed; say which runs
+def check_hosts(runs: dict[str, dict], mixed_hosts: bool) -> None:
+    """Refuse (or, with `mixed_hosts`, name) runs made on hosts of different speed; say how many runs
     carry no probe (made before the probe existed), as their hosts cannot be checked."""
-    probes = {f"{path} ({r['method']} {r['objective']} seed {r['seed']})": r["probe_s"]
-              for path, doc in zip(paths, saved) for r in doc["runs"] if r.get("probe_s")}
-    bare = sum(not r.get("probe_s") for doc in saved for r in doc["runs"])
+    probes = {name: r["probe_s"] for name, r in runs.items() if r.get("probe_s")}
+    bare = len(runs) - len(probes)
     if bare:
         print(f"note: {bare} run(s) carry no speed probe (made before bench/host_speed.py): their hosts are unchecked")
     why = probes_differ(probes) if probes else None

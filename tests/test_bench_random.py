@@ -88,10 +88,12 @@ def test_merge_refuses_runs_from_hosts_of_different_speed(capsys):
     a, c = _saved("random", [], probe=10.0), _saved("nextsweep", [], probe=12.0)  # one host: up to 1.19x
     assert len(merged_runs(["a.json", "c.json"], [a, c])[0]) == 2
     fast = _saved("nextsweep", [], probe=6.5)
-    with pytest.raises(SystemExit, match=r"a.json \(random geolife:val_hit5 seed 0\) ran the speed probe in 10 s, "
-                                         r"c.json \(nextsweep geolife:val_hit5 seed 0\) in 6.5 s \(1.54x"):
+    with pytest.raises(SystemExit, match=r"a.json \(random geolife:val_hit5 0\) ran the speed probe in 10 s, "
+                                         r"c.json \(nextsweep geolife:val_hit5 0\) in 6.5 s \(1.54x"):
         merged_runs(["a.json", "c.json"], [a, fast])
     assert len(merged_runs(["a.json", "c.json"], [a, fast], mixed_hosts=True)[0]) == 2
     assert "--mixed-hosts" in capsys.readouterr().out
     merged_runs(["a.json", "c.json"], [a, _saved("nextsweep", [])])  # a run from before the probe: named, not refused
     assert "1 run(s) carry no speed probe" in capsys.readouterr().out
+    slow = _saved("random", [], probe=20.0)  # a rerun on the fast host replaces the slow host's run
+    merged_runs(["a.json", "c.json", "a2.json"], [slow, fast, _saved("random", [], probe=6.6)], replace=True)
