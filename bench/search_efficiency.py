@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from host_speed import probe_seconds, probes_differ
+from host_speed import PROBE_TOLERANCE, probe_seconds, probes_differ
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("random", "stock", "nextsweep", "one_epoch")
@@ -365,7 +365,8 @@ def parse() -> argparse.Namespace:
                          "method, objective and seed (a rerun), instead of being refused")
     ap.add_argument("--mixed-hosts", action="store_true",
                     help="with --summary-of: merge runs whose speed probes (bench/host_speed.py) differ by more "
-                         "than 25%%, i.e. made on hosts of different speed (their times do not compare)")
+                         f"than {PROBE_TOLERANCE * 100:g}%%, i.e. made on hosts of different speed "
+                         "(their times do not compare)")
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # child: METHOD OBJECTIVE SEED
     ap.add_argument("--out", default="bench/out/search_efficiency.json")
     a = ap.parse_args()
