@@ -21,8 +21,8 @@ the host's speed is probed (bench/host_speed.py, outside the run's clock) and sa
 `probe_s`: times compare only between runs of one speed, so --summary-of refuses to merge runs whose
 probes differ by more than 25% (--mixed-hosts to merge them anyway).
 
-The issue's full protocol (3 objectives x 4 methods x 5 seeds x 20 CPU-minutes) is `--protocol
-full`: 60 runs, 600 wall-minutes on 2 CPUs.
+The issue's full protocol (3 objectives x 4 methods x 5 seeds x 20 CPU-minutes, each objective with the
+settings of the runs bench/RESULTS.md reports) is `--protocol full`: 60 runs, 600 wall-minutes on 2 CPUs.
 
     .venv/bin/python bench/search_efficiency.py [--objective geolife:val_hit5 ...] [--cpu-minutes 8]
         [--seeds 0 1 2] [--methods ...] [--max-epochs N] [--set asha.grace_period=1] [--protocol full]
@@ -52,8 +52,13 @@ ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("random", "stock", "nextsweep", "one_epoch")
 COLORS = {"random": "tab:gray", "stock": "tab:orange", "nextsweep": "tab:blue", "one_epoch": "tab:green"}
 SPACES = {"geolife": "geolife_500k.yaml", "category": "geolife_category.yaml"}
-FULL = {"objectives": ["geolife:val_hit5", "geolife:val_acc1", "category:val_f1"], "seeds": [0, 1, 2, 3, 4],
-        "cpu_minutes": 20.0, "methods": list(METHODS)}
+OBJECTIVES = ("geolife:val_hit5", "geolife:val_acc1", "category:val_f1")
+# The issue's protocol: every objective x method, 5 seeds, 20 CPU-minutes a run, each objective with the
+# settings of the runs bench/RESULTS.md reports for it (Geolife's pointers peak at epoch 1-2).
+FULL_SEEDS, FULL_CPU_MINUTES = (0, 1, 2, 3, 4), 20
+FULL_SETTINGS = {"geolife:val_hit5": ["--max-epochs", "8", "--set", "asha.grace_period=1", "--startup-trials", "5"],
+                 "geolife:val_acc1": ["--max-epochs", "8", "--set", "asha.grace_period=1", "--startup-trials", "5"],
+                 "category:val_f1": ["--startup-trials", "5"]}
 CPUS = 2
 
 
@@ -339,9 +344,13 @@ def plot(rows: list[dict], objective: str, methods: list[str], path: Path, horiz
     plt.close(fig)
 
 
+RUN_OPTIONS = ("objective", "cpu_minutes", "seeds", "max_epochs", "methods", "set", "startup_trials",
+               "one_epoch_share")
+
+
 def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--objective", action="append", choices=FULL["objectives"],
+    ap.add_argument("--objective", action="append", choices=OBJECTIVES,
                     help="TASK:METRIC, repeatable (default geolife:val_hit5)")
     ap.add_argument("--cpu-minutes", type=float, default=8.0, help=f"CPU-minutes per run on {CPUS} CPUs (default 8)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -355,8 +364,11 @@ def parse() -> argparse.Namespace:
                     "(default: TPE's 10; (b) keeps stock TPE's)")
     ap.add_argument("--one-epoch-share", type=float, default=0.5,
                     help="share of (d)'s CPU time for the one-epoch screen (default 0.5)")
-    ap.add_argument("--protocol", choices=["full"], help="the issue's protocol: 3 objectives, 4 methods, 5 seeds, "
-                    "20 CPU-minutes a run (overrides the four options above)")
+    ap.add_argument("--protocol", choices=["full"],
+                    help="the issue's protocol: 3 objectives x 4 methods x 5 seeds, 20 CPU-minutes a run, each "
+                         "objective with the settings of the runs bench/RESULTS.md reports (600 wall-minutes); "
+                         "one JSON per objective beside --out, e.g. search_efficiency_category_val_f1.json; takes no "
+                         "other run option")
     ap.add_argument("--summary-of", metavar="JSON", nargs="+",
                     help="print the tables and redraw the plots of a saved run (this script's --out), training "
                          "nothing; several JSONs of the same settings (e.g. other methods) are merged into --out")
@@ -370,9 +382,10 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # child: METHOD OBJECTIVE SEED
     ap.add_argument("--out", default="bench/out/search_efficiency.json")
     a = ap.parse_args()
-    if a.protocol == "full":
-        a.objective, a.seeds, a.cpu_minutes, a.methods = (FULL[k] for k in
-                                                          ("objectives", "seeds", "cpu_minutes", "methods"))
+    if a.protocol:
+        given = [k for k in RUN_OPTIONS if getattr(a, k) != ap.get_default(k)] + ["summary_of"] * bool(a.summary_of)
+        if given:
+            ap.error(f"--protocol full sets every run itself; drop --{given[0].replace('_', '-')}")
     a.objective = a.objective or ["geolife:val_hit5"]
     if not (a.one or a.summary_of):  # a bad --set fails here, in one line, before any run starts
         from spaces.schema import SpaceError, load_space
@@ -384,6 +397,21 @@ def parse() -> argparse.Namespace:
     return a
 
 
+def protocol_commands(out: Path) -> list[list[str]]:
+    """This script's command line for each objective of the full protocol, each with its own JSON."""
+    return [[sys.executable, __file__, "--objective", o, "--seeds", *map(str, FULL_SEEDS),
+             "--cpu-minutes", str(FULL_CPU_MINUTES), "--methods", *METHODS, *FULL_SETTINGS[o],
+             "--out", str(out.with_name(f"{out.stem}_{o.replace(':', '_')}.json"))] for o in OBJECTIVES]
+
+
+def run_protocol(out: Path) -> None:
+    """The objectives one after another, unattended; a failed one stops the rest (its runs so far are kept)."""
+    for cmd in protocol_commands(out):
+        print(" ".join(cmd[1:]), flush=True)
+        if subprocess.run(cmd).returncode != 0:
+            sys.exit(f"the protocol stopped at: {' '.join(cmd[1:])}")
+
+
 def main() -> None:
     a = parse()
     if a.one:
@@ -391,6 +419,9 @@ def main() -> None:
         row = run_one(a.one[0], task, metric, int(a.one[2]), a.cpu_minutes, a.max_epochs, a.one_epoch_share,
                       a.set, a.startup_trials)
         print(json.dumps(row))
+        return
+    if a.protocol:
+        run_protocol(Path(a.out))
         return
     if a.summary_of:
         saved = [json.loads(Path(p).read_text()) for p in a.summary_of]

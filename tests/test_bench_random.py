@@ -18,7 +18,8 @@ from data_io.geolife import GEOLIFE_SHAPE
 from spaces import CompiledSpace, parse_space
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from search_efficiency import DefineByRun, merged_runs, trainable_in_budget  # noqa: E402
+from search_efficiency import (METHODS, OBJECTIVES, DefineByRun, merged_runs, parse,  # noqa: E402
+                               protocol_commands, trainable_in_budget)
 
 
 def _space(forbid: list | None = None):
@@ -97,3 +98,34 @@ def test_merge_refuses_runs_from_hosts_of_different_speed(capsys):
     assert "1 run(s) carry no speed probe" in capsys.readouterr().out
     slow = _saved("random", [], probe=20.0)  # a rerun on the fast host replaces the slow host's run
     merged_runs(["a.json", "c.json", "a2.json"], [slow, fast, _saved("random", [], probe=6.6)], replace=True)
+
+
+# The runs bench/RESULTS.md reports for each objective, all four methods each.
+REPORTED = {"geolife:val_hit5": "search_efficiency_20m_hit5_abcd_intel.json",
+            "geolife:val_acc1": "search_efficiency_20m_acc1_abd_seed2_amd.json",
+            "category:val_f1": "search_efficiency_20m_f1_abcd_amd.json"}
+
+
+def test_full_protocol_runs_each_objective_with_the_settings_of_its_reported_runs(monkeypatch, tmp_path):
+    results = Path(__file__).resolve().parents[1] / "bench" / "results"
+    parsed = {}
+    for cmd in protocol_commands(tmp_path / "se.json"):
+        monkeypatch.setattr(sys, "argv", cmd[1:])
+        a = parse()
+        (objective,) = a.objective
+        parsed[objective] = a
+        assert (a.seeds, a.methods, a.protocol) == ([0, 1, 2, 3, 4], list(METHODS), None)
+        assert a.out == str(tmp_path / f"se_{objective.replace(':', '_')}.json")
+    assert sorted(parsed) == sorted(OBJECTIVES)
+    for objective, name in REPORTED.items():
+        saved, a = json.loads((results / name).read_text()), parsed[objective]
+        assert {r["objective"] for r in saved["runs"]} == {objective}
+        assert (a.cpu_minutes, a.max_epochs, a.set, a.startup_trials, a.one_epoch_share) == tuple(
+            saved[k] for k in ("cpu_minutes", "max_epochs", "set", "startup_trials", "one_epoch_share"))
+
+
+def test_full_protocol_takes_no_other_run_option(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["search_efficiency.py", "--protocol", "full", "--seeds", "0"])
+    with pytest.raises(SystemExit) as exc:
+        parse()
+    assert exc.value.code == 2 and "drop --seeds" in capsys.readouterr().err
