@@ -25,7 +25,8 @@ The issue's full protocol (3 objectives x 4 methods x 5 seeds x 20 CPU-minutes, 
 settings of the runs bench/RESULTS.md reports) is `--protocol full`: 60 runs, 600 wall-minutes on 2 CPUs.
 
     .venv/bin/python bench/search_efficiency.py [--objective geolife:val_hit5 ...] [--cpu-minutes 8]
-        [--seeds 0 1 2] [--methods ...] [--max-epochs N] [--set asha.grace_period=1] [--protocol full]
+        [--seeds 0 1 2] [--methods ...] [--max-epochs N] [--set asha.grace_period=1]
+    .venv/bin/python bench/search_efficiency.py --protocol full [--out bench/out/search_efficiency.json]
     .venv/bin/python bench/search_efficiency.py --summary-of bench/out/search_efficiency.json
     .venv/bin/python bench/search_efficiency.py --summary-of A.json B.json --out merged.json  # methods run apart
 """
