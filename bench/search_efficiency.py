@@ -57,8 +57,8 @@ OBJECTIVES = ("geolife:val_hit5", "geolife:val_acc1", "category:val_f1")
 # The protocol: every objective x method, 5 seeds, 20 CPU-minutes a run, each objective with the
 # settings of the runs bench/RESULTS.md reports for it (Geolife's pointers peak at epoch 1-2).
 FULL_SEEDS, FULL_CPU_MINUTES = (0, 1, 2, 3, 4), 20
-FULL_SETTINGS = {"geolife:val_hit5": ["--max-epochs", "8", "--set", "asha.grace_period=1", "--startup-trials", "5"],
-                 "geolife:val_acc1": ["--max-epochs", "8", "--set", "asha.grace_period=1", "--startup-trials", "5"],
+_GEOLIFE_RUNS = ["--max-epochs", "8", "--set", "asha.grace_period=1", "--startup-trials", "5"]
+FULL_SETTINGS = {"geolife:val_hit5": _GEOLIFE_RUNS, "geolife:val_acc1": _GEOLIFE_RUNS,
                  "category:val_f1": ["--startup-trials", "5"]}
 CPUS = 2
 
@@ -345,10 +345,6 @@ def plot(rows: list[dict], objective: str, methods: list[str], path: Path, horiz
     plt.close(fig)
 
 
-RUN_OPTIONS = ("objective", "cpu_minutes", "seeds", "max_epochs", "methods", "set", "startup_trials",
-               "one_epoch_share")
-
-
 def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--objective", action="append", choices=OBJECTIVES,
@@ -460,6 +456,7 @@ def main() -> None:
 
 
 SETTINGS = ("cpu_minutes", "max_epochs", "one_epoch_share", "set", "startup_trials")
+RUN_OPTIONS = ("objective", "seeds", "methods", *SETTINGS)  # what --protocol full sets itself
 # Settings that change one method's runs only: files may differ in them where they hold none of its
 # runs. asha.strict and asha.rank_by are nextsweep's own ASHA rules (stock ASHA has neither).
 ONE_METHOD = {"one_epoch_share": "one_epoch", "startup_trials": "nextsweep", "nextsweep_set": "nextsweep"}

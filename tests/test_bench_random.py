@@ -100,7 +100,7 @@ def test_merge_refuses_runs_from_hosts_of_different_speed(capsys):
     merged_runs(["a.json", "c.json", "a2.json"], [slow, fast, _saved("random", [], probe=6.6)], replace=True)
 
 
-# The runs bench/RESULTS.md reports for each objective, all four methods each.
+# For each objective, a JSON of runs bench/RESULTS.md reports (every method but (c) keeps these settings).
 REPORTED = {"geolife:val_hit5": "search_efficiency_20m_hit5_abcd_intel.json",
             "geolife:val_acc1": "search_efficiency_20m_acc1_abd_seed2_amd.json",
             "category:val_f1": "search_efficiency_20m_f1_abcd_amd.json"}
