@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 sweep: $(STAMP)
 	$(VENV)/bin/nextsweep sweep spaces/quickstart.yaml --samples $(SAMPLES) --dir $(RUNS)
 
-test: $(STAMP)
+test: $(STAMP)  # .ci/system-deps: Debian's postgresql and chromium, installed if missing (as root)
+	bash .ci/system-deps
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)  # the benchmarks' extra (matplotlib, for their plots); scripts and figures: bench/RESULTS.md

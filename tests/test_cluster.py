@@ -19,6 +19,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from holds import finish_then_hold, hold_env, held, release, wait_for
 from pgserver import free_port
 from ray._private.utils import get_ray_address_file
 
@@ -26,12 +27,6 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 RAY = str(Path(sys.executable).with_name("ray"))
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-
-
-# About a second an epoch (a small batch on more data): a trial picked while it has EPOCHS_LEFT
-# epochs to go is still running when the failure tests kill its driver or node a moment later.
-SLOW = {"days": 120, "batch_size": 8}
-EPOCHS_LEFT = 3
 
 
 def space(epochs: int = 5, days: int = 40, batch_size: int = 64) -> str:
@@ -148,27 +143,6 @@ def tune_results(tmp: Path, study: str, ray_trial_id: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def mid_run(t, epochs: int) -> bool:
-    """RUNNING, with a reported (and checkpointed) epoch and EPOCHS_LEFT or more still to go."""
-    return t.state == TrialState.RUNNING and 1 <= len(t.intermediate_values) <= epochs - EPOCHS_LEFT
-
-
-def wait_for(pred, timeout: float, what: str, proc: subprocess.Popen):
-    """pred()'s first truthy value; fails at once if the sweep proc exits first."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            value = pred()
-        except Exception:  # the study may not exist yet
-            value = None
-        if value:
-            return value
-        if proc.poll() is not None:
-            raise AssertionError(f"the sweep exited (code {proc.returncode}) before {what}")
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_cluster_config_is_valid_for_ray_up():
     import copy
 
@@ -185,14 +159,20 @@ def test_cluster_config_is_valid_for_ray_up():
 
 
 def test_sweep_spreads_over_nodes(cluster, tmp_path):
+    """Three trials held at once (tests/holds.py) take the three one-CPU nodes: where Ray places
+    them is then certain, not a matter of which trial finished first."""
     start = time.time()
-    out = subprocess.run(sweep_cmd(tmp_path, cluster, "spread", 6, "--max-concurrent", "3"),
-                         capture_output=True, text=True, env=ENV, timeout=500)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    gate = tmp_path / "hold"
+    proc = subprocess.Popen(sweep_cmd(tmp_path, cluster, "spread", 6, "--max-concurrent", "3"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**ENV, **hold_env(gate)})
+    wait_for(lambda: len(held(handed(tmp_path, "spread"))) == 3, 300, "three trials held at once", proc)
+    release(gate)
+    out = proc.communicate(timeout=500)[0]
+    assert proc.returncode == 0, out[-3000:]
     trials = handed(tmp_path, "spread")
     assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
     nodes = {t.user_attrs["node_id"] for t in trials}
-    assert len(nodes) >= 2 and nodes <= set(cluster.ids.values())
+    assert nodes == set(cluster.ids.values())
     print(f"multi-node sweep: {time.time() - start:.0f} s, trials on {len(nodes)} nodes")
 
 
@@ -266,12 +246,13 @@ def test_real_derived_sweeps_on_the_cluster(cluster, tmp_path, geolife_files, ta
 
 
 def test_driver_sigkill_then_resume(cluster, tmp_path):
-    cmd = sweep_cmd(tmp_path, cluster, "driver", 6, "--max-concurrent", "3", text=space(**SLOW))
-    first = subprocess.Popen(cmd, stdout=open(tmp_path / "first.log", "w"), stderr=subprocess.STDOUT, env=ENV,
-                             start_new_session=True)
+    """The driver is killed with a trial finished and others held mid-run (tests/holds.py)."""
+    cmd = sweep_cmd(tmp_path, cluster, "driver", 6, "--max-concurrent", "3")
+    gate = tmp_path / "hold"
+    first = subprocess.Popen(cmd, stdout=open(tmp_path / "first.log", "w"), stderr=subprocess.STDOUT,
+                             env={**ENV, **hold_env(gate)}, start_new_session=True)
     try:
-        wait_for(lambda: (ts := handed(tmp_path, "driver")) and any(t.state.is_finished() for t in ts)
-                 and any(mid_run(t, 5) for t in ts), 300, "a finished trial and one mid-run", first)
+        finish_then_hold(gate, lambda: handed(tmp_path, "driver"), first, finished=1)
         os.kill(first.pid, signal.SIGKILL)
         first.wait(30)
     finally:
@@ -294,21 +275,23 @@ def test_driver_sigkill_then_resume(cluster, tmp_path):
 
 def test_worker_node_dies_mid_sweep(cluster, tmp_path):
     epochs = 6
-    cmd = sweep_cmd(tmp_path, cluster, "worker", 6, "--max-concurrent", "3", "--max-failures", "1",
-                    text=space(epochs, **SLOW))
+    cmd = sweep_cmd(tmp_path, cluster, "worker", 6, "--max-concurrent", "3", "--max-failures", "1", text=space(epochs))
     start = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    gate = tmp_path / "hold"
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**ENV, **hold_env(gate)})
     workers = {cluster.ids[n]: n for n in ("node_w1", "node_w2")}  # never the head: it holds the cluster
 
-    def mid_run_on_a_worker():
-        """(node id, trial number) of a trial mid-run on a worker node: Ray decides which worker
-        gets trials, so the victim is chosen here, not beforehand."""
-        for t in handed(tmp_path, "worker"):
-            if t.user_attrs.get("node_id") in workers and mid_run(t, epochs):
+    def held_on_a_worker():
+        """(node id, trial number) of a trial held after its first epoch (checkpointed) on a worker
+        node: Ray decides which node gets trials, so the victim is chosen here, not beforehand."""
+        for t in held(handed(tmp_path, "worker")):
+            if t.user_attrs.get("node_id") in workers:
                 return t.user_attrs["node_id"], t.number
-    victim, number = wait_for(mid_run_on_a_worker, 300, "a trial mid-run on a worker node", proc)
+    victim, number = wait_for(held_on_a_worker, 300, "a trial held on a worker node", proc)
     killed_at = time.time()
     cluster.kill(workers[victim])
+    release(gate)  # the victim's retry resumes at epoch 2, past the hold
     out = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, out[-3000:]
     trials = handed(tmp_path, "worker")

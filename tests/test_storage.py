@@ -51,7 +51,7 @@ def test_bad_storage_fails_fast_with_one_line(tmp_path, capsys, url, reason):
     assert main(["sweep", str(tmp_path / "space.yaml"), "--storage", url, "--dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and reason in err and "Traceback" not in err, err
-    assert time.time() - start < 15
+    assert time.time() - start < 60  # a hang guard (retries, a missing connect timeout), not a speed test: the port refuses at once
     assert not list(tmp_path.glob("*/ray-*")), "no trial may start"
 
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from holds import finish_then_hold, hold_env
 from pgserver import free_port
 from search.cli import main
 from search.export import export_top, read_export, retrain
@@ -189,26 +190,16 @@ def _handed(storage: str, name: str) -> list:
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_resume_after_sigkill(tmp_path, request, kind):
+    """The driver is killed with two trials finished and others held mid-run (tests/holds.py)."""
     space = write_space(tmp_path, SPACE.replace("max_epochs: 4", "max_epochs: 6").replace("grace_period: 1", "grace_period: 6"))
     storage = storage_for(kind, request, tmp_path)
     cmd = [sys.executable, "-m", "search.cli", "sweep", str(space), "--dir", str(tmp_path), "--study", f"r-{kind}",
            "--samples", "6", "--storage", storage]
-    log = open(tmp_path / "first.log", "w")
-    first = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    gate = tmp_path / "hold"
+    first = subprocess.Popen(cmd, stdout=open(tmp_path / "first.log", "w"), stderr=subprocess.STDOUT,
+                             start_new_session=True, env={**os.environ, **hold_env(gate)})
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline:  # kill once some trials finished and others are running
-            time.sleep(1)
-            try:
-                trials = _handed(storage, f"r-{kind}")
-            except Exception:
-                continue
-            done = [t for t in trials if t.state.is_finished()]
-            running = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
-            if len(done) >= 2 and running:
-                break
-        else:
-            pytest.fail("the first sweep made no progress: " + (tmp_path / "first.log").read_text()[-2000:])
+        finish_then_hold(gate, lambda: _handed(storage, f"r-{kind}"), first, finished=2)
         os.kill(first.pid, signal.SIGKILL)
         first.wait(30)
     finally:
