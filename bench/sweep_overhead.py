@@ -89,7 +89,7 @@ def run_nextsweep(space: Path, out: Path, trials: int) -> tuple[float, float]:
     from search.sweep import SweepOptions, run_sweep
     mark_after(search.sweep, "load_space_data", "data")
     mark_after(search.sweep, "ensure_baselines", "baselines")
-    mark_after(search.sweep, "_init_ray", "ray_init")
+    mark_after(search.sweep, "init_ray", "ray_init")
     mark_after(BudgetSearcher, "suggest", "first_suggest", first_call=True)
     start = time.time()
     run_sweep(SweepOptions(space=str(space), study="overhead", samples=trials, dir=str(out)))

@@ -4,6 +4,7 @@ the NaN / length / type checks, each failing with one line that names the file a
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -81,9 +82,10 @@ def floats(arr: pa.Array, file: Path, col: str) -> np.ndarray:
 
 
 
-def sequences(arr: pa.Array, file: Path, col: str, dim: int | None) -> tuple[np.ndarray, np.ndarray]:
+def sequences(arr: pa.Array, file: Path, col: str, dim: int | None,
+              max_steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A list<list<float>> column (or list<float> with `dim` floats per step) -> right-padded
-    float32 [N, L, D] and lengths."""
+    float32 [N, L, D] and lengths; with `max_steps`, each sequence's last `max_steps` steps."""
     if not is_list(arr.type):
         raise DataError(f"{file}: column '{col}' must hold a list of vectors (list<list<float>>), or a flat list "
                         f"of floats with --dim; it holds {arr.type}")
@@ -107,12 +109,69 @@ def sequences(arr: pa.Array, file: Path, col: str, dim: int | None) -> tuple[np.
         lengths = flat // dim
         steps = floats(arr.flatten(), file, col).reshape(-1, dim)
     check_lengths(lengths, file, col)
+    if max_steps is not None:  # before the cube: one long sequence must not size it
+        steps, lengths = last_steps(steps, lengths, max_steps)
     rows = np.repeat(np.arange(len(lengths)), lengths)
     check_finite_steps(steps, rows, file, col)
+    check_fits(file, col, (len(lengths), int(lengths.max()), steps.shape[1]))
     x = np.zeros((len(lengths), int(lengths.max()), steps.shape[1]), dtype=np.float32)
     x[rows, np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)] = steps
     return x, lengths
 
+
+
+def last_steps(steps: np.ndarray, lengths: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Steps stored sequence after sequence -> each sequence's last `cap` ones (the newest history)."""
+    from_end = np.repeat(np.cumsum(lengths), lengths) - np.arange(len(steps))  # 1 at a sequence's last step
+    return steps[from_end <= cap], np.minimum(lengths, cap)
+
+
+def last_padded(x: np.ndarray, lengths: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded [N, L, D] -> each sequence's last `cap` steps, right-padded [N, min(L, cap), D]."""
+    width = min(cap, x.shape[1])
+    at = np.maximum(lengths - cap, 0)[:, None] + np.arange(width)[None, :]  # < L: short rows keep their padding
+    return np.take_along_axis(x, at[:, :, None], axis=1), np.minimum(lengths, cap)
+
+
+def check_fits(file: Path, col: str, shape: tuple[int, int, int]) -> None:
+    """Refuse a float32 cube larger than the memory left, before numpy fails with a traceback."""
+    need, free = 4 * shape[0] * shape[1] * shape[2], available_memory()
+    if free is not None and need > free:
+        raise DataError(f"{file}: column '{col}' pads to {' x '.join(f'{v:,}' for v in shape)} float32 "
+                        f"({need / 2**30:.1f} GiB; the longest sequence has {shape[1]:,} steps), more than the "
+                        f"{free / 2**30:.1f} GiB of memory available; keep each sequence's last steps with "
+                        "--max-history N")
+
+
+def available_memory() -> int | None:
+    """Bytes still free for this process: the kernel's MemAvailable (free pages + reclaimable cache,
+    else the free pages alone), within a cgroup v2 memory limit where one is set; None if unknown."""
+    free = _meminfo_available()
+    if free is None and hasattr(os, "sysconf"):
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):
+            pass
+    limit = _cgroup_room()
+    return limit if free is None else free if limit is None else min(free, limit)
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            line = next((line for line in f if line.startswith("MemAvailable:")), None)
+    except OSError:
+        return None
+    return int(line.split()[1]) * 1024 if line else None
+
+
+def _cgroup_room() -> int | None:
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+    except OSError:
+        return None
+    return max(int(limit) - int(used), 0) if limit.isdigit() and used.isdigit() else None
 
 
 def check_finite_steps(steps: np.ndarray, rows: np.ndarray, file: Path, col: str) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_io.columns import (VECTOR_SUFFIXES, check_finite, check_lengths, comparable, file_kind, load_npy, load_npz,
-                             matrix, read_parquet, read_vectors, scalars, sequences)
+from data_io.columns import (VECTOR_SUFFIXES, check_finite, check_lengths, comparable, file_kind, last_padded, load_npy,
+                             load_npz, matrix, read_parquet, read_vectors, scalars, sequences)
 from data_io.dataset import INFO_FILE, Dataset, DatasetInfo, SplitArrays, check_out, read_info, staged_dir
 from data_io.errors import DataError
 from data_io.folds import grouped_split
@@ -91,6 +91,7 @@ class VectorColumns:
     split: str | None = None  # train / val / test per sample
     lengths: str = "lengths"  # .npz only, optional: steps of each right-padded sequence
     dim: int | None = None  # floats per step of a flat list<float> sequence column
+    max_history: int | None = None  # keep each sequence's last N steps (None: all)
 
 
 @dataclass
@@ -114,6 +115,8 @@ def vectors_from_files(task: str, files: list[str | Path], cols: VectorColumns, 
                         "(train, --val and --test)")
     if len(files) == 3 and cols.split:
         raise DataError(f"--split-col {cols.split}: the three files already give the splits; drop --split-col")
+    if cols.max_history is not None and cols.max_history < 1:
+        raise DataError(f"--max-history {cols.max_history}: must be >= 1 (steps kept per sequence)")
     kind = target_kind(task)
     kind.refuse_bank(bank)
     where = " / ".join(str(f) for f in files)
@@ -148,7 +151,7 @@ def _read_samples(file: Path, cols: VectorColumns, kind) -> _Raw:
         if col is not None and col not in table.column_names:
             raise DataError(f"{file}: column '{col}' not found (columns: {', '.join(table.column_names[:12])}); "
                             f"name the right one with {opt}")
-    x, lengths = sequences(table.column(cols.seq).combine_chunks(), file, cols.seq, cols.dim)
+    x, lengths = sequences(table.column(cols.seq).combine_chunks(), file, cols.seq, cols.dim, cols.max_history)
     target = kind.read_column(table.column(cols.target), file, cols.target)
     split = scalars(table.column(cols.split), file, cols.split) if cols.split else None
     return _Raw(file, x, lengths, scalars(table.column(cols.group), file, cols.group), target, split)
@@ -173,6 +176,9 @@ def _read_npz_samples(file: Path, cols: VectorColumns, kind) -> _Raw:
             raise DataError(f"{file}: array '{key}' has shape {z[key].shape}, '{cols.seq}' has {n} samples; give one "
                             "value per sample")
     check_lengths(lengths, file, cols.seq, width)
+    if cols.max_history is not None:
+        x, lengths = last_padded(x, lengths, cols.max_history)
+        width = x.shape[1]
     x = np.where(np.arange(width)[None, :, None] < lengths[:, None, None], x, 0).astype(np.float32)  # padding may be NaN
     check_finite(x.reshape(n, -1), file, cols.seq)
     return _Raw(file, x, lengths, z[cols.group], z[cols.target], z[cols.split] if cols.split else None)

@@ -155,7 +155,8 @@ def _write_vectors(a: argparse.Namespace, build) -> int:
 def cmd_prepare_vectors(a: argparse.Namespace) -> int:
     from data_io.vector_io import VectorColumns, vectors_from_files
     from data_io.vectors import VectorParams
-    cols = VectorColumns(seq=a.seq_col, group=a.group_col, target=a.target_col, split=a.split_col, dim=a.dim)
+    cols = VectorColumns(seq=a.seq_col, group=a.group_col, target=a.target_col, split=a.split_col, dim=a.dim,
+                         max_history=a.max_history)
     params = VectorParams(val_frac=a.val_frac, test_frac=a.test_frac, folds=a.folds, seed=a.seed)
     files = [a.input, *(f for f in (a.val, a.test) if f)]
     return _write_vectors(a, lambda: vectors_from_files(a.task, files, cols, params, a.bank, a.bank_col, a.name))
@@ -388,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--group-col", default="group", help="group (user / chain) column (default group)")
     v.add_argument("--target-col", default="target", help="label (category) or target vector (vector) column (default target)")
     v.add_argument("--split-col", help="column holding train / val / test (default: split by groups)")
+    v.add_argument("--max-history", type=int, help="keep the last N steps of each sequence (default: all); one "
+                                                   "long sequence otherwise sizes every sample and the model")
     _vector_split_options(v)
     v.set_defaults(func=cmd_prepare_vectors)
 

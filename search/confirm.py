@@ -17,6 +17,7 @@ import optuna
 import torch
 
 from models import fit
+from models.native import runtime_facts, runtime_notice
 from search.outcomes import config_text, confirmation, confirmed_text, num_text, ranked, then_value
 from search.storage import SearchError, load_study, set_finished_trial_attr
 from spaces.data import load_data
@@ -104,34 +105,46 @@ def _load_data(study: optuna.Study):
     return data
 
 
-def fit_val(config: dict, data, threads: int) -> dict[str, float]:
-    """One run of a trial's config (a Ray task): the best epoch's validation metrics."""
+def fit_val(config: dict, data, threads: int) -> tuple[dict[str, float], dict]:
+    """One run of a trial's config (a Ray task): the best epoch's validation metrics, and the
+    worker's runtime_facts() to compare with the trial's."""
     torch.set_num_threads(threads)
     result = fit(config, data)
-    return {k: float(v) for k, v in result.best_metrics.items() if k.startswith("val_")}
+    return {k: float(v) for k, v in result.best_metrics.items() if k.startswith("val_")}, runtime_facts()
+
+
+def _say_runtime(t: optuna.trial.FrozenTrial, facts: dict, said: set[str]) -> None:
+    """One line where a run's worker has another kernel path or CPU than the trial had; each
+    distinct line once (the top trials of a sweep mostly ran on the same machines)."""
+    notice = runtime_notice(t.user_attrs, facts)
+    if notice and notice not in said:
+        said.add(notice)
+        print(f"nextsweep: {notice}", flush=True)
 
 
 def _train(opts: ConfirmOptions, study, todo, data, records: dict, metric: str, then: list[str],
            result: ConfirmResult) -> None:
-    from search.sweep import _init_ray, _quiet_ray
-    _quiet_ray(local=not opts.address)
+    from search.sweep import init_ray, quiet_ray
+    quiet_ray(local=not opts.address)
     import ray
-    _init_ray(opts)
+    init_ray(opts)
     threads = max(1, int(opts.cpus_per_trial))
     task = ray.remote(fit_val).options(num_cpus=float(opts.cpus_per_trial))
     data_ref = ray.put(data)  # loaded once here, shared zero-copy with every run
     pending = {task.remote({**json.loads(t.user_attrs["config"]), "seed": s}, data_ref, threads): (t, s)
                for t, s in todo}
+    said: set[str] = set()
     while pending:
         [ref], _ = ray.wait(list(pending), num_returns=1)
         t, seed = pending.pop(ref)
         try:
-            val = ray.get(ref)
+            val, facts = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:
             why = str(exc.cause if getattr(exc, "cause", None) else exc).strip().splitlines()[-1]
             result.failed.append((t.number, seed, why))
             print(f"trial {t.number:>4}  seed {seed:>6}  FAILED: {why}", flush=True)
             continue
+        _say_runtime(t, facts, said)
         records[t.number] = add_run(records[t.number], metric, then, seed, val)
         set_finished_trial_attr(study, t._trial_id, "confirmed", records[t.number])
         result.trained.append((t.number, seed))

@@ -4,7 +4,9 @@
 (~60 statements per suggestion, each a round trip on PostgreSQL). A `DraftTrial` runs Optuna's own
 suggestion code (`Trial._suggest`: fixed, single-valued, relative, then independent sampling) with
 the per-parameter write deferred, and `commit()` creates the trial with everything in one
-transaction. It relies on optuna.Trial's private layout (pinned: optuna 5.0.0).
+transaction. It relies on optuna.Trial's private layout (pinned: optuna 5.0.0): where
+search/compat.py says the Optuna fast paths may not run, `DraftTrial(study)` is an `AskedTrial`,
+Optuna's own study.ask() trial with the same commit().
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from optuna import pruners
 from optuna.distributions import check_distribution_compatibility
 from optuna.trial import FrozenTrial, TrialState
 
-from search.storage import insert_trials
+from search import compat
+from search.storage import insert_trials, set_trial_attrs
 
 DRAFT_ID = -1  # the trial id a draft has until commit()
 _drafts = itertools.count(1)  # drafts are numbered -1, -2, ... until commit()
@@ -65,6 +68,11 @@ class _DraftStudy:
 
 
 class DraftTrial(optuna.Trial):
+    def __new__(cls, study: optuna.Study):
+        if not compat.optuna_fast():  # the stock path: no private layout used
+            return AskedTrial(study)
+        return super().__new__(cls)
+
     def __init__(self, study: optuna.Study):  # optuna.Trial.__init__ without its storage read
         study._thread_local.cached_all_trials = None  # as Study.ask(): the sampler reads the study afresh
         # A number no stored trial has, so the sampler neither mistakes the draft for a running
@@ -104,6 +112,26 @@ def _live(study: optuna.Study, trial_id: int, number: int, frozen: FrozenTrial) 
     trial._cached_frozen_trial.number, trial._cached_frozen_trial._trial_id = number, trial_id
     trial.relative_search_space, trial._relative_params, trial._fixed_params = None, None, {}
     return trial
+
+
+class AskedTrial:
+    """A draft's stock path: Optuna's own study.ask() trial, stored at once and each parameter as it
+    is suggested (about 60 statements a suggestion, not one transaction). It is used as that trial
+    until commit() hands the trial itself over: the same trials, the same refusals."""
+
+    def __init__(self, study: optuna.Study):
+        self.trial = study.ask()
+
+    def __getattr__(self, name):
+        return getattr(self.trial, name)
+
+    def commit(self, known: dict, numbered: Callable[[int], dict] | None = None) -> optuna.Trial:
+        """As DraftTrial.commit: `known` checked and filled in, `numbered(number)` stored."""
+        for name, dist in self.trial.distributions.items():
+            check_distribution_compatibility(known.setdefault(name, dist), dist)
+        if numbered:
+            set_trial_attrs(self.trial, numbered(self.trial.number))
+        return self.trial
 
 
 def waiting_trials(study: optuna.Study) -> int:

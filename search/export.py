@@ -14,9 +14,10 @@ import torch
 import yaml
 
 from models import build_predictor, fit, metric_mode
+from models.native import RUNTIME_KEYS, runtime_notice
 from models.tasks import get_task
 from search.outcomes import confirmation, pareto_front, ranked
-from search.storage import SearchError, load_study, redact
+from search.storage import SearchError, file_stem, load_study, redact
 from spaces.data import load_data
 
 EXPORT_VERSION = 1
@@ -36,12 +37,13 @@ def export_top(storage_url: str, study_name: str | None, top: int, out: str | Pa
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rank_of = {t.number: r for r, t in enumerate(done, 1)}
+    stem = file_stem(study.study_name)
     if pareto:
         chosen = pareto_front(done, study.direction == optuna.study.StudyDirection.MAXIMIZE)
-        name = lambda t: f"{study.study_name}-pareto-{t.user_attrs['n_params']}params-trial{t.number}.yaml"  # noqa: E731
+        name = lambda t: f"{stem}-pareto-{t.user_attrs['n_params']}params-trial{t.number}.yaml"  # noqa: E731
     else:
         chosen = done[:top]
-        name = lambda t: f"{study.study_name}-rank{rank_of[t.number]}-trial{t.number}.yaml"  # noqa: E731
+        name = lambda t: f"{stem}-rank{rank_of[t.number]}-trial{t.number}.yaml"  # noqa: E731
     paths = []
     for t in chosen:
         rank = rank_of[t.number]
@@ -62,6 +64,7 @@ def export_top(storage_url: str, study_name: str | None, top: int, out: str | Pa
             "fingerprint": t.user_attrs.get("fingerprint", study.user_attrs.get("fingerprint")),
             "code_version": t.user_attrs.get("code_version"),
             "threads": max(1, int(t.user_attrs.get("cpus", 1))),  # what the trial trained with
+            "runtime": {k: t.user_attrs[k] for k in RUNTIME_KEYS if k in t.user_attrs},  # retrain compares
             "config": json.loads(t.user_attrs["config"]),
             "params": t.params,  # Optuna's own values: what `sweep --enqueue` puts first in a new sweep
         }
@@ -116,6 +119,7 @@ def retrain(path: str | Path, seeds: int, out: str | Path | None, force: bool = 
     out.mkdir(parents=True, exist_ok=True)
     base = int(doc["config"].get("seed", 0))
     with torch_threads(doc.get("threads")):
+        _runtime_notice(doc)
         runs, best = _train_seeds(doc, data, base, seeds)
     report = {"export": str(path), "task": doc.get("task", "location"), "n_params": doc.get("n_params"),
               "seeds": [r["seed"] for r in runs], "folds": len(best[1]) if len(best[1]) > 1 else 0,
@@ -128,6 +132,15 @@ def retrain(path: str | Path, seeds: int, out: str | Path | None, force: bool = 
         saved["fold_states"] = best[1]
     torch.save(saved, out / "best_model.pt")
     return report
+
+
+def _runtime_notice(doc: dict) -> None:
+    """One line where retrain runs on another kernel path or CPU than the trial did (the export's
+    "runtime"; older exports have none): the same seeds then give other metrics."""
+    recorded = doc.get("runtime")
+    notice = runtime_notice(recorded) if isinstance(recorded, dict) else None
+    if notice:
+        print(f"nextsweep: {notice}", flush=True)
 
 
 def _summary(runs: list[dict], key: str) -> dict:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import sys
-from itertools import groupby
+from itertools import groupby, takewhile
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -65,12 +66,17 @@ def ranked(study: optuna.Study, use_confirmed: bool = True) -> list[FrozenTrial]
     4. Each group is ordered by the study's `then` metrics in turn (each in its own direction;
        the confirmed mean where confirmed, else the trial's best_metrics; missing = worst), then
        by score, then by trial number. Without `then` this is plain order by score.
+    5. Non-finite scores: +inf is the best score when maximizing (-inf when minimizing) and equal
+       infinities tie; a NaN score (a confirmed mean over a diverged seed) ranks last in its block,
+       each NaN its own group, by trial number. A stored non-finite tolerance counts as the default.
     """
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "config" in t.user_attrs]
     metric = study.user_attrs.get("metric")
     sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
     then = list(study.user_attrs.get("then") or [])
     tolerance = float(study.user_attrs.get("tolerance", DEFAULT_TOLERANCE))
+    if not math.isfinite(tolerance):  # a study swept before the schema refused `tolerance: .nan`
+        tolerance = DEFAULT_TOLERANCE
     sure = [t for t in done if use_confirmed and confirmation(t, metric)]
     rest = [t for t in done if not (use_confirmed and confirmation(t, metric))]
     return [t for block in (sure, rest) for t in _rank_block(block, metric, sign, then, tolerance, use_confirmed)]
@@ -124,16 +130,25 @@ def _rank_block(trials: list[FrozenTrial], metric, sign: int, then: list[str], t
 
     def tie_key(t: FrozenTrial) -> tuple:
         values = [then_value(t, m, metric, use_confirmed) for m in then]
-        return (*(-math.inf if v is None else (v if metric_mode(m) == "max" else -v) for m, v in zip(then, values)),
-                good(t), -t.number)
+        return (*(_worst_if_nan(-math.inf if v is None else (v if metric_mode(m) == "max" else -v))
+                  for m, v in zip(then, values)), good(t), -t.number)
 
-    out, rest = [], sorted(trials, key=lambda t: (good(t), -t.number), reverse=True)
-    while rest:
-        leader = rest[0]
-        group = [t for t in rest if good(leader) - good(t) <= noise(leader)]  # rest is sorted: a prefix
-        rest = rest[len(group):]
-        out += sorted(group, key=tie_key, reverse=True)
+    def order(t: FrozenTrial) -> tuple:  # NaN compares false with everything: sort it last, explicitly
+        return (not math.isnan(good(t)), _worst_if_nan(good(t)), -t.number)
+
+    def ties(leader: FrozenTrial, t: FrozenTrial) -> bool:  # inf - inf is NaN: equal scores tie outright
+        return good(t) == good(leader) or good(leader) - good(t) <= noise(leader)
+
+    out, rest = [], sorted(trials, key=order, reverse=True)
+    while rest:  # the leader always opens its group, so `rest` shrinks every round
+        size = 1 + sum(1 for _ in takewhile(lambda t: ties(rest[0], t), rest[1:]))
+        out += sorted(rest[:size], key=tie_key, reverse=True)
+        rest = rest[size:]
     return out
+
+
+def _worst_if_nan(v: float) -> float:
+    return -math.inf if math.isnan(v) else v
 
 
 def print_summary(study: optuna.Study, storage_url: str, top: int = 5) -> None:
@@ -141,6 +156,7 @@ def print_summary(study: optuna.Study, storage_url: str, top: int = 5) -> None:
     print(f"study      {study.study_name}")
     print(f"storage    {redact(storage_url)}")
     print("trials     " + tally_line(tally(study.get_trials(deepcopy=False))))
+    name = shlex.quote(study.study_name)  # the commands below are pasted into a shell
     done = ranked(study)
     metric = study.user_attrs.get("metric", "value")
     then = list(study.user_attrs.get("then") or [])
@@ -158,12 +174,12 @@ def print_summary(study: optuna.Study, storage_url: str, top: int = 5) -> None:
         print(f"\nbest       trial {best.number}: {metric} {best.value:.4f}{then_text(best, then, metric)} with "
               f"{best.user_attrs.get('n_params', 0):,} parameters, best epoch {best.user_attrs.get('best_epoch')}")
         print("config     " + ", ".join(f"{k}={short(v)}" for k, v in json.loads(best.user_attrs["config"]).items()))
-        print(f"export     nextsweep export {_storage_arg(storage_url)} --study {study.study_name} --top 3 --out exports/")
+        print(f"export     nextsweep export {_storage_arg(storage_url)} --study {name} --top 3 --out exports/")
     margin = margin_line(study.user_attrs.get("baselines", {}), metric, done)
     if margin:
         print(f"baseline   {margin}")
     print(f"dashboard  nextsweep dashboard {_storage_arg(storage_url)}")
-    print(f"report     nextsweep report {_storage_arg(storage_url)} --study {study.study_name} --out report.html")
+    print(f"report     nextsweep report {_storage_arg(storage_url)} --study {name} --out report.html")
     print_warnings(study)
     sys.stdout.flush()
 

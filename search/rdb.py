@@ -8,6 +8,9 @@ tell reads the trial back twice) lazy-loads 5 relationships. Here the same rows 
 from two queries (the trials, then their side tables in one UNION ALL, by trial id); the
 FrozenTrials built are equal to Optuna's own (tests/test_rdb.py). Everything else is Optuna's
 RDBStorage.
+
+All of it was written against the tables of optuna 5.0.0 (schema revision TESTED_SCHEMA, naive UTC
+datetimes) on SQLite and PostgreSQL: search/storage.py opens Optuna's own RDBStorage anywhere else.
 """
 
 from __future__ import annotations
@@ -23,8 +26,24 @@ from optuna import distributions
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
+TESTED_SCHEMA = "v3.2.0.a"  # RDBStorage.get_head_version() of optuna 5.0.0: the tables this SQL knows
+TESTED_BACKENDS = ("sqlite", "postgresql")
+
 _VALUE = models.TrialValueModel.stored_repr_to_value
 _STEP_VALUE = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
+
+
+def untested_backend(url: str) -> str | None:
+    """Why this SQL may not run on the database of `url` (None: it may). MySQL, for one, has no
+    INSERT ... RETURNING and was never run against."""
+    backend = sa.engine.make_url(url).get_backend_name()
+    return None if backend in TESTED_BACKENDS else f"the {backend} backend"
+
+
+def untested_schema(storage: optuna.storages.RDBStorage) -> str | None:
+    """Why this SQL may not run on the tables of `storage` (None: it may)."""
+    revision = storage.get_current_version()
+    return None if revision == TESTED_SCHEMA else f"schema revision {revision} (tested: {TESTED_SCHEMA})"
 
 
 class CoreReadRDBStorage(optuna.storages.RDBStorage):
@@ -95,16 +114,24 @@ class _Parts:
 
 
 PARAM, VALUE, USER, SYSTEM, STEP = range(5)  # the side tables, as numbered in _children's rows
-CHUNK = 1000  # trial ids per side-table query: 5,000 bound values, under SQLite's limit
+CHUNK = 1000  # trial ids per side-table query at most (each bound once per side table)
+
+
+def _chunk(dialect) -> int:
+    """Trial ids per side-table query: 5 bound values each, under the backend's limit on bound
+    values a statement (SQLAlchemy's figure for it: 999 before SQLite 3.32, 32,700 otherwise); the
+    kinds are inline constants, not bound."""
+    return max(1, min(CHUNK, dialect.insertmanyvalues_max_parameters // 5))
 
 
 def _read_children(conn, ids: list[int], parts: dict[int, _Parts]) -> None:
     """Params, values, attributes and intermediate values of the trials `ids`, one query per
-    CHUNK of them."""
+    _chunk() of them."""
     values_enum = models.TrialValueModel.TrialValueType
     steps_enum = models.TrialIntermediateValueModel.TrialIntermediateValueType
-    for start in range(0, len(ids), CHUNK):
-        for trial_id, kind, _, n, name, num, text in conn.execute(_children(), {"ids": ids[start:start + CHUNK]}):
+    chunk = _chunk(conn.dialect)
+    for start in range(0, len(ids), chunk):
+        for trial_id, kind, _, n, name, num, text in conn.execute(_children(), {"ids": ids[start:start + chunk]}):
             p = parts[trial_id]
             if kind == PARAM:
                 p.params.append((n, name, num, text))
@@ -128,7 +155,7 @@ def _children():
     no_int, no_name, no_num = sa.cast(sa.null(), sa.Integer), sa.cast(sa.null(), sa.String), sa.cast(sa.null(), sa.Float)
 
     def part(t, kind, n, name, num, text):
-        return sa.select(t.c.trial_id, sa.literal(kind, sa.Integer).label("kind"),
+        return sa.select(t.c.trial_id, sa.literal_column(str(kind), sa.Integer).label("kind"),
                          next(iter(t.primary_key.columns)).label("k"), n.label("n"), name.label("name"),
                          num.label("num"), sa.cast(text, sa.Text).label("text")).where(t.c.trial_id.in_(ids))
 
@@ -145,29 +172,49 @@ def _children():
 
 def insert_rows(rdb: optuna.storages.RDBStorage, study_id: int, trials: list[FrozenTrial],
                 numbered: Callable[[int], dict] | None) -> list[tuple[int, int]]:
-    """(trial id, number) of each trial, stored as given in one transaction: the study's row
-    locked (Optuna's lock for numbering), a count, the trials' rows, then each side table's rows
+    """(trial id, number) of each trial, stored as given in one transaction: the study's lock
+    taken (Optuna's lock for numbering), a count, the trials' rows, then each side table's rows
     in one statement. `numbered(number)` adds user attributes to each trial from its number."""
     if not trials:  # (an insert of no rows would be one row of defaults)
         return []
-    trials_t, studies = models.TrialModel.__table__, models.StudyModel.__table__
+    trials_t = models.TrialModel.__table__
     with rdb.engine.begin() as conn:
-        if conn.execute(sa.select(studies.c.study_id).where(studies.c.study_id == study_id).with_for_update()
-                        ).first() is None:
-            raise KeyError(models.NOT_FOUND_MSG)
+        _lock_study(conn, study_id)
         first = conn.execute(sa.select(sa.func.count(trials_t.c.trial_id)).where(
             trials_t.c.study_id == study_id)).scalar_one()
         rows = [{"study_id": study_id, "number": first + i, "state": t.state,
                  "datetime_start": _utc(t.datetime_start), "datetime_complete": _utc(t.datetime_complete)}
                 for i, t in enumerate(trials)]
-        ids = conn.execute(sa.insert(trials_t).returning(trials_t.c.trial_id, sort_by_parameter_order=True),
-                           rows).scalars().all()
+        ids = _insert_trial_rows(conn, rows)
         for t, row in zip(trials, rows):
             t.user_attrs.update(numbered(row["number"]) if numbered else {})
         for model, values in _trial_rows(ids, trials).items():
             if values:
                 conn.execute(sa.insert(model.__table__), values)
     return [(i, row["number"]) for i, row in zip(ids, rows)]
+
+
+def _lock_study(conn, study_id: int) -> None:
+    """Hold the lock that numbers the study's trials until the transaction ends. PostgreSQL locks
+    the study's row; SQLite ignores FOR UPDATE, and pysqlite starts no transaction for a SELECT:
+    two drivers would count the same trials. BEGIN IMMEDIATE takes the database's write lock
+    before the count (as Optuna's own INSERT-then-count holds it)."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    studies = models.StudyModel.__table__
+    if conn.execute(sa.select(studies.c.study_id).where(studies.c.study_id == study_id).with_for_update()
+                    ).first() is None:
+        raise KeyError(models.NOT_FOUND_MSG)
+
+
+def _insert_trial_rows(conn, rows: list[dict]) -> list[int]:
+    """The ids the trials' `rows` get: from one INSERT ... RETURNING where the backend has it
+    (SQLite from 3.35, PostgreSQL), else from one INSERT per trial."""
+    trials_t = models.TrialModel.__table__
+    if conn.dialect.insert_executemany_returning_sort_by_parameter_order:
+        return conn.execute(sa.insert(trials_t).returning(trials_t.c.trial_id, sort_by_parameter_order=True),
+                            rows).scalars().all()
+    return [conn.execute(sa.insert(trials_t), row).inserted_primary_key[0] for row in rows]
 
 
 def _trial_rows(ids: list[int], trials: list[FrozenTrial]) -> dict:

@@ -13,7 +13,6 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import optuna
 import yaml
 from optuna.distributions import FloatDistribution, IntDistribution
@@ -22,6 +21,7 @@ from optuna.trial import FrozenTrial
 from search.advice import sweep_warnings
 from search.outcomes import asha_text, outcome, pareto_front, ranked, sampled_text, tally
 from search.storage import SearchError, load_study, redact
+from search.sweep import rungs  # ASHA's rungs, computed as the sweep checkpoints at them
 
 COLOURS = {"complete": "#2a9d4b", "pruned": "#e8a33d", "failed": "#d62728", "stopped": "#7f7f7f", "running": "#1f77b4"}
 HEIGHT = 430
@@ -161,22 +161,12 @@ def _settings(study: optuna.Study, storage: str, trials: list[FrozenTrial]) -> l
             ("data", json.dumps(a.get("data")) if a.get("data") else "-"), ("data fingerprint", a.get("fingerprint", "-")),
             ("budget", f"{budget:,} parameters" if budget else "none"),
             ("width fitted to the budget", sig.get("width") or "-"),
-            ("ASHA", f"{asha_text(asha)}; rungs at epochs {', '.join(map(str, rungs(*asha[:3])))}" if asha else "-"),
+            ("ASHA", f"{asha_text(asha)}; rungs at epochs {', '.join(map(str, rungs(*asha[:4])))}" if asha else "-"),
             ("sampler", f"{a.get('sampler', 'not recorded')} (seed {a.get('seed', '-')})"),
             ("code version", a.get("code_version") or _trial_attr(trials, "code_version")),
             ("started", a.get("started", "-")), ("command", a.get("command", "-")),
             ("wall time", f"{wall} from the first trial's start to the last one's end"),
             ("CPU time", f"{_duration(cpu)} in trials ({cpu / 3600:.2f} CPU-hours)")]
-
-
-def rungs(max_epochs: int, grace: int, rf: float) -> list[int]:
-    """The epochs where ASHA compares trials: grace * rf^k for k up to log_rf(max_epochs / grace),
-    by Ray's own float formula, so the report draws the rungs Ray used, edges included (Hyperband-style
-    brackets compare at a suffix of these: bracket s from k = s)."""
-    if rf <= 1 or grace <= 0 or max_epochs < grace:
-        return []
-    count = int(np.log(max_epochs / grace) / np.log(rf) + 1)  # ray.tune.schedulers.async_hyperband's MAX_RUNGS
-    return [int(grace * rf ** k) for k in range(count)]
 
 
 def _best_so_far(p: _Page, study: optuna.Study, metric: str, done: list[FrozenTrial]) -> None:
@@ -215,7 +205,7 @@ def _curves(p: _Page, study: optuna.Study, trials: list[FrozenTrial], metric: st
         p.note("no trial has reported an epoch yet: nothing to draw")
         return
     asha = (study.user_attrs.get("space_signature") or {}).get("asha")
-    for k, epoch in enumerate(rungs(*asha[:3]) if asha else []):
+    for k, epoch in enumerate(rungs(*asha[:4]) if asha else []):
         fig.add_vline(x=epoch, line_dash="dash", line_color="#999", annotation_text=f"rung {k}")
     fig.update_layout(xaxis_title="epoch", yaxis_title=metric)
     p.figure(fig)

@@ -16,15 +16,21 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler
-from ray.tune.schedulers.async_hyperband import _Bracket
 from ray.tune.search import Searcher
 
+from models.native import RUNTIME_KEYS
+from search import compat
 from search.draft import DraftTrial, stored_distributions, waiting_trials
 from search.outcomes import REJECTIONS, STOPPED
 from search.storage import SearchError, set_trial_attrs
 from spaces import CompiledSpace, record_rejection
 
 MAX_REJECTIONS_IN_A_ROW = 1000
+
+try:  # Ray's private bracket: the strict rule subclasses it, with the tested Ray only (compat.ray_fast)
+    from ray.tune.schedulers.async_hyperband import _Bracket
+except ImportError:  # another Ray, where StrictBracket is never used: importing this module must not fail
+    _Bracket = object
 
 
 class StrictBracket(_Bracket):
@@ -53,18 +59,37 @@ class RecordingASHA(ASHAScheduler):
     """ASHA that remembers the trials it stopped, so PRUNED in Optuna matches what ASHA did, and
     that picks each trial's bracket (asha.brackets > 1) from its own seeded stream: Ray's draws
     from numpy's global random state, so the same seed gave a different bracket per trial.
-    `strict` swaps Ray's promotion rule for the paper's (StrictBracket). `rank_metric` (asha.rank_by
-    epoch) ranks a trial at a rung by that result key, the epoch's own value, instead of Tune's
-    metric (the best epoch so far): a trial past its peak then meets the rung at its current level."""
+    `strict` swaps Ray's promotion rule for the paper's (StrictBracket), with the tested Ray only
+    (it reaches into Ray's private brackets); elsewhere Ray's own rule runs, with a warning.
+    `rank_metric` (asha.rank_by epoch) ranks a trial at a rung by that result key, the epoch's own
+    value, instead of Tune's metric (the best epoch so far): a trial past its peak then meets the
+    rung at its current level. The default settings are Ray's."""
 
-    def __init__(self, *, seed: int = 0, strict: bool = False, rank_metric: str | None = None, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *, max_t: int = 100, grace_period: int = 1, reduction_factor: float = 4, brackets: int = 1,
+                 seed: int = 0, strict: bool = False, rank_metric: str | None = None, **kwargs):
+        super().__init__(max_t=max_t, grace_period=grace_period, reduction_factor=reduction_factor,
+                         brackets=brackets, **kwargs)
+        self.settings = (max_t, grace_period, reduction_factor, brackets)  # its rungs: sweep.rungs(*settings)
         self.rank_metric = rank_metric
+        self.tune_metric = kwargs.get("metric")  # Tune's metric, kept here rather than read from Ray's private one
         self.stopped: set[str] = set()
         self.bracket_draws = np.random.default_rng(seed)
-        if strict:
-            for bracket in self._brackets:
-                bracket.__class__ = StrictBracket
+        self.strict = strict and self._make_strict()
+
+    def _make_strict(self) -> bool:
+        if not compat.ray_fast():
+            compat.warn_once("asha-strict", "asha.strict: Ray's own promotion rule runs instead of the ASHA paper's "
+                                            "(the Ray fast paths are off)")
+            return False
+        for bracket in self._brackets:
+            bracket.__class__ = StrictBracket
+        return True
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
+        accepted = super().set_search_properties(metric, mode, **spec)
+        if accepted and metric:
+            self.tune_metric = metric
+        return accepted
 
     def on_trial_add(self, tune_controller, trial):
         state = np.random.get_state()
@@ -75,8 +100,8 @@ class RecordingASHA(ASHAScheduler):
             np.random.set_state(state)
 
     def _ranked(self, result: dict) -> dict:
-        if self.rank_metric and result and self.rank_metric in result:
-            return {**result, self._metric: result[self.rank_metric]}  # a copy: Tune keeps the best so far
+        if self.rank_metric and self.tune_metric and result and self.rank_metric in result:
+            return {**result, self.tune_metric: result[self.rank_metric]}  # a copy: Tune keeps the best so far
         return result
 
     def on_trial_complete(self, tune_controller, trial, result):
@@ -142,8 +167,8 @@ class BudgetSearcher(Searcher):
             return
         if result["epoch"] < self.last.get(trial_id, {}).get("epoch", 0):
             return
-        if trial_id not in self.last and "node_id" in result:
-            trial.set_user_attr("node_id", result["node_id"])
+        if trial_id not in self.last and "node_id" in result:  # where it runs: node, kernel path, CPU, threads
+            set_trial_attrs(trial, {k: result[k] for k in ("node_id", *RUNTIME_KEYS) if k in result})
         self.last[trial_id] = result
         if result["epoch"] == result["best_epoch"]:
             self.best_rows[trial_id] = result

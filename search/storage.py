@@ -10,11 +10,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 import optuna
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
-from search.rdb import CoreReadRDBStorage, insert_rows
+from search import compat
 
 DEFAULT_DIR = Path("runs")
 STORAGE_ENV = "NEXTSWEEP_STORAGE"  # a URL with a password stays out of argv (ps, Ray's job list)
@@ -66,7 +68,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     kwargs = {"connect_args": _connect_args(url)}
     for attempt in range(3):
         try:
-            return CoreReadRDBStorage(url, engine_kwargs=kwargs)
+            return _rdb_storage(url, kwargs)
         except Exception as exc:  # sqlalchemy / driver errors
             # Two sweeps starting at once on an empty database race to create the tables: the
             # loser sees "already exists" and succeeds on a second try.
@@ -78,6 +80,36 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             raise SearchError(f"storage {redact(url)}: cannot connect ({reason}); check the URL, "
                               "that the server runs and that its driver is installed") from None
     raise SearchError(f"storage {redact(url)}: could not create the study tables; try again")
+
+
+def _rdb_storage(url: str, engine_kwargs: dict) -> optuna.storages.RDBStorage:
+    """Ours, with the fast paths on Optuna's tables (search/rdb.py), where they were tested to
+    hold: the tested Optuna (search/compat.py), backend and schema revision. Else Optuna's own,
+    after a warning: slower, the same trials."""
+    if not compat.optuna_fast():  # (search.rdb imports Optuna's private modules: not even that)
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    from search import rdb
+    why = rdb.untested_backend(url)
+    if why is None:
+        storage = rdb.CoreReadRDBStorage(url, engine_kwargs=engine_kwargs)
+        why = rdb.untested_schema(storage)
+        if why is None:
+            return storage
+        storage.engine.dispose()
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)  # (connected: worth a warning)
+    compat.warn_once(f"storage: {why}", f"storage: nextsweep's SQL on Optuna's tables was not tested with {why}; "
+                                        "Optuna's own storage runs instead (slower, same results)")
+    return storage
+
+
+def _fast(storage: optuna.storages.BaseStorage) -> optuna.storages.RDBStorage | None:
+    """The storage under `storage` (a study's, which Optuna wraps in a cache) where our SQL may run
+    on it (open_storage opened it so), else None."""
+    rdb = getattr(storage, "_backend", storage)
+    if not compat.optuna_fast():
+        return None
+    from search.rdb import CoreReadRDBStorage
+    return rdb if isinstance(rdb, CoreReadRDBStorage) else None
 
 
 class _WalSQLite(sqlite3.Connection):
@@ -104,15 +136,20 @@ def _connect_args(url: str) -> dict:
     return {}
 
 
-# scheme://user:PASSWORD@host: the password runs to the last '@' before the path.
-_USERINFO = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^\s:/@?#]*:)([^\s/]*)@")
-# ?password=...  (libpq and SQLAlchemy both accept it as a query parameter)
-_QUERY = re.compile(r"([?&;]password=)([^&;#\s]*)", re.IGNORECASE)
+# The start of a URL (a message may hold several); SQLAlchemy's make_url reads what follows.
+_SCHEME = re.compile(r"\b[a-zA-Z][\w+.-]*://")
+_TOKEN = re.compile(_SCHEME.pattern + r"\S+")
 
 
 def redact(text: str) -> str:
-    """`text` (a URL, or a message holding URLs) with every password replaced by ***."""
-    return _QUERY.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
+    """`text` (a URL, or a message holding URLs) with every password replaced by ***. A whole URL
+    is read as SQLAlchemy's make_url reads it (its password may hold '/', spaces, ':'...); in a
+    message a URL ends at a space (scrub() removes a known URL's password wherever it is)."""
+    if not _SCHEME.match(text):
+        return _TOKEN.sub(lambda m: redact(m.group()), text)
+    for start, end in sorted(_password_spans(text), reverse=True):
+        text = text[:start] + "***" + text[end:]
+    return text
 
 
 def has_password(url: str) -> bool:
@@ -121,11 +158,66 @@ def has_password(url: str) -> bool:
 
 def scrub(text: str, url: str) -> str:
     """`text` without the passwords of `url`, even where one appears outside a URL."""
-    secrets = {m.group(2) for rx in (_USERINFO, _QUERY) for m in rx.finditer(url) if m.group(2)}
+    secrets = {url[start:end] for start, end in _password_spans(url)} if _SCHEME.match(url) else set()
     text = redact(text)
-    for secret in sorted(secrets | {unquote(s) for s in secrets}, key=len, reverse=True):
+    decoded = {unquote(s) for s in secrets} | {unquote_plus(s) for s in secrets}  # user's, query's
+    for secret in sorted(secrets | decoded, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
+
+
+def _password_spans(url: str) -> list[tuple[int, int]]:
+    """Where in `url` its passwords are, as (start, end): the user's (user:PASSWORD@host) and each
+    ?password= value (libpq and SQLAlchemy both accept one), none of them empty."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # e.g. a port that is not a number: hide more, not less
+        parsed = None
+    spans, after = [], url.index("://") + 3
+    user = _user_password_span(url, after, parsed)
+    if user:
+        spans.append(user)
+        after = user[1] + 1
+    if parsed is None or any(k.lower() == "password" for k in parsed.query):
+        spans += _query_password_spans(url, url.find("?", after))
+    return [(start, end) for start, end in spans if end > start]
+
+
+def _user_password_span(url: str, after: int, parsed: URL | None) -> tuple[int, int] | None:
+    """The span of `url`'s user password: from the ':' after the user name (which holds no ':' nor
+    '/') to the '@' make_url ends it at. An unescaped '@' in the password puts that '@' too early
+    (make_url then finds an '@' in the host or the database): the password then runs to the last
+    '@' before the query."""
+    colon = after + len(url[after:].split(":")[0])
+    if "/" in url[after:colon] or colon >= len(url) or "@" not in url[colon:]:
+        return None
+    if parsed is not None and parsed.password is None:
+        return None
+    end = url.index("@", colon)
+    if parsed is None or "@" in (parsed.host or "") + (parsed.database or ""):
+        query = url.find("?", end)
+        end = url.rindex("@", colon, query if query >= 0 else len(url))
+    return colon + 1, end
+
+
+def _query_password_spans(url: str, query: int) -> list[tuple[int, int]]:
+    """The spans of the values of `url`'s query parameters named password (in any case), the
+    query starting at index `query` (-1: none)."""
+    spans, start = [], query + 1
+    if query < 0:
+        return spans
+    for field in url[start:].split("&"):
+        key, eq, _ = field.partition("=")
+        if eq and unquote_plus(key).lower() == "password":
+            spans.append((start + len(key) + 1, start + len(field)))
+        start += len(field) + 1
+    return spans
+
+
+def file_stem(study_name: str) -> str:
+    """A study name as one plain file name: '/' or '../' would leave --out and a leading dot would
+    hide the file, so runs of other characters become '_' and the ends lose '.', '_' and '-'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._-") or "study"
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
@@ -159,9 +251,8 @@ def set_finished_trial_attr(study: optuna.Study, trial_id: int, key: str, value)
 def set_trial_attrs(trial: optuna.Trial, attrs: dict) -> None:
     """Several user attributes of a running trial in one transaction (Optuna's set_user_attr
     costs ~4 statements and a commit each, and the searcher writes ~10 per trial)."""
-    storage = trial.study._storage
-    rdb = getattr(storage, "_backend", storage)
-    if not isinstance(rdb, optuna.storages.RDBStorage) or not attrs:
+    rdb = _fast(trial.study._storage)
+    if rdb is None or not attrs:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         return
@@ -193,17 +284,23 @@ def insert_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial],
     Optuna's create_new_trial(template_trial=...) runs 3 ORM queries per parameter, one a
     study-wide scan.
     `numbered(number)` gives user attributes that depend on the number the trial gets (added to
-    the trial's own, in the same transaction)."""
-    storage = study._storage
-    rdb = getattr(storage, "_backend", storage)
-    if not isinstance(rdb, optuna.storages.RDBStorage):
-        out = []
-        for t in trials:
-            trial_id = storage.create_new_trial(study._study_id, template_trial=t)
-            number = storage.get_trial(trial_id).number
-            for key, value in (numbered(number) if numbered else {}).items():
-                t.user_attrs[key] = value
-                storage.set_trial_user_attr(trial_id, key, value)
-            out.append((trial_id, number))
-        return out
+    the trial's own, in the same transaction). Where our SQL may not run (_fast), Optuna's own
+    create_new_trial stores them one by one."""
+    rdb = _fast(study._storage)
+    if rdb is None:
+        return [_insert_one(study, t, numbered) for t in trials]
+    from search.rdb import insert_rows
     return insert_rows(rdb, study._study_id, trials, numbered)
+
+
+def _insert_one(study: optuna.Study, t: optuna.trial.FrozenTrial, numbered: Callable[[int], dict] | None) -> tuple[int, int]:
+    """insert_trials through Optuna's own storage API, one trial (`numbered` for a running one:
+    a finished trial takes no more attributes)."""
+    storage = study._storage
+    trial_id = storage.create_new_trial(study._study_id, template_trial=t)
+    number = storage.get_trial(trial_id).number
+    for key, value in (numbered(number) if numbered else {}).items():
+        t.user_attrs[key] = value
+        storage.set_trial_user_attr(trial_id, key, value)
+    return trial_id, number
+

@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from search import compat
 from search.baselines import baseline_lines, ensure_baselines
 from search.outcomes import asha_text, print_summary
-from search.tpe import ColumnTPE
 from spaces import OVER_BUDGET, UNBUILDABLE, CompiledSpace, check_feasible, load_space, load_space_data
-from search.storage import DEFAULT_DIR, SearchError, default_storage, open_storage, redact, study_names
+from search.storage import DEFAULT_DIR, SearchError, default_storage, file_stem, open_storage, redact, study_names
 
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp")
 
@@ -82,8 +83,7 @@ def make_sampler(name: str, seed: int, startup: int | None = None, cover_startup
     check_startup(name, startup)
     kw = {} if startup is None else {"n_startup_trials": startup}
     if name == "tpe":  # constant liar: concurrent trials do not all get the same suggestion
-        return ColumnTPE(seed=seed, multivariate=True, constant_liar=True, cover_startup=cover_startup,
-                         rounds_seed=rounds_seed, **kw)
+        return _tpe(seed, kw, cover_startup, rounds_seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":
@@ -93,6 +93,20 @@ def make_sampler(name: str, seed: int, startup: int | None = None, cover_startup
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, **kw)
     raise SearchError(f"--sampler {name!r}: use one of {', '.join(SAMPLERS)}")
+
+
+def _tpe(seed: int, kw: dict, cover_startup: bool, rounds_seed: int | None) -> optuna.samplers.BaseSampler:
+    """ColumnTPE (built on TPE's private internals) where compat allows it, else Optuna's own
+    TPESampler: the same suggestions, slower, and without the start-up rounds."""
+    if compat.optuna_fast():
+        from search.tpe import ColumnTPE  # imported here: its private Optuna imports may not exist elsewhere
+        return ColumnTPE(seed=seed, multivariate=True, constant_liar=True, cover_startup=cover_startup,
+                         rounds_seed=rounds_seed, **kw)
+    if cover_startup:
+        compat.warn_once("tpe", "--sampler tpe: Optuna's stock TPESampler runs (the Optuna fast paths are off); "
+                                "the start-up rounds that try every choice of a categorical parameter (the model "
+                                "family) are dropped: its random start-up draws each choice independently")
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True, **kw)
 
 
 def code_version() -> str:
@@ -339,17 +353,19 @@ def _recheck(compiled: CompiledSpace, config: dict) -> str | None:
     return OVER_BUDGET if budget is not None and n > budget else None
 
 
-def _init_ray(opts: SweepOptions) -> None:
+def init_ray(opts: SweepOptions) -> None:
     import ray
     if ray.is_initialized():
         return
-    if opts.address:
-        ray.init(address=opts.address, log_to_driver=False)
+    if opts.address:  # the nodes' raylets start the workers: a test's hold travels in the job's env
+        from search.trainable import HOLD_ENV
+        hold = {"env_vars": {HOLD_ENV: os.environ[HOLD_ENV]}} if HOLD_ENV in os.environ else None
+        ray.init(address=opts.address, log_to_driver=False, runtime_env=hold)
     else:
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
 
 
-def _quiet_ray(local: bool) -> None:
+def quiet_ray(local: bool) -> None:
     """Our progress lines replace Tune's tables; keep Ray's own chatter to warnings. A local Ray
     of our own needs no token; on a cluster the nodes' mode rules (token auth, ~/.ray/auth_token)."""
     if local:
@@ -360,9 +376,19 @@ def _quiet_ray(local: bool) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def rungs(max_epochs: int, grace: int, rf: float, brackets: int = 1) -> list[int]:
+    """The epochs at which ASHA may stop a trial, from its settings: the milestones of Ray's brackets
+    (ray/tune/schedulers/async_hyperband.py, _Bracket), by Ray's own float formula so the log's edges
+    fall as they do there. Bracket s has rungs grace * rf**(k + s) for k < log_rf(max_epochs / grace) - s + 1."""
+    if rf <= 1 or grace <= 0 or max_epochs < grace:
+        return []
+    x = np.log(max_epochs / grace) / np.log(rf)
+    return sorted({int(grace * rf ** (k + s)) for s in range(brackets) for k in range(int(x - s + 1))})
+
+
 def rung_epochs(asha) -> list[int]:
-    """The epochs at which ASHA may stop a trial: its rungs' milestones."""
-    return sorted({int(milestone) for bracket in asha._brackets for milestone, _ in bracket._rungs})
+    """The rungs of a scheduler made by make_asha (or RecordingASHA), from the settings it was given."""
+    return rungs(*asha.settings)
 
 
 def make_asha(a, seed: int = 0, metric: str | None = None):
@@ -374,14 +400,14 @@ def make_asha(a, seed: int = 0, metric: str | None = None):
 
 
 def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
-    _quiet_ray(local=not opts.address)
+    quiet_ray(local=not opts.address)
     from ray import tune
 
     from search.progress import Progress
     from search.searcher import BudgetSearcher
     from search.trainable import train_trial
 
-    _init_ray(opts)
+    init_ray(opts)
     cpus = float(opts.cpus_per_trial)
     asha = make_asha(space.asha, seed=opts.seed, metric=space.metric)
     attrs = {"fingerprint": data.info.fingerprint, "code_version": code_version(), "cpus": cpus}
@@ -392,7 +418,7 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
     progress = Progress(searcher, study, todo)
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data),
                                     {"cpu": cpus, "gpu": float(opts.gpus_per_trial)})
-    sweep_dir = (Path(opts.dir) / opts.study).resolve()
+    sweep_dir = (Path(opts.dir) / file_stem(opts.study)).resolve()  # a name with '/' stays inside --dir
     sweep_dir.mkdir(parents=True, exist_ok=True)
     sweep_dir.chmod(0o700)  # Tune pickles the searcher, storage URL (and password) included
     tuner = tune.Tuner(

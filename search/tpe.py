@@ -14,6 +14,10 @@ reads it twice more with constant liar, for the search space and for the running
 trial that finishes while another one's define-by-run function runs is seen from the next trial
 on. The relative search space (Optuna's intersection of the finished trials' distributions) is
 kept up to date from the same read, and the mixtures' densities come from search/parzen.py.
+
+Both modules are built on TPE's private internals: the sweep makes a ColumnTPE only where
+`compat.optuna_fast()` says the installed Optuna is the tested one (sweep.make_sampler), and
+imports this module only then.
 """
 
 from __future__ import annotations
@@ -193,8 +197,11 @@ class ColumnTPE(TPESampler):
 
     @staticmethod
     def _drawn(study: Study, trial: FrozenTrial, name: str, dist: BaseDistribution) -> int:
-        """How many of the study's other trials drew this parameter from this distribution."""
+        """How many of the study's other trials drew this parameter from this distribution. An
+        enqueued trial's fixed value (Optuna's "fixed_params", --enqueue) was never drawn: counted,
+        it would take a draw of the rounds and leave a choice out of the sampler's own."""
         return sum(t.number != trial.number and t.distributions.get(name) == dist
+                   and name not in t.system_attrs.get("fixed_params", {})
                    for t in study._get_trials(deepcopy=False, use_cache=True))
 
     def _started(self, study: Study, trial: FrozenTrial) -> bool:

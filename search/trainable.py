@@ -7,6 +7,7 @@ its best model so far is kept) and at the last epoch. Tune reuses the worker bet
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -17,9 +18,13 @@ from ray import tune
 
 from data_io import Dataset
 from models import EpochReport, count_params, fit
+from models.native import runtime_facts
 
 CHECKPOINT_FILE = "model.pt"  # {"state_dict": best epoch's weights, "config", "epoch": best epoch}
 RESUME_FILE = "resume.pt"  # {"fit": EpochReport.resume_state() of the latest epoch, "wall_s"}
+# A test hook, "EPOCH:DIR": each trial waits after reporting EPOCH until DIR/<its Ray trial id> or
+# DIR/all exists, so a test kills a driver or a node at a point it chose, not between two polls.
+HOLD_ENV = "NEXTSWEEP_HOLD"
 
 
 def should_checkpoint(rep: EpochReport, at: list[int] | None) -> bool:
@@ -37,6 +42,7 @@ def train_trial(config: dict, data: Dataset, start_from: tune.Checkpoint | None 
     checkpoint comes first."""
     entered = time.time()  # wall clock: when the worker began this trial (bench/sweep_overhead.py)
     torch.set_num_threads(max(1, int(config.get("cpus", 1))))
+    facts = runtime_facts()  # this worker's kernel path, CPU and threads: the searcher records them
     engine = config["engine"]
     metric = engine.get("metric", "val_hit5")
     n_params = count_params(engine, data.info)
@@ -50,9 +56,10 @@ def train_trial(config: dict, data: Dataset, start_from: tune.Checkpoint | None 
         best = history[rep.best_epoch - 1]
         result = {**rep.metrics, "best_epoch": rep.best_epoch, f"best_{metric}": best, "last": rep.last,
                   "n_params": n_params, "wall_s": time.perf_counter() - start, "node_id": node,
-                  "reported_at": time.time(), "started_at": entered}  # wall clock: this epoch's end
+                  "reported_at": time.time(), "started_at": entered, **facts}  # wall clock: this epoch's end
         if not should_checkpoint(rep, config.get("checkpoint_at")):
             tune.report(result)
+            hold(rep.epoch)
             return
         state = rep.resume_state()
         with tempfile.TemporaryDirectory() as tmp:
@@ -61,8 +68,20 @@ def train_trial(config: dict, data: Dataset, start_from: tune.Checkpoint | None 
                        Path(tmp) / CHECKPOINT_FILE)
             torch.save({"fit": state, "wall_s": result["wall_s"]}, Path(tmp) / RESUME_FILE)
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+        hold(rep.epoch)
 
     fit(engine, data, on_epoch=on_epoch, resume=resume)
+
+
+def hold(epoch: int) -> None:
+    """Waits here, after the epoch's result (and checkpoint) went to the driver, where HOLD_ENV asks."""
+    spec = os.environ.get(HOLD_ENV)
+    if not spec or epoch != int(spec.split(":", 1)[0]):
+        return
+    folder = Path(spec.split(":", 1)[1])
+    me = folder / tune.get_context().get_trial_id()
+    while not (me.exists() or (folder / "all").exists()):
+        time.sleep(0.2)
 
 
 def load_resume(checkpoint: tune.Checkpoint | None) -> tuple[dict | None, float]:

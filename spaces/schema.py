@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -153,6 +154,15 @@ class _Checker:
         return kind(value)
 
 
+def _parse_tolerance(c: _Checker, value) -> float:
+    """A finite tolerance >= 0: NaN ties nothing, not even a trial with itself, and inf ties everything."""
+    tolerance = c.number("objective.tolerance", value, float, 0)
+    if not math.isfinite(tolerance):
+        raise c.fail("objective.tolerance", f"must be a finite number, got {tolerance!r}; give e.g. "
+                     f"{DEFAULT_TOLERANCE} or leave it out")
+    return tolerance
+
+
 def _check_value(c: _Checker, key: str, name: str, value) -> None:
     """A value the engine accepts for `name` (type and, for enumerations, the allowed set)."""
     if name in ENUMS and value not in ENUMS[name]:
@@ -269,7 +279,7 @@ def parse_space(raw: Any, path: Path) -> Space:
         raise c.fail("objective.mode", f"{space.metric} is better when {'higher' if metric_mode(space.metric) == 'max' else 'lower'}, "
                      f"so mode {space.mode} would select the worst models; set mode: {metric_mode(space.metric)} or leave it out")
     space.then = _parse_then(c, obj.get("then", []), space)
-    space.tolerance = c.number("objective.tolerance", obj.get("tolerance", DEFAULT_TOLERANCE), float, 0)
+    space.tolerance = _parse_tolerance(c, obj.get("tolerance", DEFAULT_TOLERANCE))
     asha = c.mapping("asha", top.get("asha", {}), ("max_epochs", "grace_period", "reduction_factor", "brackets",
                                                          "strict", "rank_by"))
     space.asha = Asha(c.number("asha.max_epochs", asha.get("max_epochs", 20), int, 1),

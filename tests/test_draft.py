@@ -112,3 +112,29 @@ def test_the_searcher_hands_out_enqueued_trials_first_through_ask(tmp_path, comp
     searcher.suggest("second")  # a draft again
     numbers = [t.number for t in study.get_trials()]
     assert numbers == list(range(len(numbers))) and len(numbers) == 5
+
+
+@pytest.fixture
+def stock(monkeypatch):
+    from search import compat
+    monkeypatch.setenv(compat.STOCK_ENV, "1")  # as an Optuna other than the tested one would
+
+
+def test_stock_drafts_are_asked_trials_and_store_what_ask_would(tmp_path, compiled, stock):
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    by_ask, by_draft = _study(url, "ask"), _study(url, "draft")
+    assert type(by_draft._storage._backend) is optuna.storages.RDBStorage
+    _grow(by_ask, compiled, draft=False, n=14)
+    _grow(by_draft, compiled, draft=True, n=14)
+    assert _stored(by_draft) == _stored(by_ask)
+    draft = DraftTrial(by_draft)
+    assert not isinstance(draft, DraftTrial)
+    draft.suggest_int("d_model", 16, 64, step=8)
+    known: dict = {}
+    trial = draft.commit(known, lambda number: {"seed": 10 + number})
+    assert type(trial) is optuna.Trial and known == {"d_model": trial.distributions["d_model"]}
+    assert by_draft._storage.get_trial(trial._trial_id).user_attrs == {"seed": 24} and trial.number == 14
+
+
+def test_stock_searcher_hands_out_enqueued_trials_then_drafts(tmp_path, compiled, stock):
+    test_the_searcher_hands_out_enqueued_trials_first_through_ask(tmp_path, compiled)

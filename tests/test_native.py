@@ -2,13 +2,45 @@
 replace compute, and their absence falls back to those paths."""
 
 import logging
+import os
+import shutil
+import stat
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from models import native
-from models.layers import Dropout, SelfAttention, _GRUSteps, _NativeGRUSteps, _apply_dropout, _seed, gru_train_forward
+from models.layers import (Dropout, SelfAttention, _GRUSteps, _NativeGRUSteps, _apply_dropout, _seed, _threads,
+                           gru_train_forward)
+
+
+@pytest.fixture
+def two_threads():
+    """torch's pool at 2 threads whatever the host has: the kernels' OpenMP branches run on a
+    1-thread runner too (they take torch.get_num_threads())."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def fresh_cache(monkeypatch, tmp_path):
+    """The kernels' cache directory under an empty NEXTSWEEP_CACHE; the process loads afresh."""
+    monkeypatch.setenv("NEXTSWEEP_CACHE", str(tmp_path))
+    native._load.cache_clear()
+    yield tmp_path / "native"
+    native._load.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def own_library() -> Path:
+    """This process's kernels as its own cache holds them: a genuine library to plant elsewhere."""
+    return Path(native.kernels()._name)
 
 
 def _graph(t: torch.Tensor) -> set[str]:
@@ -34,8 +66,9 @@ def test_loading_the_kernels_leaves_the_process_floating_point_mode_alone():
 
 
 @pytest.mark.parametrize("steps, batch, d", [(7, 64, 12), (1, 40, 5), (5, 3, 8), (9, 33, 6)])
-def test_native_gru_recurrence_matches_the_float64_reference(steps, batch, d):
+def test_native_gru_recurrence_matches_the_float64_reference(steps, batch, d, two_threads):
     """Every batch split (2 threads; 1 below 32 sequences; an odd split) and a single step."""
+    assert _threads(batch) == (2 if batch >= 32 else 1)
     torch.manual_seed(steps)
     gi, w, b = torch.randn(steps, batch, 3 * d), torch.randn(3 * d, d) * 0.4, torch.randn(3 * d) * 0.2
     up = torch.randn(steps, batch, d)  # dL/dh_t: every step's output weighed differently
@@ -50,7 +83,8 @@ def test_native_gru_recurrence_matches_the_float64_reference(steps, batch, d):
         assert torch.allclose(a.double(), r, atol=1e-4 * max(1.0, r.abs().max().item())), name
 
 
-def test_gru_train_forward_is_native_in_float32_and_matches_nn_gru():
+def test_gru_train_forward_is_native_in_float32_and_matches_nn_gru(two_threads):
+    assert _threads(40) == 2
     torch.manual_seed(0)
     rnn = nn.GRU(16, 16, 2, batch_first=True)
     x = torch.randn(40, 9, 16, requires_grad=True)
@@ -64,7 +98,8 @@ def test_gru_train_forward_is_native_in_float32_and_matches_nn_gru():
         assert torch.allclose(a, b, atol=1e-4)
 
 
-def test_native_dropout_rate_scale_seeding_and_backward():
+def test_native_dropout_rate_scale_seeding_and_backward(two_threads):
+    assert torch.get_num_threads() == 2  # 300K elements: dropout.c's parallel loop
     drop = Dropout(0.25).train()
     x = torch.randn(300, 1000, requires_grad=True)
     torch.manual_seed(5)
@@ -87,7 +122,8 @@ def test_native_dropout_rate_scale_seeding_and_backward():
     assert abs(torch.corrcoef(torch.stack([k[:-16], k[16:]]))[0, 1].item()) < 0.01
 
 
-def test_native_dropout_add_to_matches_the_residual_plus_the_same_mask():
+def test_native_dropout_add_to_matches_the_residual_plus_the_same_mask(two_threads):
+    assert torch.get_num_threads() == 2  # 45K elements: dropout.c's parallel loop
     drop = Dropout(0.5).train()
     res, x = torch.randn(64, 700), torch.randn(64, 700)
     torch.manual_seed(2)
@@ -134,7 +170,8 @@ def _reference_attention(attn, x, pad, mask):
 
 
 @pytest.mark.parametrize("batch, width, d, heads", [(5, 7, 16, 4), (64, 23, 32, 2), (3, 1, 8, 1), (2, 19, 48, 2)])
-def test_native_attention_matches_torch_ops_with_the_same_mask(batch, width, d, heads):
+def test_native_attention_matches_torch_ops_with_the_same_mask(batch, width, d, heads, two_threads):
+    assert torch.get_num_threads() == 2  # attention.c splits (sequence, head) pairs over them
     torch.manual_seed(batch)
     attn = SelfAttention(d, heads, 0.3).train()
     x = torch.randn(batch, width, d, requires_grad=True)
@@ -162,3 +199,47 @@ def test_native_attention_is_the_training_path_and_eval_is_unchanged():
     x, pad = torch.randn(2, 5, 16), torch.zeros(2, 5, dtype=torch.bool)
     assert "_NativeAttentionBackward" in _graph(attn.train()(x, pad))
     assert torch.allclose(attn.eval()(x, pad), _reference_attention(attn, x, pad, torch.ones(2, 4, 5, 5)), atol=1e-5)
+
+
+def test_the_cache_directory_and_library_are_private_and_reused(fresh_cache):
+    """Created 0700 and 0700 under a loose umask too, so the next process loads the cached file."""
+    before = os.umask(0o002)
+    try:
+        first = native.kernels()
+    finally:
+        os.umask(before)
+    assert first is not None and Path(first._name).parent == fresh_cache
+    assert stat.S_IMODE(fresh_cache.stat().st_mode) == 0o700
+    assert stat.S_IMODE(Path(first._name).stat().st_mode) & 0o077 == 0
+    native._load.cache_clear()
+    assert native.kernels()._name == first._name  # its own cache passes the checks
+
+
+def _group_writable(path: Path) -> None:
+    path.chmod(0o775)
+
+
+def _other_user(path: Path) -> None:
+    os.chown(path, 65534, 65534)  # nobody: we run as root
+
+
+@pytest.mark.parametrize("spoil, why", [(_group_writable, "writable by group or others"),
+                                        (_other_user, "owned by uid 65534")])
+@pytest.mark.parametrize("what", ["file", "directory"])
+def test_a_cached_library_someone_else_could_have_written_is_not_loaded(own_library, fresh_cache, caplog, spoil,
+                                                                        why, what):
+    """A library in the cache runs in every worker: loaded only when this user alone could write it
+    and its directory. Else a private copy is compiled for this process, with one warning."""
+    fresh_cache.mkdir(mode=0o700)
+    cached = fresh_cache / own_library.name  # what the process would load from this cache
+    shutil.copy(own_library, cached)
+    cached.chmod(0o700)
+    spoil(cached if what == "file" else fresh_cache)
+    native._load.cache_clear()
+    with caplog.at_level(logging.WARNING):
+        lib = native.kernels()
+    assert lib is not None and lib._name != str(cached)
+    assert not Path(lib._name).exists()  # the private copy's directory is gone once it is loaded
+    assert [r.message.count("not loading") for r in caplog.records] == [1] and why in caplog.text
+    x = torch.randn(8, 5000, requires_grad=True)
+    assert Dropout(0.5).train()(x).grad_fn.name() == "_NativeDropoutBackward"  # the private copy runs

@@ -3,7 +3,9 @@
 objective.then / tolerance. Hand-built studies: every figure is chosen by the test."""
 
 import json
+import math
 import random
+import signal
 
 import optuna
 import pytest
@@ -99,6 +101,51 @@ def test_a_confirmed_record_for_another_metric_is_ignored():
     assert numbers(ranked(study)) == [0, 1]
 
 
+@pytest.fixture
+def no_hang():
+    """Safety net only: a ranking that loops fails here instead of hanging the suite (the
+    assertions are on the order ranked() returns)."""
+    def stop(*_):
+        raise TimeoutError("ranked() did not return: it loops")
+    before = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, before)
+
+
+def test_infinite_values_rank_first_or_last_and_tie_among_themselves(no_hang):
+    inf = math.inf
+    rows = [(0.5, {"val_acc1": 0.1}, 10, None), (inf, {"val_acc1": 0.2}, 10, None), (0.7, {}, 10, None),
+            (inf, {"val_acc1": 0.3}, 10, None), (-inf, {}, 10, None)]
+    assert numbers(ranked(study_of(rows))) == [1, 3, 2, 0, 4]  # +inf best when maximizing, the infs by number
+    assert numbers(ranked(study_of(rows, then=["val_acc1"]))) == [3, 1, 2, 0, 4]  # equal infs tie: then decides
+    assert numbers(ranked(study_of(rows, direction="minimize"))) == [4, 0, 2, 1, 3]  # -inf best when minimizing
+
+
+def test_nan_confirmed_means_rank_last_of_the_confirmed(no_hang):
+    rows = [(0.80, {}, 10, confirmed([math.nan, 0.7])), (0.70, {}, 10, confirmed([0.72, 0.74])),
+            (0.75, {}, 10, confirmed([math.nan])), (0.90, {}, 10, None), (0.60, {}, 10, confirmed([math.inf, 0.7]))]
+    assert numbers(ranked(study_of(rows))) == [4, 1, 0, 2, 3]  # inf mean (std NaN) first, NaN means by number
+
+
+def test_a_non_finite_stored_tolerance_ranks_with_the_default(no_hang):
+    """Studies swept before the schema refused `tolerance: .nan` still rank (as with 0.002)."""
+    rows = [(0.7900, {"val_acc1": 0.40}, 10, None), (0.7895, {"val_acc1": 0.45}, 10, None),
+            (0.7870, {"val_acc1": 0.60}, 10, None)]
+    for bad in (math.nan, math.inf):
+        assert numbers(ranked(study_of(rows, then=["val_acc1"], tolerance=bad))) == [1, 0, 2]
+
+
+def test_status_and_export_of_an_infinite_leader(tmp_path, capsys, no_hang):
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    study_of([(0.5, {}, 10, None), (math.inf, {}, 10, None)], storage=url, name="inf")
+    assert main(["status", "--storage", url, "--study", "inf"]) == 0
+    assert "best       trial 1: val_hit5 inf" in capsys.readouterr().out
+    assert main(["export", "--storage", url, "--study", "inf", "--top", "2", "--out", str(tmp_path / "ex")]) == 0
+    assert read_export(tmp_path / "ex" / "inf-rank1-trial1.yaml")["trial"] == 1
+
+
 def dominated(t, others, sign):
     n, v = t.user_attrs["n_params"], sign * t.value
     return any(u.user_attrs["n_params"] <= n and sign * u.value >= v and (u.user_attrs["n_params"] < n or sign * u.value > v)
@@ -169,6 +216,17 @@ def test_summary_and_status_show_the_then_metrics(tmp_path, capsys):
     assert "confirmed  val_hit5 0.7900 +- 0.0141 (2) seeds" in out
 
 
+def test_summary_commands_quote_the_study_name(capsys):
+    """The export / report lines are pasted into a shell: a name with spaces or `;` stays one word."""
+    import shlex
+    from search.outcomes import print_summary
+    name = "my sweep; rm -rf x"
+    print_summary(study_of([(0.5, {}, 10, None)], name=name), "sqlite:///db.sqlite")
+    out = capsys.readouterr().out.splitlines()
+    words = [shlex.split(line.split(None, 1)[1]) for line in out if line.startswith(("export ", "report "))]
+    assert len(words) == 2 and all(w[w.index("--study") + 1] == name for w in words)
+
+
 SPACE = """
 name: t
 data: {synthetic: {users: 5, days: 40, locations: 40}}
@@ -188,6 +246,10 @@ BAD_THEN = {
                               "objective.then[0]: 'val_mrr' is not reported by the category task"),
     "negative tolerance": ("objective: {metric: val_hit5, then: [val_acc1], tolerance: -0.1}",
                            "objective.tolerance: must be >= 0"),
+    "NaN tolerance": ("objective: {metric: val_hit5, then: [val_acc1], tolerance: .nan}",
+                      "objective.tolerance: must be a finite number, got nan"),
+    "infinite tolerance": ("objective: {metric: val_hit5, then: [val_acc1], tolerance: .inf}",
+                           "objective.tolerance: must be a finite number, got inf"),
     "unknown key": ("objective: {metric: val_hit5, than: [val_acc1]}", "objective.than: unknown key 'than'; did you mean 'then'?"),
 }
 

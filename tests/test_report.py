@@ -119,6 +119,65 @@ def test_report_bad_input_is_one_line(tmp_path, capsys):
     assert "is a folder" in capsys.readouterr().err
 
 
+# --- what a user names is shown as text, never run as markup ------------------------------------------
+NASTY = "<script>alert(1)</script>\"'"  # in a study name, a choice, a baseline, an error, the command
+
+
+def nasty_study(url: str):
+    """Every user-named string the report shows holds markup and both quotes."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState, create_trial
+    study = well_set(make_study(url, name=NASTY, baselines={NASTY: {"val_hit5": 0.4}}))
+    study.set_user_attr("command", f"nextsweep sweep --study '{NASTY}'")
+    dists = {"norm": CategoricalDistribution(["layer", NASTY])}
+    config = json.dumps({"family": "gru", "norm": NASTY, "d_model": 32, "seed": 0})
+    attrs = {"config": config, "n_params": 30000, "d_model": 32, "best_epoch": 1, "epochs_run": 1,
+             "best_metrics": {"val_hit5": 0.9}}
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.9, params={"norm": NASTY}, distributions=dists,
+                                 user_attrs=attrs, intermediate_values={1: 0.9}))
+    study.add_trial(create_trial(state=TrialState.FAIL, params={"norm": NASTY}, distributions=dists,
+                                 user_attrs={**attrs, "error": f"ValueError: {NASTY}"}, intermediate_values={1: 0.1}))
+    return study
+
+
+def test_user_named_strings_are_escaped_in_the_page(tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    nasty_study(url)
+    out = tmp_path / "report.html"
+    assert main(["report", "--storage", url, "--study", NASTY, "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "alert(1)</script>" not in page and "<script>alert" not in page  # neither as HTML nor inside a script
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#x27;"
+    for text in [f"<h1>Sweep report: {escaped}</h1>", f"<title>nextsweep report: {escaped}</title>",
+                 f"<td>{escaped}</td><td>0.4000</td>", f"norm={escaped}"]:  # name, baseline row, sampled values
+        assert text in page, text
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_user_named_strings_show_literally_in_chromium(tmp_path):
+    from browser import chromium_page
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    nasty_study(url)
+    out = tmp_path / "report.html"
+    assert main(["report", "--storage", url, "--study", NASTY, "--out", str(out)]) == 0
+    plots = out.read_text().count('class="plotly-graph-div"')
+    with chromium_page() as (page, errors):
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.add_init_script("window.__alerts = []; window.alert = (m) => window.__alerts.push(String(m));")
+        page.goto(out.as_uri())
+        page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {plots}")
+        text, title = page.inner_text("body"), page.title()
+        alerts = page.evaluate("window.__alerts")
+        scripts = page.evaluate("[...document.scripts].filter(s => s.textContent.includes('alert(1)')"
+                                " && !s.textContent.includes('Plotly.newPlot')).length")
+    assert (dialogs, alerts, scripts) == ([], [], 0)  # no alert ran, no script element was injected
+    assert errors.all() == []
+    assert title == f"nextsweep report: {NASTY}"
+    assert f"Sweep report: {NASTY}" in text and f"norm={NASTY}" in text and f"{NASTY}\t0.4000" in text
+
+
 # --- in a real browser ---------------------------------------------------------------------------
 @pytest.mark.browser
 @pytest.mark.slow

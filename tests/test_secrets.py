@@ -13,6 +13,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import quote
 
 import optuna
 import pytest
@@ -21,10 +23,24 @@ import yaml
 from pgserver import _as_postgres, _bin, free_port
 from search.cli import main
 from search.status import dashboard_warning
-from search.storage import STORAGE_ENV, SearchError, open_storage, redact, scrub, storage_url
+from search.storage import STORAGE_ENV, SearchError, has_password, open_storage, redact, scrub, storage_url
+from search.sweep import SweepOptions, sweep_command
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "Pw-7f3a9c-hunter2"
+# What a URL's userinfo may hold unescaped ('/', ' ', ':') besides '@' and '%' (escaped in the URL)
+NASTY = "Sl4sh/Sp4ce Co1on:Atsgn@Pcnt%Endd"
+
+
+def in_url(password: str) -> str:
+    """The password as a user writes it in a URL: '@' and '%' escaped, '/', ' ' and ':' as they are."""
+    return quote(password, safe="/ :")
+
+
+def leaked(text: str, password: str) -> list[str]:
+    """The pieces of `password` (runs of 4+ letters and digits) that `text` shows: a password cut
+    at '/', ' ', ':' or '@' leaks in pieces."""
+    return [piece for piece in re.findall(r"[A-Za-z0-9]{4,}", password) if piece in text]
 
 SPACE = """
 name: leak
@@ -59,9 +75,39 @@ def one_line(err: str) -> bool:
     ("postgresql://h:5432/db", "postgresql://h:5432/db"),
     ("sqlite:////tmp/runs/nextsweep.db", "sqlite:////tmp/runs/nextsweep.db"),
     ("storage postgresql://u:secret@h/db: cannot connect", "storage postgresql://u:***@h/db: cannot connect"),
+    # what SQLAlchemy's make_url reads as the password: everything between "user:" and the '@'
+    ("postgresql://u:ab/cd@h:5432/db", "postgresql://u:***@h:5432/db"),
+    ("postgresql://u:a b c@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://u:p:q@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://u:p?q@h/db?sslmode=require", "postgresql://u:***@h/db?sslmode=require"),
+    ("postgresql://u:%2F%20%3A%40%25@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://u:a/b@c@h/db", "postgresql://u:***@h/db"),  # unescaped '/' and '@'
+    ("postgresql://u:a@b/c@h/db", "postgresql://u:***@h/db"),
+    (f"postgresql://u:{in_url(NASTY)}@h:5432/db", "postgresql://u:***@h:5432/db"),
+    ("postgresql://h/db?password=a/b c:d&sslmode=require", "postgresql://h/db?password=***&sslmode=require"),
+    ("postgresql://h/db?password=a%26b%40c", "postgresql://h/db?password=***"),
+    ("storage postgresql://u:ab/cd@h/db: cannot connect", "storage postgresql://u:***@h/db: cannot connect"),
+    ("sqlite:////tmp/a:b@c/nextsweep.db", "sqlite:////tmp/a:b@c/nextsweep.db"),  # a path, no password
+    ("postgresql://u@h:5432/db", "postgresql://u@h:5432/db"),
 ])
 def test_redact_hides_every_password_form(url, shown):
     assert redact(url) == shown
+    assert has_password(url) == (shown != url)
+
+
+@pytest.mark.parametrize("password", ["abcd/efgh", "abcd efgh", "abcd:efgh", "abcd?efgh", "abcd/efgh@ijkl",
+                                      "abcd@efgh/ijkl", NASTY])
+def test_a_password_with_url_characters_is_warned_about_and_kept_out(password, capsys):
+    """The paths a password goes through: the --storage warning, the error message, and the
+    sweep's command line stored in the study (and shown by status, the report, the dashboard)."""
+    url = f"postgresql://u:{in_url(password)}@127.0.0.1:1/db"
+    assert main(["status", "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert "warning" in err and "--storage-file" in err, err
+    assert not leaked(err, password) and "u:***@127.0.0.1:1/db" in err and "cannot connect" in err
+    command = sweep_command(SweepOptions(space="space.yaml", storage=url, study="s"))
+    assert not leaked(command, password) and command.endswith("--storage 'postgresql://u:***@127.0.0.1:1/db'")
+    assert not leaked(scrub(f"FATAL: password {password!r} / {in_url(password)!r} rejected", url), password)
 
 
 def test_scrub_removes_a_bare_password_from_a_driver_message():
@@ -164,16 +210,17 @@ def make_study(url: str, space_file: Path) -> None:
                                 "cpu_s": 12.0, "ray_trial_id": "abc_00000", "fingerprint": "f" * 64}))
 
 
-@pytest.fixture(scope="module")
-def pg(tmp_path_factory):
-    """(URL with the password in user:pass@ form, the same with ?password=, a folder)."""
-    tmp = tmp_path_factory.mktemp("secrets")
-    with password_server(PASSWORD) as port:
-        userinfo = f"postgresql://nextsweep:{PASSWORD}@127.0.0.1:{port}/nextsweep"
-        query = f"postgresql://nextsweep@127.0.0.1:{port}/nextsweep?password={PASSWORD}"
+@pytest.fixture(scope="module", params=[PASSWORD, NASTY], ids=["plain", "url-characters"])
+def pg(tmp_path_factory, request):
+    """A server whose role needs `password`: the URL with it in user:pass@ form (`userinfo`), the
+    same with ?password= (`query`), a folder (`tmp`)."""
+    tmp, password = tmp_path_factory.mktemp("secrets"), request.param
+    with password_server(password) as port:
+        userinfo = f"postgresql://nextsweep:{in_url(password)}@127.0.0.1:{port}/nextsweep"
+        query = f"postgresql://nextsweep@127.0.0.1:{port}/nextsweep?password={in_url(password)}"
         (tmp / "space.yaml").write_text(SPACE)
         make_study(userinfo, tmp / "space.yaml")
-        yield userinfo, query, tmp
+        yield SimpleNamespace(userinfo=userinfo, query=query, tmp=tmp, password=password)
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -191,9 +238,8 @@ def url_file(tmp: Path, url: str) -> Path:
 
 @pytest.mark.postgres
 def test_the_role_really_needs_its_password(pg, capsys):
-    userinfo, _, tmp = pg
     with pytest.raises(SearchError) as err:
-        open_storage(userinfo.replace(PASSWORD, "wrong-guess-31337"))
+        open_storage(pg.userinfo.replace(in_url(pg.password), "wrong-guess-31337"))
     assert "cannot connect" in str(err.value) and "wrong-guess-31337" not in str(err.value)
 
 
@@ -201,47 +247,57 @@ def test_the_role_really_needs_its_password(pg, capsys):
 @pytest.mark.slow
 def test_sweep_resume_from_a_storage_file_keeps_the_password_out(pg):
     """The real sweep code path (resume with nothing left to run: no Ray), its URL from a file."""
-    userinfo, _, tmp = pg
-    f = url_file(tmp, userinfo)
+    tmp = pg.tmp
+    f = url_file(tmp, pg.userinfo)
     args = ["sweep", str(tmp / "space.yaml"), "--storage-file", str(f), "--study", "leak", "--resume",
             "--samples", "1", "--dir", str(tmp / "runs")]
-    assert not any(PASSWORD in a for a in args)
+    assert not leaked(" ".join(args), pg.password)
     r = cli(*args)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert PASSWORD not in r.stdout + r.stderr
+    assert not leaked(r.stdout + r.stderr, pg.password)
     assert "nextsweep:***@127.0.0.1" in r.stdout and "1 complete" in r.stdout
-    study = optuna.load_study(study_name="leak", storage=userinfo)
+    study = optuna.load_study(study_name="leak", storage=pg.userinfo)
     assert study.user_attrs["fingerprint"], "the sweep recorded its study attributes"
-    stored = json.dumps([study.user_attrs] + [t.user_attrs for t in study.get_trials()])
-    assert PASSWORD not in stored
+    assert "nextsweep:***@127.0.0.1" in study.user_attrs["command"]
+    system = study._storage.get_study_system_attrs(study._study_id)  # the dashboard's note is kept there
+    assert any("nextsweep:***@127.0.0.1" in json.dumps(v) for v in system.values()), system
+    stored = json.dumps([study.user_attrs, system] + [t.user_attrs for t in study.get_trials()])
+    assert not leaked(stored, pg.password)
 
 
 @pytest.mark.postgres
 def test_status_from_the_environment_keeps_the_password_out(pg):
-    _, query, tmp = pg
-    r = cli("status", "--study", "leak", env={STORAGE_ENV: query})
+    r = cli("status", "--study", "leak", env={STORAGE_ENV: pg.query})
     assert r.returncode == 0, r.stdout + r.stderr
-    assert PASSWORD not in r.stdout + r.stderr
+    assert not leaked(r.stdout + r.stderr, pg.password)
     assert "leak" in r.stdout and "password=***" in r.stdout and "1 complete" in r.stdout
 
 
 @pytest.mark.postgres
 def test_export_from_a_storage_file_keeps_the_password_out(pg):
-    userinfo, _, tmp = pg
-    out = tmp / "exports"
-    r = cli("export", "--storage-file", str(url_file(tmp, userinfo)), "--study", "leak", "--out", str(out))
+    out = pg.tmp / "exports"
+    r = cli("export", "--storage-file", str(url_file(pg.tmp, pg.userinfo)), "--study", "leak", "--out", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert PASSWORD not in r.stdout + r.stderr
+    assert not leaked(r.stdout + r.stderr, pg.password)
     files = list(out.glob("*.yaml"))
-    assert len(files) == 1 and PASSWORD not in files[0].read_text()
-    assert yaml.safe_load(files[0].read_text())["storage"] == redact(userinfo)
+    assert len(files) == 1 and not leaked(files[0].read_text(), pg.password)
+    assert yaml.safe_load(files[0].read_text())["storage"] == redact(pg.userinfo) != pg.userinfo
+
+
+@pytest.mark.postgres
+def test_report_from_a_storage_file_keeps_the_password_out(pg):
+    out = pg.tmp / "report.html"
+    r = cli("report", "--storage-file", str(url_file(pg.tmp, pg.userinfo)), "--study", "leak", "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    page = out.read_text()
+    assert not leaked(r.stdout + r.stderr + page, pg.password)
+    assert "nextsweep:***@127.0.0.1" in page
 
 
 @pytest.mark.postgres
 def test_a_running_dashboard_has_no_password_in_its_command_line(pg):
-    _, query, tmp = pg
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != STORAGE_ENV} | {STORAGE_ENV: query}
+    env = {k: v for k, v in os.environ.items() if k != STORAGE_ENV} | {STORAGE_ENV: pg.query}
     proc = subprocess.Popen([sys.executable, "-m", "search.cli", "dashboard", "--port", str(port)], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -256,11 +312,11 @@ def test_a_running_dashboard_has_no_password_in_its_command_line(pg):
         assert b'"leak"' in body
         # what ps shows, and what Ray records as a driver's job entrypoint (psutil's cmdline)
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
-        assert "dashboard" in cmdline and PASSWORD not in cmdline
+        assert "dashboard" in cmdline and not leaked(cmdline, pg.password)
     finally:
         proc.terminate()
         output = proc.communicate(timeout=10)[0]
-    assert PASSWORD not in output and "password=***" in output
+    assert not leaked(output, pg.password) and "password=***" in output
 
 
 # --- cluster.yaml -------------------------------------------------------------------------

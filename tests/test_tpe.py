@@ -128,3 +128,15 @@ def test_without_cover_the_start_up_draws_are_optunas():
     stock = startup_families(optuna.samplers.TPESampler(seed=4, multivariate=True, constant_liar=True,
                                                         n_startup_trials=10), compiled, 10)
     assert ours == stock and len(set(ours[:5])) < 5
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_enqueued_trials_take_no_draw_of_the_start_up_rounds(seed):
+    # an --enqueue trial's family is fixed, not drawn: the sampler's own first k draws still go
+    # through every one of the k families (seeds 0, 1, 2 repeated one when the enqueued trial counted)
+    compiled = CompiledSpace(load_space(SPACE), GEOLIFE_SHAPE)
+    choices = compiled.space.param("family").choices
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"family": choices[0]})
+    families = startup_families(make_sampler("tpe", seed, startup=10), compiled, 1 + len(choices), study)
+    assert families[0] == choices[0] and sorted(families[1:]) == sorted(choices), families

@@ -2,6 +2,10 @@
 `data prepare events`, grouped splits and folds, and one clear line for each kind of bad input."""
 
 import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -362,6 +366,71 @@ def test_prepare_events_category(tmp_path, files, capsys):
     ds = load_dataset(tmp_path / "ds")
     assert ds.info.classes == ["home", "shop", "work"] and ds.info.input_dim == D
     assert "home" in capsys.readouterr().out
+
+
+# --- one very long sequence: --max-history keeps the last steps; a cube too big is refused -------
+
+def _one_long_sequence(rng, long=5000):
+    """90 short samples split by a column, train row 0 holding `long` steps."""
+    cols = _seq_table(rng, n=90, label=np.tile(["a", "b", "c"], 30))
+    cols["x"][0] = rng.normal(size=(long, D)).astype(np.float32).tolist()
+    return cols | {"split": np.repeat(["train", "val", "test"], 30)}
+
+
+def test_max_history_keeps_the_last_steps_of_each_sequence(tmp_path):
+    cols = _one_long_sequence(np.random.default_rng(4))
+    _write(tmp_path / "long.parquet", cols)
+    lengths = np.array([len(s) for s in cols["x"]])
+    x = np.zeros((len(lengths), lengths.max(), D), dtype=np.float32)
+    for i, seq in enumerate(cols["x"]):
+        x[i, :len(seq)] = seq
+    np.savez(tmp_path / "long.npz", x=x, lengths=lengths, group=np.array(cols["group"]),
+             target=np.array(cols["target"]), split=cols["split"])
+    split = ["--task", "category", "--split-col", "split", "--max-history", "6"]
+    assert _prepare("vectors", tmp_path / "long.parquet", tmp_path / "a", *split) == 0
+    assert _prepare("vectors", tmp_path / "long.npz", tmp_path / "b", *split) == 0
+    a, b = load_dataset(tmp_path / "a"), load_dataset(tmp_path / "b")
+    assert a.info.max_history == 6 == a["train"].seq["vec"].shape[1] and a.info.cardinalities["position"] == 6
+    assert a.info.source["max_history"] == 6
+    train = a["train"]
+    for k, sid in enumerate(train.sample_id):
+        want = np.asarray(cols["x"][sid], dtype=np.float32)[-6:]  # the last steps, the newest history
+        assert train.lengths[k] == len(want) and np.array_equal(train.seq["vec"][k, :len(want)], want), sid
+        assert not train.seq["vec"][k, len(want):].any()  # padding stays zero
+    _same_arrays(a, b)
+    assert _prepare("vectors", tmp_path / "long.parquet", tmp_path / "c", "--task", "category", "--split-col",
+                    "split") == 0
+    assert load_dataset(tmp_path / "c").info.max_history == 5000  # without the cap: the longest sequence
+
+
+def test_max_history_below_one_is_refused(tmp_path, files, capsys):
+    assert _prepare("vectors", files["cat"], tmp_path / "ds", "--task", "category", "--max-history", "0") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--max-history 0" in err and ">= 1" in err and not (tmp_path / "ds").exists()
+
+
+def _cap_address_space():
+    """Safety net for the code before the check: its 4 TB np.zeros fails fast instead of paging."""
+    resource.setrlimit(resource.RLIMIT_AS, (32 << 30, 32 << 30))
+
+
+def test_a_cube_that_cannot_fit_in_memory_is_one_line_exit_2(tmp_path):
+    """1,000,000 samples of one step but one of 1,000,000: 8 MB on disk, a 3.6 TiB padded cube."""
+    n = 1_000_000
+    lengths = np.ones(n, dtype=np.int32)
+    lengths[0] = n
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int32)
+    flat = pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.zeros(offsets[-1], dtype=np.float32)))
+    src = _write(tmp_path / "huge.parquet", {"x": flat, "group": np.arange(n) % 50, "target": np.arange(n) % 3})
+    cmd = [sys.executable, "-m", "search.cli", "data", "prepare", "vectors", str(src), "--out", str(tmp_path / "ds"),
+           "--task", "category", "--dim", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=600,
+                          preexec_fn=_cap_address_space)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    for text in ["huge.parquet", "column 'x'", "1,000,000 x 1,000,000 x 1", "3725.3 GiB", "--max-history"]:
+        assert text in done.stderr, (text, done.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.parquet"]  # no --out, no temp dir
 
 
 # --- bad input: one line naming file / column / fix, exit 2, nothing written ----------------------
