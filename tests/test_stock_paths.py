@@ -121,14 +121,18 @@ def test_a_sweep_runs_end_to_end_through_the_stock_paths(stock, tmp_path, monkey
 
     monkeypatch.setattr(sweep, "make_asha", recording_make_asha)
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    # address="local": a new Ray of its own, never a cluster that another test has started on this machine
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # The Ray an earlier test of this process left running, else a new one of its own (address="local":
+    # never a cluster another test started on this machine); run_sweep uses whichever is up.
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         study = run_sweep(SweepOptions(space=str(SPACES / "quickstart.yaml"), study="stock", samples=4, dir=str(tmp_path), seed=0,
                                        storage=f"sqlite:///{tmp_path / 'db.sqlite'}",
                                        overrides=["asha.max_epochs=3", "asha.strict=true"]))
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()
     assert type(study.sampler) is optuna.samplers.TPESampler
     assert len(made) == 1 and type(made[0]) is RecordingASHA and not made[0].strict
     handed = [t for t in study.get_trials() if "config" in t.user_attrs]
