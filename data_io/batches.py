@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from data_io.dataset import SplitArrays
+from data_io.dataset_types import SplitArrays
 
 
 @dataclass

@@ -12,10 +12,8 @@ import heapq
 
 import numpy as np
 
-from data_io.dataset import Dataset, SplitArrays
+from data_io.dataset_types import Dataset, SplitArrays
 from data_io.errors import DataError
-
-SPLITS = ("train", "val", "test")
 
 
 def check_fractions(val_frac: float, test_frac: float, where: str = "data") -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_io.dataset import DatasetInfo, write_dataset
+from data_io.dataset import write_dataset
+from data_io.dataset_types import DatasetInfo
 from data_io.prepare import PrepareParams, build_samples
 from data_io.tables import Columns, read_id_list, read_staypoints
 

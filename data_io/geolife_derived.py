@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from data_io.dataset import Dataset
+from data_io.dataset_types import SPLITS, Dataset
 from data_io.errors import DataError
 from data_io.geolife import GEOLIFE_COLUMNS, GEOLIFE_PARAMS
-from data_io.prepare import SPLITS, Samples, build_samples, split_labels
+from data_io.prepare import Samples, build_samples, split_labels
 from data_io.tables import Staypoints, integer_column, number_column, read_frame, read_id_list, read_staypoints
 from data_io.vectors import VectorSamples, add_folds, vector_dataset
 

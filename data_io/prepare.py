@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from data_io.dataset_types import SPLITS
 from data_io.errors import DataError
 from data_io.tables import Staypoints
 
-SPLITS = ("train", "val", "test")
 SEQ_FEATURES = ("loc", "weekday", "tod", "dur", "days_before")
 PAD, UNSEEN = 0, 1
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_io.dataset import DatasetInfo, write_dataset
+from data_io.dataset import write_dataset
+from data_io.dataset_types import DatasetInfo
 from data_io.errors import DataError
 from data_io.prepare import PrepareParams, build_samples
 from data_io.tables import Staypoints

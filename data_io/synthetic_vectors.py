@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from data_io.dataset import Dataset
+from data_io.dataset_types import SPLITS, Dataset
 from data_io.errors import DataError
-from data_io.vectors import SPLITS, VectorSamples, add_folds, vector_dataset
+from data_io.vectors import VectorSamples, add_folds, vector_dataset
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,8 @@ def read_frame(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _column(frame: pd.DataFrame, path: Path, name: str, option: str) -> pd.Series:
+def column(frame: pd.DataFrame, path: Path, name: str, option: str) -> pd.Series:
+    """Column `name` of `frame`, or one DataError naming the file, the columns it has and `option`."""
     if name not in frame.columns:
         have = ", ".join(map(str, frame.columns[:12]))
         raise DataError(
@@ -89,7 +90,7 @@ def _column(frame: pd.DataFrame, path: Path, name: str, option: str) -> pd.Serie
 
 def integer_column(frame: pd.DataFrame, path: Path, name: str, option: str) -> np.ndarray:
     """An integer column: whole numbers with no gaps; floats like 3.0 are accepted."""
-    col = _column(frame, path, name, option)
+    col = column(frame, path, name, option)
     values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = ~np.isfinite(values) | (values != np.round(values))
     if bad.any():
@@ -102,7 +103,7 @@ def integer_column(frame: pd.DataFrame, path: Path, name: str, option: str) -> n
 
 
 def number_column(frame: pd.DataFrame, path: Path, name: str, option: str) -> np.ndarray:
-    col = _column(frame, path, name, option)
+    col = column(frame, path, name, option)
     values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = ~np.isfinite(values)
     if bad.any():
@@ -114,7 +115,7 @@ def number_column(frame: pd.DataFrame, path: Path, name: str, option: str) -> np
 
 
 def time_column(frame: pd.DataFrame, path: Path, name: str, option: str) -> pd.Series:
-    col = _column(frame, path, name, option)
+    col = column(frame, path, name, option)
     parsed = pd.to_datetime(col, errors="coerce")
     if parsed.isna().any():
         row = int(np.flatnonzero(parsed.isna().to_numpy())[0])

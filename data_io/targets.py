@@ -12,10 +12,8 @@ import numpy as np
 import pyarrow as pa
 
 from data_io.columns import check_finite, comparable, load_npy, matrix, read_vectors, scalars
-from data_io.dataset import Dataset, DatasetInfo, SplitArrays
+from data_io.dataset_types import SPLITS, Dataset, DatasetInfo, SplitArrays
 from data_io.errors import DataError
-
-SPLITS = ("train", "val", "test")
 
 
 def labels(values: np.ndarray) -> tuple[np.ndarray, list[str]]:

@@ -20,12 +20,13 @@ import pandas as pd
 
 from data_io.columns import (VECTOR_SUFFIXES, check_finite, check_lengths, comparable, file_kind, last_padded, load_npy,
                              load_npz, matrix, read_parquet, read_vectors, scalars, sequences)
-from data_io.dataset import INFO_FILE, Dataset, DatasetInfo, SplitArrays, check_out, read_info, staged_dir
+from data_io.dataset_types import INFO_FILE, SPLITS, Dataset, DatasetInfo, SplitArrays, read_info
 from data_io.errors import DataError
 from data_io.folds import grouped_split
-from data_io.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, _column, read_frame
-from data_io.targets import SPLITS, facts_at, target_kind
-from data_io.vectors import Events, VectorParams, VectorSamples, _fingerprint, add_folds, events_dataset, take, vector_dataset
+from data_io.staging import check_out, staged_dir
+from data_io.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, column, read_frame
+from data_io.targets import facts_at, target_kind
+from data_io.vectors import Events, VectorParams, VectorSamples, add_folds, events_dataset, fingerprint, take, vector_dataset
 
 REQUIRED = ("x", "lengths", "group", "target", "sample_id")
 SPLIT_NAMES = {"train": 0, "val": 1, "test": 2}
@@ -38,7 +39,7 @@ def write_vector_dataset(out: str | Path, ds: Dataset, overwrite: bool = False) 
     The fingerprint is recomputed from the arrays, so it always describes what is written."""
     out = Path(out)
     check_out(out, overwrite)
-    info = dataclasses.replace(ds.info, fingerprint=_fingerprint(ds.splits, ds.banks, ds.info.params, ds.info.classes))
+    info = dataclasses.replace(ds.info, fingerprint=fingerprint(ds.splits, ds.banks, ds.info.params, ds.info.classes))
     with staged_dir(out) as tmp:
         for split in SPLITS:
             np.savez(tmp / f"{split}.npz", **_split_dict(ds[split]))
@@ -284,7 +285,7 @@ def _read_ids(file: Path) -> np.ndarray:
 
 
 def _present(frame: pd.DataFrame, file: Path, name: str, option: str) -> np.ndarray:
-    col = _column(frame, file, name, option)
+    col = column(frame, file, name, option)
     if col.isna().any():
         raise DataError(f"{file}: column '{name}' row {int(np.argmax(col.isna().to_numpy()))} is missing; fill or "
                         "drop the row")
@@ -293,7 +294,7 @@ def _present(frame: pd.DataFrame, file: Path, name: str, option: str) -> np.ndar
 
 def _times(frame: pd.DataFrame, file: Path, name: str) -> np.ndarray:
     """Order numbers as they are, else timestamps as integers: only their order matters."""
-    col = _column(frame, file, name, "--time-col")
+    col = column(frame, file, name, "--time-col")
     numbers = pd.to_numeric(col, errors="coerce")
     if numbers.notna().all():
         return numbers.to_numpy(dtype=np.float64)

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from data_io.dataset import Dataset, DatasetInfo, SplitArrays
+from data_io.dataset_types import SPLITS, Dataset, DatasetInfo, SplitArrays
 from data_io.errors import DataError
 from data_io.folds import check_fractions, grouped_folds, grouped_split
-from data_io.targets import SPLITS, target_kind
+from data_io.targets import target_kind
 
 SPLIT_BY = ("group", "time")
 
@@ -105,7 +105,7 @@ def vector_dataset(name: str, task: str, splits: dict[str, VectorSamples], *, cl
         source=source or {}, task=task, input_dim=int(first.x.shape[2]),
         target_dim=kind.dim(first.target),
         classes=list(classes or []), n_folds=n_folds)
-    info.fingerprint = _fingerprint(arrays, out_banks, params, info.classes)
+    info.fingerprint = fingerprint(arrays, out_banks, params, info.classes)
     return Dataset(info, arrays, banks=out_banks)
 
 
@@ -144,7 +144,7 @@ def _split_arrays(v: VectorSamples, max_hist: int, kind) -> SplitArrays:
                        {"vec": x}, fold=None if v.fold is None else v.fold.astype(np.int64))
 
 
-def _fingerprint(arrays: dict[str, SplitArrays], banks: dict[str, np.ndarray], params: dict,
+def fingerprint(arrays: dict[str, SplitArrays], banks: dict[str, np.ndarray], params: dict,
                  classes: list[str] = ()) -> str:
     """sha256 over the arrays, banks, class names and parameters; the folds count too, since they
     decide which samples each CV model sees."""

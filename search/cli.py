@@ -216,7 +216,7 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 
 def cmd_space_check(a: argparse.Namespace) -> int:
-    from search.outcomes import asha_text
+    from search.summary import asha_text
     from search.sweep import asha_signature
     from spaces import load_space
     from spaces.check import check_space, describe_param

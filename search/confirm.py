@@ -18,8 +18,9 @@ import torch
 
 from models import fit
 from models.native import runtime_facts, runtime_notice
-from search.outcomes import config_text, confirmation, confirmed_text, num_text, ranked, then_value
+from search.outcomes import confirmation, ranked, then_value
 from search.storage import SearchError, load_study, set_finished_trial_attr
+from search.summary import config_text, confirmed_text, num_text
 from spaces.data import load_data
 
 SEED_STRIDE = 1000  # the i-th confirm seed of a trial is its own seed + 1000 * i (i >= 1): never its own

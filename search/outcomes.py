@@ -1,4 +1,5 @@
-"""Study bookkeeping without Ray: how each trial ended, the tally by outcome and the summary.
+"""Study bookkeeping without Ray: how each trial ended, the tally by outcome, the ranking, the
+Pareto front and a trial's confirmed record. Their text for the console is in search.summary.
 
 `status`, the progress lines and the sweep all read outcomes through here, so what counts as
 "pruned" or "over budget" is decided in one place (and `nextsweep status` pays no Ray import).
@@ -6,17 +7,12 @@
 
 from __future__ import annotations
 
-import json
 import math
-import shlex
-import sys
 from itertools import groupby, takewhile
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.baselines import margin_line
-from search.storage import has_password, redact
 from models.config import metric_mode
 from spaces import FORBIDDEN, OVER_BUDGET, UNBUILDABLE
 from spaces.schema import DEFAULT_TOLERANCE
@@ -46,10 +42,6 @@ def tally(trials: list[FrozenTrial]) -> dict[str, int]:
         if (o := outcome(t)) is not None:
             out[o] += 1
     return out
-
-
-def tally_line(counts: dict[str, int]) -> str:
-    return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
 
 
 def ranked(study: optuna.Study, use_confirmed: bool = True) -> list[FrozenTrial]:
@@ -149,89 +141,3 @@ def _rank_block(trials: list[FrozenTrial], metric, sign: int, then: list[str], t
 
 def _worst_if_nan(v: float) -> float:
     return -math.inf if math.isnan(v) else v
-
-
-def print_summary(study: optuna.Study, storage_url: str, top: int = 5) -> None:
-    print()
-    print(f"study      {study.study_name}")
-    print(f"storage    {redact(storage_url)}")
-    print("trials     " + tally_line(tally(study.get_trials(deepcopy=False))))
-    name = shlex.quote(study.study_name)  # the commands below are pasted into a shell
-    done = ranked(study)
-    metric = study.user_attrs.get("metric", "value")
-    then = list(study.user_attrs.get("then") or [])
-    confirmed = any(confirmation(t, metric) for t in done[:top])
-    if done:
-        print(f"\n{'trial':>5}  {metric:>9}  " + "".join(f"{m:>9}  " for m in then)
-              + (f"{'confirmed':>20}  " if confirmed else "") + f"{'params':>9}  {'epoch':>5}  config")
-        for t in done[:top]:
-            cfg = config_text(t)
-            extra = "".join(f"{num_text(then_value(t, m, metric, False)):>9}  " for m in then)
-            extra += f"{confirmed_text(t, metric):>20}  " if confirmed else ""
-            print(f"{t.number:>5}  {t.value:>9.4f}  {extra}{t.user_attrs.get('n_params', 0):>9,}  "
-                  f"{t.user_attrs.get('best_epoch', '-'):>5}  {cfg}")
-        best = done[0]
-        print(f"\nbest       trial {best.number}: {metric} {best.value:.4f}{then_text(best, then, metric)} with "
-              f"{best.user_attrs.get('n_params', 0):,} parameters, best epoch {best.user_attrs.get('best_epoch')}")
-        print("config     " + ", ".join(f"{k}={short(v)}" for k, v in json.loads(best.user_attrs["config"]).items()))
-        print(f"export     nextsweep export {_storage_arg(storage_url)} --study {name} --top 3 --out exports/")
-    margin = margin_line(study.user_attrs.get("baselines", {}), metric, done)
-    if margin:
-        print(f"baseline   {margin}")
-    print(f"dashboard  nextsweep dashboard {_storage_arg(storage_url)}")
-    print(f"report     nextsweep report {_storage_arg(storage_url)} --study {name} --out report.html")
-    print_warnings(study)
-    sys.stdout.flush()
-
-
-def print_warnings(study: optuna.Study) -> None:
-    from search.advice import sweep_warnings  # advice reads outcomes: imported late, no cycle
-    found = sweep_warnings(study)
-    if found:
-        print("\nwarnings (the sweep may be mis-set)")
-        for line in found:
-            print(f"  - {line}")
-
-
-def _storage_arg(url: str) -> str:
-    """A storage option the user can paste: never the password, never a redacted URL."""
-    return "--storage-file PATH (or $NEXTSWEEP_STORAGE)" if has_password(url) else f"--storage '{url}'"
-
-
-def then_text(t: FrozenTrial, then: list[str], metric: str | None) -> str:
-    """' (val_acc1 0.4512, val_mrr 0.5530)': the tie-breaking metrics of one run, for a summary line."""
-    shown = [f"{m} {num_text(then_value(t, m, metric, False))}" for m in then]
-    return f" ({', '.join(shown)})" if shown else ""
-
-
-def confirmed_text(t: FrozenTrial, metric: str | None) -> str:
-    """'0.7812 +- 0.0031 (5)': the confirmed mean +- std over its seeds, or '-'."""
-    c = confirmation(t, metric)
-    return f"{c['mean']:.4f} +- {c['std']:.4f} ({len(c['values'])})" if c else "-"
-
-
-def num_text(v: float | None) -> str:
-    return "-" if v is None else f"{v:.4f}"
-
-
-def short(v) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-
-def sampled_text(t: FrozenTrial) -> str:
-    """The sampler's choices of a trial (the width's position `*_frac` left out)."""
-    return ", ".join(f"{k}={short(v)}" for k, v in t.params.items() if not k.endswith("_frac"))
-
-
-def config_text(t: FrozenTrial) -> str:
-    """The trained width first (e.g. d_model=48), then the sampler's choices."""
-    width = [f"{k}={t.user_attrs[k]}" for k in ("d_model",) if k in t.user_attrs]
-    return ", ".join([*width, sampled_text(t)])
-
-
-def asha_text(asha: list) -> str:
-    """A space signature's ASHA (search/sweep.py asha_signature) in words."""
-    return (f"max_epochs {asha[0]}, grace period {asha[1]}, reduction factor {asha[2]:g}"
-            + (f", {asha[3]} brackets" if len(asha) > 3 and asha[3] != 1 else "")
-            + (", strict promotions" if "strict" in asha[3:] else "")
-            + (", ranked by the rung epoch's own value" if "rank_by epoch" in asha[3:] else ""))

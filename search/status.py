@@ -7,7 +7,8 @@ import sys
 
 from search.baselines import baseline_lines, margin_line
 from search.storage import load_study, open_storage, redact
-from search.outcomes import confirmation, confirmed_text, ranked, tally, tally_line, then_text
+from search.outcomes import confirmation, ranked, tally
+from search.summary import confirmed_text, tally_line, then_text
 
 
 def print_status(storage_url: str, study_name: str | None) -> None:

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from search import compat
 from search.baselines import baseline_lines, ensure_baselines
-from search.outcomes import asha_text, print_summary
+from search.summary import asha_text, print_summary
 from spaces import OVER_BUDGET, UNBUILDABLE, CompiledSpace, check_feasible, load_space, load_space_data
 from search.storage import DEFAULT_DIR, SearchError, default_storage, file_stem, open_storage, redact, study_names
 

@@ -5,7 +5,7 @@ import pytest
 
 from handmade import add, make_study, well_set
 from search.advice import MIN_TOP, TOP_K, sweep_warnings
-from search.outcomes import print_summary
+from search.summary import print_summary
 
 
 def _about(warnings: list[str], text: str) -> list[str]:

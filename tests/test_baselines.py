@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from data_io import DatasetInfo, fold_view
-from data_io.dataset import Dataset, SplitArrays
+from data_io.dataset_types import Dataset, SplitArrays
 from data_io.synthetic_vectors import CategorySynthParams, synthetic_category
 from data_io.vectors import VectorSamples, vector_dataset
 from models.tasks import get_task

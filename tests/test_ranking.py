@@ -197,7 +197,7 @@ def test_export_ranks_confirmed_first(tmp_path):
 
 
 def test_summary_and_status_show_the_then_metrics(tmp_path, capsys):
-    from search.outcomes import print_summary
+    from search.summary import print_summary
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     study = study_of([(0.79, {"val_acc1": 0.41, "val_mrr": 0.55}, 10, None),
                       (0.7895, {"val_acc1": 0.47, "val_mrr": 0.58}, 10, confirmed([0.78, 0.80]))],
@@ -219,7 +219,7 @@ def test_summary_and_status_show_the_then_metrics(tmp_path, capsys):
 def test_summary_commands_quote_the_study_name(capsys):
     """The export / report lines are pasted into a shell: a name with spaces or `;` stays one word."""
     import shlex
-    from search.outcomes import print_summary
+    from search.summary import print_summary
     name = "my sweep; rm -rf x"
     print_summary(study_of([(0.5, {}, 10, None)], name=name), "sqlite:///db.sqlite")
     out = capsys.readouterr().out.splitlines()

@@ -160,7 +160,7 @@ def test_strict_asha_stops_at_every_rung_and_records_pruned(tmp_path):
 
 def test_strict_asha_is_part_of_the_space_signature(tmp_path):
     """A study swept with one rule does not resume under the other, and both are named in words."""
-    from search.outcomes import asha_text
+    from search.summary import asha_text
     from search.sweep import make_asha, space_signature
     plain, _ = load(tmp_path)
     strict, _ = load(tmp_path, SPACE.replace("reduction_factor: 2}", "reduction_factor: 2, strict: true}"))
@@ -289,7 +289,7 @@ def test_plan_closes_what_a_killed_driver_left(tmp_path):
 
 
 def test_status_and_sweep_bookkeeping_import_no_ray():
-    code = ("import sys, search.status, search.sweep, search.outcomes\n"
+    code = ("import sys, search.status, search.sweep, search.outcomes, search.summary\n"
             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
