@@ -33,7 +33,7 @@ import optuna
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from data_io.geolife import GEOLIFE_SHAPE  # noqa: E402
 from search.storage import insert_trials, open_storage  # noqa: E402
-from search.sweep import make_sampler  # noqa: E402
+from search.samplers import make_sampler  # noqa: E402
 from spaces import CompiledSpace, load_space  # noqa: E402
 
 INFO = GEOLIFE_SHAPE
@@ -57,7 +57,8 @@ def measure(storage, sampler, name: str, past: list, asks: int, compiled: Compil
     """(median ms per suggestion, median ms of its budget check). With `searcher`, the sweep's own
     path (BudgetSearcher.suggest: ask, propose, every attribute the sweep writes); else the usual
     glue: ask, propose, three attributes written one by one."""
-    from search.searcher import BudgetSearcher, RecordingASHA
+    from search.asha.scheduler import RecordingASHA
+    from search.searcher import BudgetSearcher
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize", sampler=sampler)
     insert_trials(study, past)  # one transaction (Optuna's add_trials is quadratic on PostgreSQL)
     if hasattr(storage, "engine"):  # a database, not the in-memory study

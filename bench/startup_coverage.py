@@ -20,7 +20,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from search.sweep import make_sampler
+from search.samplers import make_sampler
 from spaces import CompiledSpace, load_space, load_space_data, record_rejection
 
 ROOT = Path(__file__).resolve().parents[1]

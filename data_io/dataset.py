@@ -18,8 +18,9 @@ import pyarrow.parquet as pq
 
 from data_io.dataset_types import INFO_FILE, SPLITS, Dataset, DatasetInfo, SplitArrays
 from data_io.errors import DataError
-from data_io.prepare import SEQ_FEATURES, PrepareParams, Samples
+from data_io.prepare import SEQ_FEATURES, PrepareParams, Samples, build_samples
 from data_io.staging import check_out, staged_dir
+from data_io.tables import Columns, read_id_list, read_staypoints
 
 
 def to_table(samples: Samples) -> pa.Table:
@@ -81,6 +82,18 @@ def write_dataset(out: str | Path, name: str, splits: dict[str, Samples], vocab:
             pq.write_table(table, tmp / f"{split}.parquet")
         (tmp / INFO_FILE).write_text(info.to_json() + "\n")
     return info
+
+
+def prepare_table(table: str | Path, cols: Columns, params: PrepareParams, out: str | Path, name: str | None = None,
+                  valid_ids: str | Path | None = None, overwrite: bool = False) -> DatasetInfo:
+    """`data prepare table`: read a staypoint table (CSV or Parquet), build the three splits and
+    write the dataset at `out`, named `name` (default: the table's file name without its suffix).
+    `valid_ids`: a file of the staypoint ids that may be targets (default: all)."""
+    sp = read_staypoints(table, cols)
+    ids = read_id_list(valid_ids) if valid_ids else None
+    splits, vocab = build_samples(sp, params, ids, source=table)
+    source = {"table": str(table), "valid_ids": valid_ids and str(valid_ids)}
+    return write_dataset(out, name or Path(table).stem, splits, vocab, params, source, overwrite)
 
 
 def pad_lists(column: pa.ChunkedArray, max_len: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,10 +19,10 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial
 
 from search.advice import sweep_warnings
+from search.asha import asha_text, rungs  # ASHA's rungs, computed as the sweep checkpoints at them
 from search.outcomes import outcome, pareto_front, ranked, tally
 from search.storage import SearchError, load_study, redact
-from search.summary import asha_text, sampled_text
-from search.sweep import rungs  # ASHA's rungs, computed as the sweep checkpoints at them
+from search.summary import sampled_text
 
 COLOURS = {"complete": "#2a9d4b", "pruned": "#e8a33d", "failed": "#d62728", "stopped": "#7f7f7f", "running": "#1f77b4"}
 HEIGHT = 430

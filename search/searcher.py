@@ -1,5 +1,5 @@
-"""The Optuna-backed Tune searcher (driver process only) and the ASHA scheduler that records
-which trials it stopped.
+"""The Optuna-backed Tune searcher (driver process only). It asks ASHA's scheduler
+(search/asha/scheduler.py) which trials it stopped.
 
 Outcomes told to Optuna: COMPLETE with the best epoch's value; PRUNED for a trial ASHA stopped
 (its learning curve kept as intermediate values); FAIL with the error text for a crash; budget
@@ -12,106 +12,18 @@ import functools
 import json
 import time
 
-import numpy as np
 import optuna
 from optuna.trial import TrialState
-from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 
 from models.native import RUNTIME_KEYS
-from search import compat
-from search.draft import DraftTrial, stored_distributions, waiting_trials
+from search.asha.scheduler import RecordingASHA
+from search.internals.draft import DraftTrial, stored_distributions, waiting_trials
 from search.outcomes import REJECTIONS, STOPPED
 from search.storage import SearchError, set_trial_attrs
 from spaces import CompiledSpace, record_rejection
 
 MAX_REJECTIONS_IN_A_ROW = 1000
-
-try:  # Ray's private bracket: the strict rule subclasses it, with the tested Ray only (compat.ray_fast)
-    from ray.tune.schedulers.async_hyperband import _Bracket
-except ImportError:  # another Ray, where StrictBracket is never used: importing this module must not fail
-    _Bracket = object
-
-
-class StrictBracket(_Bracket):
-    """A bracket with the ASHA paper's promotion rule (Li et al. 2020): a trial arriving at a rung
-    goes on only if it ranks in the top floor(n / rf) of the n results the rung holds, its own
-    included; a tie passes. Ray's rule compares it with the (1 - 1/rf) quantile of the earlier
-    results only, so the first trial at each rung always goes on, however weak: early in a sweep
-    that trains a few random configs to max_epochs before any rival has reported. The cost: Tune
-    cannot pause a trial until rivals arrive, so the first rf - 1 trials at a rung are stopped
-    even when they are the best so far (Optuna's SuccessiveHalvingPruner lets them go on)."""
-
-    def on_result(self, trial, cur_iter: int, cur_rew: float | None) -> str:
-        for milestone, recorded in self._rungs:  # the highest milestone first
-            if cur_iter < milestone or trial.trial_id in recorded:
-                continue
-            if cur_rew is None:
-                return super().on_result(trial, cur_iter, cur_rew)  # Ray's warning; nothing to rank
-            better = sum(v > cur_rew for v in recorded.values())  # a NaN (diverged) ranks below every number
-            recorded[trial.trial_id] = cur_rew
-            passes = cur_rew == cur_rew and better < (len(recorded) // self.rf)
-            return ASHAScheduler.CONTINUE if passes else ASHAScheduler.STOP
-        return ASHAScheduler.CONTINUE
-
-
-class RecordingASHA(ASHAScheduler):
-    """ASHA that remembers the trials it stopped, so PRUNED in Optuna matches what ASHA did, and
-    that picks each trial's bracket (asha.brackets > 1) from its own seeded stream: Ray's draws
-    from numpy's global random state, so the same seed gave a different bracket per trial.
-    `strict` swaps Ray's promotion rule for the paper's (StrictBracket), with the tested Ray only
-    (it reaches into Ray's private brackets); elsewhere Ray's own rule runs, with a warning.
-    `rank_metric` (asha.rank_by epoch) ranks a trial at a rung by that result key, the epoch's own
-    value, instead of Tune's metric (the best epoch so far): a trial past its peak then meets the
-    rung at its current level. The default settings are Ray's."""
-
-    def __init__(self, *, max_t: int = 100, grace_period: int = 1, reduction_factor: float = 4, brackets: int = 1,
-                 seed: int = 0, strict: bool = False, rank_metric: str | None = None, **kwargs):
-        super().__init__(max_t=max_t, grace_period=grace_period, reduction_factor=reduction_factor,
-                         brackets=brackets, **kwargs)
-        self.settings = (max_t, grace_period, reduction_factor, brackets)  # its rungs: sweep.rungs(*settings)
-        self.rank_metric = rank_metric
-        self.tune_metric = kwargs.get("metric")  # Tune's metric, kept here rather than read from Ray's private one
-        self.stopped: set[str] = set()
-        self.bracket_draws = np.random.default_rng(seed)
-        self.strict = strict and self._make_strict()
-
-    def _make_strict(self) -> bool:
-        if not compat.ray_fast():
-            compat.warn_once("asha-strict", "asha.strict: Ray's own promotion rule runs instead of the ASHA paper's "
-                                            "(the Ray fast paths are off)")
-            return False
-        for bracket in self._brackets:
-            bracket.__class__ = StrictBracket
-        return True
-
-    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
-        accepted = super().set_search_properties(metric, mode, **spec)
-        if accepted and metric:
-            self.tune_metric = metric
-        return accepted
-
-    def on_trial_add(self, tune_controller, trial):
-        state = np.random.get_state()
-        np.random.seed(self.bracket_draws.integers(2**32))  # Ray's softmax choice, from this stream
-        try:
-            super().on_trial_add(tune_controller, trial)
-        finally:
-            np.random.set_state(state)
-
-    def _ranked(self, result: dict) -> dict:
-        if self.rank_metric and self.tune_metric and result and self.rank_metric in result:
-            return {**result, self.tune_metric: result[self.rank_metric]}  # a copy: Tune keeps the best so far
-        return result
-
-    def on_trial_complete(self, tune_controller, trial, result):
-        super().on_trial_complete(tune_controller, trial, self._ranked(result))
-
-    def on_trial_result(self, tune_controller, trial, result):
-        decision = super().on_trial_result(tune_controller, trial, self._ranked(result))
-        if decision == self.STOP:
-            self.stopped.add(trial.trial_id)
-        return decision
 
 
 class BudgetSearcher(Searcher):

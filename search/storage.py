@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -16,7 +15,7 @@ import optuna
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from search import compat
+from search.internals import compat
 
 DEFAULT_DIR = Path("runs")
 STORAGE_ENV = "NEXTSWEEP_STORAGE"  # a URL with a password stays out of argv (ps, Ray's job list)
@@ -83,12 +82,12 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
 
 def _rdb_storage(url: str, engine_kwargs: dict) -> optuna.storages.RDBStorage:
-    """Ours, with the fast paths on Optuna's tables (search/rdb.py), where they were tested to
-    hold: the tested Optuna (search/compat.py), backend and schema revision. Else Optuna's own,
-    after a warning: slower, the same trials."""
-    if not compat.optuna_fast():  # (search.rdb imports Optuna's private modules: not even that)
+    """Ours, with the fast paths on Optuna's tables (search/internals/rdb.py), where they were
+    tested to hold: the tested Optuna (search/internals/compat.py), backend and schema revision.
+    Else Optuna's own, after a warning: slower, the same trials."""
+    if not compat.optuna_fast():  # (internals.rdb imports Optuna's private modules: not even that)
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    from search import rdb
+    from search.internals import rdb
     why = rdb.untested_backend(url)
     if why is None:
         storage = rdb.CoreReadRDBStorage(url, engine_kwargs=engine_kwargs)
@@ -108,7 +107,7 @@ def _fast(storage: optuna.storages.BaseStorage) -> optuna.storages.RDBStorage | 
     rdb = getattr(storage, "_backend", storage)
     if not compat.optuna_fast():
         return None
-    from search.rdb import CoreReadRDBStorage
+    from search.internals.rdb import CoreReadRDBStorage
     return rdb if isinstance(rdb, CoreReadRDBStorage) else None
 
 
@@ -240,12 +239,14 @@ def load_study(storage_url: str, name: str | None) -> optuna.Study:
 def set_finished_trial_attr(study: optuna.Study, trial_id: int, key: str, value) -> None:
     """Set a user attribute on a trial that has finished (`nextsweep confirm` annotates COMPLETE
     trials). Optuna's API refuses to touch finished trials, so this upserts the attribute row of
-    its RDB storage directly (the schema of the pinned optuna 5.0). A study object already open in
-    this process may keep showing the old value (Optuna caches finished trials): load it again."""
+    its RDB storage directly (the schema of the pinned optuna 5.0: search/internals/rdb.py). A study
+    object already open in this process may keep showing the old value (Optuna caches finished
+    trials): load it again."""
     rdb = getattr(study._storage, "_backend", study._storage)  # _CachedStorage wraps the RDBStorage
     if not isinstance(rdb, optuna.storages.RDBStorage):
         raise SearchError(f"study '{study.study_name}': annotating finished trials needs an RDB storage (SQLite, PostgreSQL)")
-    _upsert_attrs(rdb, trial_id, {key: value})
+    from search.internals.rdb import upsert_user_attrs
+    upsert_user_attrs(rdb, trial_id, {key: value})
 
 
 def set_trial_attrs(trial: optuna.Trial, attrs: dict) -> None:
@@ -256,31 +257,15 @@ def set_trial_attrs(trial: optuna.Trial, attrs: dict) -> None:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         return
-    _upsert_attrs(rdb, trial._trial_id, attrs, running_only=True)
-    trial._cached_frozen_trial.user_attrs.update(attrs)  # as Trial.set_user_attr keeps its copy
-
-
-def _upsert_attrs(rdb: optuna.storages.RDBStorage, trial_id: int, attrs: dict, running_only: bool = False) -> None:
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-    with _create_scoped_session(rdb.scoped_session) as session:
-        if running_only:  # what Optuna's set_user_attr checks, without loading the whole trial
-            state = session.query(models.TrialModel.state).filter(models.TrialModel.trial_id == trial_id).scalar()
-            rdb.check_trial_is_updatable(trial_id, state)
-        rows = {r.key: r for r in session.query(models.TrialUserAttributeModel)
-                .filter(models.TrialUserAttributeModel.trial_id == trial_id,
-                        models.TrialUserAttributeModel.key.in_(list(attrs)))}
-        for key, value in attrs.items():
-            if key in rows:
-                rows[key].value_json = json.dumps(value)
-            else:
-                session.add(models.TrialUserAttributeModel(trial_id=trial_id, key=key, value_json=json.dumps(value)))
+    from search.internals.rdb import set_running_attrs
+    set_running_attrs(rdb, trial, attrs)
 
 
 def insert_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial],
                   numbered: Callable[[int], dict] | None = None) -> list[tuple[int, int]]:
     """(trial id, number) of each trial, stored as given (state, value, params, attributes,
-    intermediate values) in one transaction of ~7 statements whatever their count (search/rdb.py).
+    intermediate values) in one transaction of ~7 statements whatever their count
+    (search/internals/rdb.py).
     Optuna's create_new_trial(template_trial=...) runs 3 ORM queries per parameter, one a
     study-wide scan.
     `numbered(number)` gives user attributes that depend on the number the trial gets (added to
@@ -289,7 +274,7 @@ def insert_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial],
     rdb = _fast(study._storage)
     if rdb is None:
         return [_insert_one(study, t, numbered) for t in trials]
-    from search.rdb import insert_rows
+    from search.internals.rdb import insert_rows
     return insert_rows(rdb, study._study_id, trials, numbered)
 
 

@@ -1,6 +1,6 @@
 """The sweep's summary on the console (ranked trials, best, commands to paste, warnings) and the
-one-line texts of a study and its trials (tally, config, confirmed mean, tie-breaks, ASHA) that
-status, confirm, the CLI and the report print. No Ray."""
+one-line texts of a study and its trials (tally, config, confirmed mean, tie-breaks) that status,
+confirm, the CLI and the report print. No Ray."""
 
 from __future__ import annotations
 
@@ -96,11 +96,3 @@ def config_text(t: FrozenTrial) -> str:
     """The trained width first (e.g. d_model=48), then the sampler's choices."""
     width = [f"{k}={t.user_attrs[k]}" for k in ("d_model",) if k in t.user_attrs]
     return ", ".join([*width, sampled_text(t)])
-
-
-def asha_text(asha: list) -> str:
-    """A space signature's ASHA (search/sweep.py asha_signature) in words."""
-    return (f"max_epochs {asha[0]}, grace period {asha[1]}, reduction factor {asha[2]:g}"
-            + (f", {asha[3]} brackets" if len(asha) > 3 and asha[3] != 1 else "")
-            + (", strict promotions" if "strict" in asha[3:] else "")
-            + (", ranked by the rung epoch's own value" if "rank_by epoch" in asha[3:] else ""))

@@ -15,17 +15,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from search import compat
+from search.asha import asha_signature, asha_text, make_asha, rung_epochs
 from search.baselines import baseline_lines, ensure_baselines
-from search.summary import asha_text, print_summary
+from search.samplers import check_startup, make_sampler, resumed_seed
+from search.summary import print_summary
 from spaces import OVER_BUDGET, UNBUILDABLE, CompiledSpace, check_feasible, load_space, load_space_data
 from search.storage import DEFAULT_DIR, SearchError, default_storage, file_stem, open_storage, redact, study_names
-
-SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp")
 
 
 @dataclass
@@ -60,55 +58,6 @@ def parse_duration(text: str) -> float:
         raise SearchError(f"--time-budget {text!r}: use a number of seconds or e.g. 90s, 30m, 2h") from None
 
 
-def resumed_seed(name: str, seed: int, n_trials: int) -> int:
-    """The sampler seed for a study that already holds n_trials: a fresh stream on every resume,
-    so TPE's random start-up (and the random sampler) do not propose the first configs again (TPE's
-    categorical rounds keep the sweep's seed and go on: make_sampler's `rounds_seed`).
-    QMC keeps its seed: its sequence position lives in the study, and a new scramble would repeat it."""
-    return seed if name == "qmc" or n_trials == 0 else seed + 1_000_003 * n_trials
-
-
-STARTUP_SAMPLERS = ("tpe", "cmaes", "gp")  # the samplers with a random start-up
-
-
-def check_startup(name: str, startup: int | None) -> None:
-    if startup is not None and (name not in STARTUP_SAMPLERS or startup < 1):
-        raise SearchError(f"--startup-trials {startup}: " + ("use 1 or more" if name in STARTUP_SAMPLERS else
-                          f"--sampler {name} has no random start-up; use it with {', '.join(STARTUP_SAMPLERS)}"))
-
-
-def make_sampler(name: str, seed: int, startup: int | None = None, cover_startup: bool = True,
-                 rounds_seed: int | None = None) -> optuna.samplers.BaseSampler:
-    """`rounds_seed`: the seed of TPE's start-up rounds (ColumnTPE), the sweep's own on a resume."""
-    check_startup(name, startup)
-    kw = {} if startup is None else {"n_startup_trials": startup}
-    if name == "tpe":  # constant liar: concurrent trials do not all get the same suggestion
-        return _tpe(seed, kw, cover_startup, rounds_seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False, **kw)
-    if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, **kw)
-    raise SearchError(f"--sampler {name!r}: use one of {', '.join(SAMPLERS)}")
-
-
-def _tpe(seed: int, kw: dict, cover_startup: bool, rounds_seed: int | None) -> optuna.samplers.BaseSampler:
-    """ColumnTPE (built on TPE's private internals) where compat allows it, else Optuna's own
-    TPESampler: the same suggestions, slower, and without the start-up rounds."""
-    if compat.optuna_fast():
-        from search.tpe import ColumnTPE  # imported here: its private Optuna imports may not exist elsewhere
-        return ColumnTPE(seed=seed, multivariate=True, constant_liar=True, cover_startup=cover_startup,
-                         rounds_seed=rounds_seed, **kw)
-    if cover_startup:
-        compat.warn_once("tpe", "--sampler tpe: Optuna's stock TPESampler runs (the Optuna fast paths are off); "
-                                "the start-up rounds that try every choice of a categorical parameter (the model "
-                                "family) are dropped: its random start-up draws each choice independently")
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True, **kw)
-
-
 def code_version() -> str:
     here = Path(__file__).resolve().parents[1]
     try:
@@ -132,13 +81,6 @@ def space_signature(space) -> dict:
             "asha": asha_signature(space.asha),
             "params": {p.name: [p.kind, p.low, p.high, p.step, p.log, p.choices, p.value, p.when]
                        for p in space.params}}
-
-
-def asha_signature(a) -> list:
-    """[max_epochs, grace, reduction], then brackets, "strict" and "rank_by epoch" where an option is
-    not its default: studies from before these options resume."""
-    extra = (["strict"] if a.strict else []) + (["rank_by epoch"] if a.rank_by == "epoch" else [])
-    return [a.max_epochs, a.grace_period, a.reduction_factor] + ([a.brackets] + extra if a.brackets != 1 or extra else [])
 
 
 def _check_resumable(study: optuna.Study, space) -> None:
@@ -374,29 +316,6 @@ def quiet_ray(local: bool) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     for name in ("ray", "ray.tune", "ray.train"):
         logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def rungs(max_epochs: int, grace: int, rf: float, brackets: int = 1) -> list[int]:
-    """The epochs at which ASHA may stop a trial, from its settings: the milestones of Ray's brackets
-    (ray/tune/schedulers/async_hyperband.py, _Bracket), by Ray's own float formula so the log's edges
-    fall as they do there. Bracket s has rungs grace * rf**(k + s) for k < log_rf(max_epochs / grace) - s + 1."""
-    if rf <= 1 or grace <= 0 or max_epochs < grace:
-        return []
-    x = np.log(max_epochs / grace) / np.log(rf)
-    return sorted({int(grace * rf ** (k + s)) for s in range(brackets) for k in range(int(x - s + 1))})
-
-
-def rung_epochs(asha) -> list[int]:
-    """The rungs of a scheduler made by make_asha (or RecordingASHA), from the settings it was given."""
-    return rungs(*asha.settings)
-
-
-def make_asha(a, seed: int = 0, metric: str | None = None):
-    """The space's ASHA; `metric` (the per-epoch objective) is what it ranks by when asha.rank_by is epoch."""
-    from search.searcher import RecordingASHA
-    return RecordingASHA(time_attr="epoch", max_t=a.max_epochs, grace_period=a.grace_period,
-                         reduction_factor=a.reduction_factor, brackets=a.brackets, seed=seed,
-                         strict=a.strict, rank_metric=metric if a.rank_by == "epoch" else None)
 
 
 def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:

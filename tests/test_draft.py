@@ -1,14 +1,15 @@
-"""Draft trials (search/draft.py): sampled in memory, written once, and the same trials
+"""Draft trials (search/internals/draft.py): sampled in memory, written once, and the same trials
 `study.ask()` would have made."""
 
 import optuna
 import pytest
 import sqlalchemy
 
-from search.draft import DraftTrial
-from search.searcher import BudgetSearcher, RecordingASHA
+from search.asha.scheduler import RecordingASHA
+from search.internals.draft import DraftTrial
+from search.searcher import BudgetSearcher
 from search.storage import open_storage
-from search.sweep import make_sampler
+from search.samplers import make_sampler
 from spaces import CompiledSpace, load_space, load_space_data
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -116,7 +117,7 @@ def test_the_searcher_hands_out_enqueued_trials_first_through_ask(tmp_path, comp
 
 @pytest.fixture
 def stock(monkeypatch):
-    from search import compat
+    from search.internals import compat
     monkeypatch.setenv(compat.STOCK_ENV, "1")  # as an Optuna other than the tested one would
 
 

@@ -1,4 +1,4 @@
-"""search/parzen.py gives Optuna's Parzen estimators and mixture densities bit for bit, and
+"""search/internals/parzen.py gives Optuna's Parzen estimators and mixture densities bit for bit, and
 ColumnTPE's relative search space is Optuna's intersection search space."""
 
 import numpy as np
@@ -9,8 +9,8 @@ from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator, _ParzenEstim
 from optuna.samplers._tpe.sampler import default_weights
 from optuna.trial import TrialState
 
-from search.parzen import mixture_log_pdf
-from search.tpe import ColumnTPE
+from search.internals.parzen import mixture_log_pdf
+from search.internals.tpe import ColumnTPE
 
 SPACE = {
     "family": CategoricalDistribution(["gru", "lstm", "transformer"]),
@@ -85,7 +85,7 @@ def test_relative_search_space_is_optunas_intersection():
 
 @pytest.mark.parametrize("n", [0, 1, 30, 2000])
 def test_column_parzen_builds_optunas_estimator(n):
-    from search.parzen import ColumnParzen
+    from search.internals.parzen import ColumnParzen
     for seed in range(3):
         theirs, ours = estimator(n, seed, cls=_ParzenEstimator), estimator(n, seed, cls=ColumnParzen)
         for a, b in zip(theirs._mixture_distribution.distributions, ours._mixture_distribution.distributions):

@@ -7,8 +7,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import rdb
-from search.rdb import CoreReadRDBStorage
+from search.internals import rdb
+from search.internals.rdb import CoreReadRDBStorage
 
 FIELDS = ("number", "state", "values", "params", "distributions", "user_attrs", "system_attrs",
           "intermediate_values", "datetime_start", "datetime_complete", "_trial_id")

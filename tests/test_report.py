@@ -11,7 +11,7 @@ import yaml
 
 from handmade import add, make_study, well_set
 from search.cli import main
-from search.report import rungs
+from search.asha import rungs
 
 BASELINES = {"most_frequent": {"val_hit5": 0.31, "val_acc1": 0.12}, "markov": {"val_hit5": 0.52, "val_acc1": 0.30}}
 
@@ -48,7 +48,7 @@ def test_rungs():
 def test_rungs_are_the_ones_ray_uses():
     """The report's formula against Ray's milestones, float edges of the log included
     (log(1000) / log(10) < 3, so Ray has no rung at 1000)."""
-    from search.sweep import make_asha, rung_epochs
+    from search.asha import make_asha, rung_epochs
     from spaces.schema import Asha
     assert rungs(1000, 1, 10) == [1, 10, 100]
     for max_epochs in (1, 2, 3, 8, 9, 12, 27, 64, 100, 125, 243, 1000):

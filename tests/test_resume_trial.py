@@ -122,7 +122,7 @@ def test_a_new_trial_continues_another_trials_checkpoint(monkeypatch, tmp_path, 
 
 def test_without_retries_checkpoints_are_written_at_the_rungs_and_the_end(monkeypatch, tmp_path, data):
     config = {"engine": {"family": "gru", "d_model": 24, "layers": 1, "batch_size": 64, "epochs": 5, "seed": 11},
-              "cpus": 1, "checkpoint_at": [2, 4]}  # ASHA's rungs (sweep.rung_epochs)
+              "cpus": 1, "checkpoint_at": [2, 4]}  # ASHA's rungs (search.asha.rung_epochs)
     results, kept = run_trial(monkeypatch, tmp_path / "rungs", data, config)
     assert [r["epoch"] for r in results] == [1, 2, 3, 4, 5]
     assert [p.name for p in kept] == ["epoch2", "epoch4", "epoch5"]
@@ -131,12 +131,12 @@ def test_without_retries_checkpoints_are_written_at_the_rungs_and_the_end(monkey
 
 
 def test_rung_epochs_are_ashas_milestones():
-    from search.searcher import RecordingASHA
-    from search.sweep import rung_epochs
+    from search.asha import rung_epochs
+    from search.asha.scheduler import RecordingASHA
     assert rung_epochs(RecordingASHA(time_attr="epoch", max_t=12, grace_period=2, reduction_factor=3)) == [2, 6]
     assert rung_epochs(RecordingASHA(time_attr="epoch", max_t=6, grace_period=1, reduction_factor=2)) == [1, 2, 4]
     # Hyperband-style brackets (asha.brackets): the second one's first rung is at grace * reduction (3)
-    from search.sweep import make_asha
+    from search.asha import make_asha
     from spaces.schema import Asha
     asha = make_asha(Asha(max_epochs=12, grace_period=1, reduction_factor=3, brackets=2))
     assert len(asha._brackets) == 2 and rung_epochs(asha) == [1, 3, 9]
@@ -149,7 +149,7 @@ def test_bracket_choice_is_seeded():
 
     import numpy as np
 
-    from search.sweep import make_asha
+    from search.asha import make_asha
     from spaces.schema import Asha
 
     def brackets(seed, global_seed):

@@ -11,7 +11,8 @@ import pytest
 from optuna.trial import TrialState
 
 from search.outcomes import STOPPED, tally
-from search.searcher import BudgetSearcher, RecordingASHA
+from search.asha.scheduler import RecordingASHA
+from search.searcher import BudgetSearcher
 from search.storage import SearchError
 from search.sweep import SweepOptions, _plan, open_study
 from spaces import CompiledSpace, load_space, load_space_data
@@ -100,7 +101,7 @@ def test_asha_ranks_on_the_best_epoch_so_far(tmp_path):
 def test_asha_rank_by_epoch_meets_the_rung_at_the_current_value(tmp_path, rank_by, decision):
     """asha.rank_by: epoch ranks at the rung by the epoch's own value: the trial past its peak (0.7
     at epoch 1, 0.4 at the epoch-2 rung) is stopped by a rival at 0.6; Tune's result keeps its best."""
-    from search.sweep import make_asha
+    from search.asha import make_asha
     space, _ = load(tmp_path, SPACE.replace("reduction_factor: 2}", f"reduction_factor: 2, rank_by: {rank_by}}}"))
     asha = make_asha(space.asha, metric=space.metric)
     asha.set_search_properties("best_val_hit5", "max")
@@ -160,8 +161,8 @@ def test_strict_asha_stops_at_every_rung_and_records_pruned(tmp_path):
 
 def test_strict_asha_is_part_of_the_space_signature(tmp_path):
     """A study swept with one rule does not resume under the other, and both are named in words."""
-    from search.summary import asha_text
-    from search.sweep import make_asha, space_signature
+    from search.asha import asha_text, make_asha
+    from search.sweep import space_signature
     plain, _ = load(tmp_path)
     strict, _ = load(tmp_path, SPACE.replace("reduction_factor: 2}", "reduction_factor: 2, strict: true}"))
     assert space_signature(plain)["asha"] == [4, 1, 2.0]  # unchanged for studies from before the option

@@ -1,6 +1,6 @@
 """The stock paths (NEXTSWEEP_STOCK=1, or an Optuna / Ray other than the tested ones): Optuna's own
-TPESampler, Ray's own ASHA promotion rule, ASHA's rungs computed from its settings; and a sweep
-end to end through them."""
+TPESampler (in the start-up rounds), Ray's own ASHA promotion rule, ASHA's rungs computed from its
+settings; and a sweep end to end through them."""
 
 import logging
 from pathlib import Path
@@ -11,9 +11,11 @@ import pytest
 from optuna.trial import TrialState
 
 from data_io.geolife import GEOLIFE_SHAPE
-from search import compat
-from search.searcher import RecordingASHA
-from search.sweep import SweepOptions, make_asha, make_sampler, rung_epochs, run_sweep
+from search.asha import make_asha, rung_epochs
+from search.asha.scheduler import RecordingASHA
+from search.internals import compat
+from search.samplers import StartupRounds, make_sampler
+from search.sweep import SweepOptions, run_sweep
 from spaces import CompiledSpace, load_space
 from spaces.schema import Asha
 
@@ -41,12 +43,17 @@ def asked_params(sampler, n=14):
     return out
 
 
-def test_stock_tpe_is_optunas_own_with_the_same_seed_and_start_up(stock):
+def test_stock_tpe_is_optunas_own_with_the_same_seed_start_up_and_rounds(stock, monkeypatch):
     sampler = make_sampler("tpe", 3, startup=5)
-    assert type(sampler) is optuna.samplers.TPESampler
+    assert type(sampler) is StartupRounds and type(sampler.base) is optuna.samplers.TPESampler
     stock_tpe = optuna.samplers.TPESampler(seed=3, multivariate=True, constant_liar=True, n_startup_trials=5)
-    assert asked_params(sampler) == asked_params(stock_tpe)
-    assert "start-up rounds" in stock.text  # the warning says what is lost
+    asked = asked_params(sampler)
+    assert asked == asked_params(StartupRounds(stock_tpe, 5, seed=3))
+    assert "start-up rounds included" in stock.text  # the warning says nothing is lost but speed
+    if compat.installed("optuna") == compat.TESTED_OPTUNA:  # the fast path suggests the same
+        monkeypatch.delenv(compat.STOCK_ENV)
+        fast = make_sampler("tpe", 3, startup=5)
+        assert type(fast.base) is not optuna.samplers.TPESampler and asked_params(fast) == asked
 
 
 def rung_decisions(asha, values: list[float]) -> list[str]:
@@ -91,7 +98,7 @@ def test_rungs_from_the_settings_are_the_milestones_ray_uses():
     from ray.tune.schedulers import ASHAScheduler
 
     import search.report
-    from search.sweep import rungs
+    from search.asha import rungs
     assert search.report.rungs is rungs  # computed in one place
     assert rungs(1000, 1, 10) == [1, 10, 100]
     for max_t in (1, 3, 8, 9, 12, 20, 27, 100, 243, 1000):
@@ -133,7 +140,7 @@ def test_a_sweep_runs_end_to_end_through_the_stock_paths(stock, tmp_path, monkey
     finally:
         if started:
             ray.shutdown()
-    assert type(study.sampler) is optuna.samplers.TPESampler
+    assert type(study.sampler) is StartupRounds and type(study.sampler.base) is optuna.samplers.TPESampler
     assert len(made) == 1 and type(made[0]) is RecordingASHA and not made[0].strict
     handed = [t for t in study.get_trials() if "config" in t.user_attrs]
     assert len(handed) == 4 and all(t.state.is_finished() for t in handed)

@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from search import compat, rdb
-from search.draft import DraftTrial
-from search.rdb import CoreReadRDBStorage
+from search.internals import compat, rdb
+from search.internals.draft import DraftTrial
+from search.internals.rdb import CoreReadRDBStorage
 from search.storage import insert_trials, open_storage, set_trial_attrs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -10,7 +10,8 @@ from data_io.folds import fold_view
 from data_io.synthetic_vectors import CategorySynthParams, VectorSynthParams, synthetic_category, synthetic_vector
 from models import build_model, evaluate, fit
 from search.outcomes import tally
-from search.searcher import BudgetSearcher, RecordingASHA
+from search.asha.scheduler import RecordingASHA
+from search.searcher import BudgetSearcher
 from spaces import CompiledSpace, SpaceError, load_space, load_space_data, parse_space
 
 CAT = {"family": "gru", "d_model": 24, "layers": 1, "dropout": 0.0, "loss": "weighted_ce", "metric": "val_f1",

@@ -9,8 +9,8 @@ import pytest
 from optuna.trial import TrialState
 
 from data_io.geolife import GEOLIFE_SHAPE
-from search.sweep import make_sampler
-from search.tpe import ColumnTPE
+from search.internals.tpe import ColumnTPE
+from search.samplers import make_sampler
 from spaces import CompiledSpace, load_space, record_rejection
 
 SPACE = "spaces/geolife_500k.yaml"
@@ -66,13 +66,13 @@ def test_a_pickled_sampler_leaves_its_history_behind_and_rebuilds_it():
 
 
 def test_the_sweep_uses_column_tpe():
-    assert isinstance(make_sampler("tpe", 0), ColumnTPE)
+    assert isinstance(make_sampler("tpe", 0).base, ColumnTPE)  # in its start-up rounds
 
 
 def test_startup_trials_sets_the_samplers_start_up(tmp_path, capsys):
     from search.cli import main
-    assert make_sampler("tpe", 0, 3)._n_startup_trials == 3
-    assert make_sampler("tpe", 0)._n_startup_trials == 10  # Optuna's default when not given
+    assert make_sampler("tpe", 0, 3).base._n_startup_trials == 3 == make_sampler("tpe", 0, 3).n_startup_trials
+    assert make_sampler("tpe", 0).base._n_startup_trials == 10 == make_sampler("tpe", 0).n_startup_trials  # Optuna's default
     for args in (["--sampler", "random", "--startup-trials", "3"], ["--startup-trials", "0"]):
         assert main(["sweep", str(SPACE), "--dir", str(tmp_path), *args]) == 2
         err = capsys.readouterr().err

@@ -5,7 +5,7 @@
 suggestion code (`Trial._suggest`: fixed, single-valued, relative, then independent sampling) with
 the per-parameter write deferred, and `commit()` creates the trial with everything in one
 transaction. It relies on optuna.Trial's private layout (pinned: optuna 5.0.0): where
-search/compat.py says the Optuna fast paths may not run, `DraftTrial(study)` is an `AskedTrial`,
+compat.py says the Optuna fast paths may not run, `DraftTrial(study)` is an `AskedTrial`,
 Optuna's own study.ask() trial with the same commit().
 """
 
@@ -20,7 +20,7 @@ from optuna import pruners
 from optuna.distributions import check_distribution_compatibility
 from optuna.trial import FrozenTrial, TrialState
 
-from search import compat
+from search.internals import compat
 from search.storage import insert_trials, set_trial_attrs
 
 DRAFT_ID = -1  # the trial id a draft has until commit()

@@ -13,27 +13,26 @@ The history is read once per asked trial, from Optuna's per-trial cache of the s
 reads it twice more with constant liar, for the search space and for the running trials): a
 trial that finishes while another one's define-by-run function runs is seen from the next trial
 on. The relative search space (Optuna's intersection of the finished trials' distributions) is
-kept up to date from the same read, and the mixtures' densities come from search/parzen.py.
+kept up to date from the same read, and the mixtures' densities come from parzen.py.
 
 Both modules are built on TPE's private internals: the sweep makes a ColumnTPE only where
-`compat.optuna_fast()` says the installed Optuna is the tested one (sweep.make_sampler), and
-imports this module only then.
+`compat.optuna_fast()` says the installed Optuna is the tested one (search/samplers.py,
+make_sampler), and imports this module only then. The start-up rounds are not here: they wrap
+either TPE (search/samplers.py, StartupRounds).
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import zlib
 
 import numpy as np
-from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.distributions import BaseDistribution
 from optuna.samplers import TPESampler
 from optuna.samplers._tpe.sampler import _get_infeasible_trial_score, default_gamma
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from search.parzen import ColumnParzen, mixture_log_pdf
+from search.internals.parzen import ColumnParzen, mixture_log_pdf
 
 COMPLETE, PRUNED, INFEASIBLE = 0, 1, 2  # the groups _split_trials fills "below" from, in order
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -92,20 +91,12 @@ class _History:
 
 
 class ColumnTPE(TPESampler):
-    """`cover_startup`: in the random start-up, each categorical parameter's draws go through its
-    choices in a seeded random order, each choice once per round, instead of independently. So a
-    start-up of at least k trials tries every one of a k-way choice (the model family): TPE is
-    slow to try a choice it has not seen (bench/startup_coverage.py). The rounds are seeded by
-    `rounds_seed` (default: `seed`) and go on past the draws the study already holds, so a sweep
-    resumed mid start-up with a fresh `seed` finishes its round instead of starting a new one."""
-
-    def __init__(self, *, cover_startup: bool = False, rounds_seed: int | None = None, **kwargs) -> None:
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._parzen_estimator_cls = ColumnParzen
         self._history = _History()
         self._read_for: tuple[int, int] | None = None  # (study id, trial number) last read for
         self._running: list[FrozenTrial] = []
-        self._cover = _Rounds(kwargs.get("seed") if rounds_seed is None else rounds_seed) if cover_startup else None
 
     def __getstate__(self) -> dict:
         """Pickled (Tune saves its searcher) without the history: a cache of the study, read
@@ -189,20 +180,8 @@ class ColumnTPE(TPESampler):
         if study._is_multi_objective() or self._warn_independent_sampling:
             return super().sample_independent(study, trial, param_name, param_distribution)
         if not self._started(study, trial):
-            if self._cover is not None and isinstance(param_distribution, CategoricalDistribution):
-                drawn = functools.partial(self._drawn, study, trial, param_name, param_distribution)
-                return self._cover.draw(param_name, param_distribution, drawn)
             return self._random_sampler.sample_independent(study, trial, param_name, param_distribution)
         return self._sample(study, trial, {param_name: param_distribution})[param_name]
-
-    @staticmethod
-    def _drawn(study: Study, trial: FrozenTrial, name: str, dist: BaseDistribution) -> int:
-        """How many of the study's other trials drew this parameter from this distribution. An
-        enqueued trial's fixed value (Optuna's "fixed_params", --enqueue) was never drawn: counted,
-        it would take a draw of the rounds and leave a choice out of the sampler's own."""
-        return sum(t.number != trial.number and t.distributions.get(name) == dist
-                   and name not in t.system_attrs.get("fixed_params", {})
-                   for t in study._get_trials(deepcopy=False, use_cache=True))
 
     def _started(self, study: Study, trial: FrozenTrial) -> bool:
         """Past the random start-up: at least n_startup_trials COMPLETE or PRUNED trials."""
@@ -228,29 +207,3 @@ class ColumnTPE(TPESampler):
         below = mixture_log_pdf(mpe_below._mixture_distribution, mpe_below._transform(samples))
         return below - mixture_log_pdf(mpe_above._mixture_distribution, mpe_above._transform(samples))
 
-
-class _Rounds:
-    """Categorical draws in rounds: each round a seeded permutation of a parameter's choices. On a
-    parameter's first draw, `drawn()` says how many draws the study holds already (a resume): the
-    rounds skip those, so they replay the draws of a sampler with the same seed."""
-
-    def __init__(self, seed: int | None) -> None:
-        self.seed = seed
-        self.left: dict[tuple, list] = {}
-        self.rounds: dict[tuple, int] = {}
-
-    def draw(self, name: str, dist: CategoricalDistribution, drawn=lambda: 0):
-        key = (name, dist.choices)
-        if key not in self.rounds:  # the first draw: skip those the study holds
-            done, into = divmod(drawn() if self.seed is not None else 0, len(dist.choices))
-            self.rounds[key] = done if into else done - 1
-            if into:  # round `done` is under way; pop() takes from the end
-                self.left[key] = self._round(name, dist, done)[:len(dist.choices) - into]
-        if not self.left.get(key):
-            n = self.rounds[key] = self.rounds[key] + 1
-            self.left[key] = self._round(name, dist, n)
-        return self.left[key].pop()
-
-    def _round(self, name: str, dist: CategoricalDistribution, n: int) -> list:
-        rng = np.random.default_rng(None if self.seed is None else [self.seed, zlib.crc32(name.encode()), n])
-        return [dist.choices[i] for i in rng.permutation(len(dist.choices))]

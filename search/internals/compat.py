@@ -1,11 +1,9 @@
-"""The one place that decides whether the fast paths built on private Optuna and Ray internals may
-run: our SQL reads and bulk inserts on Optuna's tables (search/rdb.py), the column TPE and its
-Parzen estimators (search/tpe.py, search/parzen.py), drafts built through `Trial.__new__`
-(search/draft.py), and strict ASHA's bracket subclassing Ray's `_Bracket` (search/searcher.py).
-They were written and tested against exactly TESTED_OPTUNA and TESTED_RAY; with any other
-installed version each caller warns once and takes the stock path (Optuna's RDBStorage and
-TPESampler, Ray's own ASHA rule), as models/native falls back to PyTorch when it cannot compile. `NEXTSWEEP_STOCK=1` forces the stock
-paths everywhere (tests use it to run a sweep through them).
+"""The version guard: whether the fast paths of this package (search/internals/, listed in its
+__init__) may run. They were written and tested against exactly TESTED_OPTUNA and TESTED_RAY; with
+any other installed version each caller takes the stock path (Optuna's RDBStorage, TPESampler and
+study.ask(), Ray's own ASHA rule), after a warning, as models/native falls back to PyTorch when it
+cannot compile. `NEXTSWEEP_STOCK=1` forces the stock paths everywhere (tests use it to run a sweep
+through them).
 """
 
 from __future__ import annotations

@@ -7,10 +7,12 @@ objects, ~8 ms on PostgreSQL for one finished trial, a sixth of a suggestion; `g
 tell reads the trial back twice) lazy-loads 5 relationships. Here the same rows come as tuples
 from two queries (the trials, then their side tables in one UNION ALL, by trial id); the
 FrozenTrials built are equal to Optuna's own (tests/test_rdb.py). Everything else is Optuna's
-RDBStorage.
+RDBStorage. Also here: user attributes upserted in one transaction (set_running_attrs), and on a
+finished trial, which Optuna's API refuses (upsert_user_attrs: `nextsweep confirm` has no stock path).
 
 All of it was written against the tables of optuna 5.0.0 (schema revision TESTED_SCHEMA, naive UTC
-datetimes) on SQLite and PostgreSQL: search/storage.py opens Optuna's own RDBStorage anywhere else.
+datetimes) on SQLite and PostgreSQL: search/storage.py opens and writes through Optuna's own
+RDBStorage anywhere else.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import optuna
 import sqlalchemy as sa
 from optuna import distributions
 from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
 TESTED_SCHEMA = "v3.2.0.a"  # RDBStorage.get_head_version() of optuna 5.0.0: the tables this SQL knows
@@ -192,6 +195,30 @@ def insert_rows(rdb: optuna.storages.RDBStorage, study_id: int, trials: list[Fro
             if values:
                 conn.execute(sa.insert(model.__table__), values)
     return [(i, row["number"]) for i, row in zip(ids, rows)]
+
+
+def set_running_attrs(rdb: optuna.storages.RDBStorage, trial: optuna.Trial, attrs: dict) -> None:
+    """Several user attributes of a running trial in one transaction, kept in the trial's own copy
+    too (as Trial.set_user_attr keeps it)."""
+    upsert_user_attrs(rdb, trial._trial_id, attrs, running_only=True)
+    trial._cached_frozen_trial.user_attrs.update(attrs)
+
+
+def upsert_user_attrs(rdb: optuna.storages.RDBStorage, trial_id: int, attrs: dict, running_only: bool = False) -> None:
+    """Insert or update user attribute rows of a trial; `running_only`: refused as Optuna refuses
+    a finished trial's, checked without loading the whole trial."""
+    with _create_scoped_session(rdb.scoped_session) as session:
+        if running_only:
+            state = session.query(models.TrialModel.state).filter(models.TrialModel.trial_id == trial_id).scalar()
+            rdb.check_trial_is_updatable(trial_id, state)
+        rows = {r.key: r for r in session.query(models.TrialUserAttributeModel)
+                .filter(models.TrialUserAttributeModel.trial_id == trial_id,
+                        models.TrialUserAttributeModel.key.in_(list(attrs)))}
+        for key, value in attrs.items():
+            if key in rows:
+                rows[key].value_json = json.dumps(value)
+            else:
+                session.add(models.TrialUserAttributeModel(trial_id=trial_id, key=key, value_json=json.dumps(value)))
 
 
 def _lock_study(conn, study_id: int) -> None:

@@ -1,0 +1,55 @@
+"""`nextsweep sweep`: run a search over a space file (the work is search.sweep.run_sweep)."""
+
+from __future__ import annotations
+
+import argparse
+
+from search.cli.common import set_option, storage, storage_options
+from search.samplers import OPTUNA_SAMPLERS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    w = sub.add_parser("sweep", help="run a search: Ray Tune trials, Optuna proposals, ASHA pruning",
+                       description="Run a sweep over a space file. Every trial lands in an Optuna study "
+                                   "(default: SQLite under --dir) that `nextsweep dashboard` shows.")
+    w.add_argument("space", help="space YAML file (e.g. spaces/quickstart.yaml)")
+    w.add_argument("--address", help="Ray cluster to join: 'auto' or ray://HOST:PORT (default: start a local Ray)")
+    storage_options(w)
+    w.add_argument("--study", help="study name (default: SPACE-NAME-YYYYmmdd-HHMMSS); an existing name needs --resume")
+    w.add_argument("--samples", type=int, default=20, help="trials to train in total, resumes included (default 20); "
+                                                          "budget rejections do not count")
+    w.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the CPUs allow)")
+    w.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
+    w.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial, fractions allowed (default 0)")
+    w.add_argument("--time-budget", help="stop starting and running trials after this long (e.g. 30m, 2h, 900)")
+    w.add_argument("--sampler", default="tpe", choices=OPTUNA_SAMPLERS,
+                   help="Optuna sampler (default tpe: multivariate, constant liar)")
+    w.add_argument("--startup-trials", type=int, metavar="N",
+                   help="random trials before tpe, cmaes or gp start modelling (default: the sampler's own, "
+                        "10 for tpe); fewer suit short sweeps. tpe's start-up tries each choice of a "
+                        "categorical parameter (e.g. the family) once per round")
+    w.add_argument("--seed", type=int, default=0, help="sweep seed: sampler seed and per-trial training seeds (default 0)")
+    w.add_argument("--resume", action="store_true", help="continue --study after an interruption: no trial lost or repeated")
+    w.add_argument("--dir", default="runs", help="sweep directory: SQLite study, Ray results, checkpoints (default runs)")
+    w.add_argument("--max-failures", type=int, default=0, help="retries of a trial whose worker died (default 0)")
+    set_option(w)
+    w.add_argument("--enqueue", action="append", default=[], metavar="EXPORT.yaml",
+                   help="warm start: train the Optuna parameters of this `nextsweep export` file first, before the "
+                        "sampler proposes anything (repeatable, in order; they count toward --samples and still "
+                        "pass the budget check). A file whose parameters the space cannot propose (unknown name, "
+                        "value outside its range or choices) is refused before the sweep starts")
+    w.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(a: argparse.Namespace) -> int:
+    from search.sweep import SweepOptions, parse_duration, run_sweep
+    opts = SweepOptions(space=a.space, address=a.address, storage=storage(a), study=a.study, samples=a.samples,
+                        max_concurrent=a.max_concurrent, cpus_per_trial=a.cpus_per_trial,
+                        gpus_per_trial=a.gpus_per_trial,
+                        time_budget_s=parse_duration(a.time_budget) if a.time_budget else None,
+                        sampler=a.sampler, startup_trials=a.startup_trials, seed=a.seed, resume=a.resume, dir=a.dir,
+                        max_failures=a.max_failures,
+                        enqueue=a.enqueue, overrides=a.overrides)
+    run_sweep(opts)
+    return 0
+
