@@ -2,34 +2,29 @@
 vector datasets (category / vector tasks: `vectors`, their files `vector_io` and `columns`, what
 each task's target is `targets`), and grouped splits and folds.
 
-Layout, lowest first: `dataset_types` (split names, DatasetInfo, SplitArrays, Dataset,
-`read_info`), `staging` (atomic directory writing), then each task's on-disk format: `dataset`
-(location, Parquet) and `vector_io` (category / vector, .npz). `load_dataset` sits here, above
-both formats, so neither imports the other.
+Layout, lowest first: `dataset_types` (split names, DatasetInfo, SplitArrays, Dataset, reading
+`dataset.json`), `staging` (atomic directory writing), then each task's on-disk format: `dataset`
+(location, Parquet) and `vector_io` (category / vector, .npz). Each task's data is one data kind
+(`kinds`: the registry, `load_dataset`, `read_info`), the built-in ones in `kind_location` and
+`kind_vectors`, registered here, so whenever data_io is imported.
 """
 
-from pathlib import Path
-
-from data_io.dataset import load_location_dataset
-from data_io.dataset_types import SPLITS, Dataset, DatasetInfo, SplitArrays, read_info
+from data_io.dataset_types import SPLITS, Dataset, DatasetInfo, SplitArrays
 from data_io.errors import DataError
+from data_io.kinds import DataKind, get_kind, load_dataset, read_info, register_kind
 from data_io.folds import fold_view, grouped_folds, grouped_split
+from data_io.kind_location import LocationKind
+from data_io.kind_vectors import CategoryKind, VectorKind
 from data_io.prepare import SEQ_FEATURES, PrepareParams
-from data_io.vector_io import (EventColumns, VectorColumns, events_from_files, load_vector_dataset, vector_facts,
+from data_io.vector_io import (EventColumns, VectorColumns, events_from_files, vector_facts,
                                vectors_from_files, write_vector_dataset)
 from data_io.vectors import Events, VectorParams, VectorSamples, events_dataset, vector_dataset
 
-
-def load_dataset(path: str | Path) -> Dataset:
-    """The dataset at `path`, read in the format of the task its `dataset.json` names."""
-    path = Path(path)
-    info = read_info(path)
-    if info.task != "location":  # given per-step vectors: .npz splits (data_io.vector_io)
-        return load_vector_dataset(path, info)
-    return load_location_dataset(path, info)
-
+for _kind in (LocationKind(), CategoryKind(), VectorKind()):  # the built-in data kinds, in this order
+    register_kind(_kind)
 
 __all__ = ["Dataset", "DatasetInfo", "SplitArrays", "load_dataset", "read_info", "DataError",
+           "DataKind", "get_kind", "register_kind",
            "SEQ_FEATURES", "SPLITS", "PrepareParams",
            "fold_view", "grouped_folds", "grouped_split",
            "EventColumns", "VectorColumns", "events_from_files", "vector_facts", "vectors_from_files",

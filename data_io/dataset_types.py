@@ -19,7 +19,6 @@ from data_io.errors import DataError
 SPLITS = ("train", "val", "test")
 FORMAT_VERSION = 1
 INFO_FILE = "dataset.json"
-TASKS = ("location", "category", "vector")  # the data kinds on disk (DatasetInfo.task)
 
 
 @dataclass
@@ -34,13 +33,24 @@ class DatasetInfo:
     source: dict = field(default_factory=dict)  # where it came from (files or generator settings)
     fingerprint: str = ""
     format_version: int = FORMAT_VERSION
-    # The task's data kind (see models/tasks): "location" (ids + context codes, the fields
-    # above), or "category" / "vector" (sequences of given D-dim vectors, seq = {"vec": ...}).
+    # The task's data kind (see data_io.kinds, models/tasks): "location" (ids + context codes, the
+    # fields above), or "category" / "vector" (sequences of given D-dim vectors, seq = {"vec": ...}).
     task: str = "location"
     input_dim: int = 0  # category / vector: D of each input step
     target_dim: int = 0  # vector: dimension of the target vectors
     classes: list[str] = field(default_factory=list)  # category: label of each class id
     n_folds: int = 0  # grouped cross-validation folds over train + val (0 = none)
+
+    @property
+    def n_classes(self) -> int:
+        """The task's target classes (locations, categories; 0 for vector targets), whatever the
+        kind: the neutral name of `n_locations`."""
+        return self.n_locations
+
+    @property
+    def n_groups(self) -> int:
+        """Users or groups (the user / group embedding rows less the padding row)."""
+        return self.n_users - 1
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -90,7 +100,4 @@ def read_info(path: str | Path) -> DatasetInfo:
         raise DataError(f"{info_file}: unreadable dataset info ({exc}); prepare the dataset again") from None
     if info.format_version != FORMAT_VERSION:
         raise DataError(f"{info_file}: format version {info.format_version}, this nextsweep reads {FORMAT_VERSION}; prepare the dataset again")
-    if info.task not in TASKS:
-        raise DataError(f"{info_file}: unknown task {info.task!r} (this nextsweep reads {', '.join(TASKS)}); "
-                        "update nextsweep or prepare the dataset again")
-    return info
+    return info  # its task is checked against the registered kinds by data_io.kinds.read_info

@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from search.outcomes import ranked, tally
+from search.study_record import read
 from spaces import changes_count
 
 TOP_K = 5           # the top trials: the best 5 COMPLETE trials
@@ -29,7 +30,8 @@ MIN_SPAN = 2        # integer ranges of fewer than 3 values have no middle: not 
 def sweep_warnings(study: optuna.Study) -> list[str]:
     """One line per problem found; empty for a sweep that looks well set (or too small to judge)."""
     trials = study.get_trials(deepcopy=False)
-    sig = study.user_attrs.get("space_signature") or {}
+    meta = read(study)
+    sig = meta.signature
     out = _rejections(tally(trials))
     top = ranked(study)[:TOP_K]
     if len(top) < MIN_TOP:
@@ -37,7 +39,7 @@ def sweep_warnings(study: optuna.Study) -> list[str]:
     max_epochs, grace = (sig.get("asha") or (None, None))[:2]
     epochs = [t.user_attrs["best_epoch"] for t in top if "best_epoch" in t.user_attrs]
     out += _epochs(epochs, max_epochs, grace)
-    budget = study.user_attrs.get("budget")
+    budget = meta.budget
     for name, decl in (sig.get("params") or {}).items():
         out += _edge(name, decl, top, budget, name == sig.get("width"))
     return out

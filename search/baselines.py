@@ -10,17 +10,17 @@ from optuna.trial import FrozenTrial
 from data_io import Dataset
 from models import metric_mode
 from models.tasks import get_task
-
-KEY = "baselines"
+from search.study_record import StudyMeta, read, write
 
 
 def ensure_baselines(study: optuna.Study, task: str, data: Dataset, folds: int) -> dict[str, dict[str, float]]:
     """The study's baselines, evaluated and stored first if it lacks them (a new study, or one
     from before baselines were kept); scored per fold and averaged when the space uses folds."""
-    if KEY not in study.user_attrs:
+    if read(study).baselines is None:
         found = get_task(task).baselines(data, folds)
-        study.set_user_attr(KEY, {name: {k: round(v, 6) for k, v in m.items()} for name, m in found.items()})
-    return study.user_attrs[KEY]
+        rounded = {name: {k: round(v, 6) for k, v in m.items()} for name, m in found.items()}
+        write(study, StudyMeta(baselines=rounded), only=("baselines",))
+    return read(study).baselines
 
 
 def baseline_lines(baselines: dict[str, dict[str, float]], metric: str, others: int = 2) -> list[str]:

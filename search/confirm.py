@@ -20,6 +20,7 @@ from models import fit
 from models.native import runtime_facts, runtime_notice
 from search.outcomes import confirmation, ranked, then_value
 from search.storage import SearchError, load_study, set_finished_trial_attr
+from search.study_record import read
 from search.summary import config_text, confirmed_text, num_text
 from spaces.data import load_data
 
@@ -72,7 +73,8 @@ def run_confirm(opts: ConfirmOptions) -> ConfirmResult:
     if opts.top < 1 or opts.seeds < 1:
         raise SearchError(f"--top {opts.top} --seeds {opts.seeds}: both must be >= 1")
     study = load_study(opts.storage, opts.study)
-    metric, then = study.user_attrs.get("metric", "val_hit5"), list(study.user_attrs.get("then") or [])
+    meta = read(study)
+    metric, then = meta.metric, list(meta.then)
     top = ranked(study, use_confirmed=False)[:opts.top]  # the sweep's own order: a new better trial gets in
     if not top:
         raise SearchError(f"study '{study.study_name}' has no COMPLETE trial to confirm yet")
@@ -95,11 +97,12 @@ def _seed(t: optuna.trial.FrozenTrial) -> int:
 
 def _load_data(study: optuna.Study):
     """The sweep's dataset, read as retrain reads it, and refused if it changed since the sweep."""
-    where = study.user_attrs.get("space_file") or f"study '{study.study_name}'"
-    if not isinstance(study.user_attrs.get("data"), dict):
+    meta = read(study)
+    where = meta.space_file or f"study '{study.study_name}'"
+    if not isinstance(meta.data, dict):
         raise SearchError(f"study '{study.study_name}' does not record its data; it was not made by `nextsweep sweep`")
-    data = load_data(study.user_attrs["data"], where, study.user_attrs.get("task", "location"))
-    want = study.user_attrs.get("fingerprint")
+    data = load_data(meta.data, where, meta.task)
+    want = meta.fingerprint
     if want and data.info.fingerprint != want:
         raise SearchError(f"study '{study.study_name}': the data of {where} changed since the sweep "
                           f"(fingerprint {data.info.fingerprint[:12]} vs {want[:12]}); confirm on the sweep's data")
@@ -125,7 +128,7 @@ def _say_runtime(t: optuna.trial.FrozenTrial, facts: dict, said: set[str]) -> No
 
 def _train(opts: ConfirmOptions, study, todo, data, records: dict, metric: str, then: list[str],
            result: ConfirmResult) -> None:
-    from search.sweep import init_ray, quiet_ray
+    from search.ray_session import init_ray, quiet_ray
     quiet_ray(local=not opts.address)
     import ray
     init_ray(opts)
@@ -156,7 +159,8 @@ def _train(opts: ConfirmOptions, study, todo, data, records: dict, metric: str, 
 def print_confirmed(result: ConfirmResult) -> None:
     """The confirmed trials in the new ranking: one run's objective beside the mean +- std."""
     study = result.study
-    metric, then = study.user_attrs.get("metric", "value"), list(study.user_attrs.get("then") or [])
+    meta = read(study)
+    metric, then = meta.metric, list(meta.then)
     rows = [t for t in ranked(study) if t.number in result.trials]
     print(f"\n{'trial':>5}  {metric + ' (1 run)':>16}  {'confirmed mean +- std (seeds)':>30}  "
           + "".join(f"{m:>9}  " for m in then) + f"{'params':>9}  config")

@@ -15,15 +15,15 @@ import yaml
 
 from models import build_predictor, fit, metric_mode
 from models.native import RUNTIME_KEYS, runtime_notice
-from models.tasks import get_task
+from models.tasks import TASKS, get_task
 from search.outcomes import confirmation, pareto_front, ranked
 from search.storage import SearchError, file_stem, load_study, redact
+from search.study_record import read
 from spaces.data import load_data
 
 EXPORT_VERSION = 1
 LABELS = {"acc1": "Acc@1", "hit1": "Hit@1", "hit5": "Acc@5", "hit10": "Acc@10", "mrr": "MRR", "ndcg10": "NDCG@10",
           "f1": "macro-F1", "cos": "cosine", "loss": "loss"}
-RETRIEVAL_LABELS = {**LABELS, "hit5": "Hit@5", "hit10": "Hit@10"}  # the vector task ranks a bank, not classes
 UNSCALED = ("loss", "cos")  # printed as they are; the other figures are rates, in percent
 
 
@@ -38,6 +38,7 @@ def export_top(storage_url: str, study_name: str | None, top: int, out: str | Pa
     out.mkdir(parents=True, exist_ok=True)
     rank_of = {t.number: r for r, t in enumerate(done, 1)}
     stem = file_stem(study.study_name)
+    meta = read(study)
     if pareto:
         chosen = pareto_front(done, study.direction == optuna.study.StudyDirection.MAXIMIZE)
         name = lambda t: f"{stem}-pareto-{t.user_attrs['n_params']}params-trial{t.number}.yaml"  # noqa: E731
@@ -53,22 +54,22 @@ def export_top(storage_url: str, study_name: str | None, top: int, out: str | Pa
             "storage": redact(storage_url),
             "trial": t.number,
             "rank": rank,
-            "objective": {study.user_attrs.get("metric", "value"): t.value},
+            "objective": {meta.metric: t.value},
             "best_epoch": t.user_attrs.get("best_epoch"),
             "val_metrics": t.user_attrs.get("best_metrics", {}),
             "n_params": t.user_attrs.get("n_params"),
-            "budget": {"max_params": study.user_attrs.get("budget")},
-            "task": study.user_attrs.get("task", "location"),
-            "data": study.user_attrs.get("data"),
-            "data_from": study.user_attrs.get("space_file"),
-            "fingerprint": t.user_attrs.get("fingerprint", study.user_attrs.get("fingerprint")),
+            "budget": {"max_params": meta.budget},
+            "task": meta.task,
+            "data": meta.data,
+            "data_from": meta.space_file,
+            "fingerprint": t.user_attrs.get("fingerprint", meta.fingerprint),
             "code_version": t.user_attrs.get("code_version"),
             "threads": max(1, int(t.user_attrs.get("cpus", 1))),  # what the trial trained with
             "runtime": {k: t.user_attrs[k] for k in RUNTIME_KEYS if k in t.user_attrs},  # retrain compares
             "config": json.loads(t.user_attrs["config"]),
             "params": t.params,  # Optuna's own values: what `sweep --enqueue` puts first in a new sweep
         }
-        if confirmation(t, study.user_attrs.get("metric")):  # validation mean +- std over new seeds
+        if confirmation(t, meta.metric):  # validation mean +- std over new seeds
             doc["confirmed"] = {k: v for k, v in t.user_attrs["confirmed"].items() if k != "runs"}
         path = out / name(t)
         write_atomic(path, yaml.safe_dump(doc, sort_keys=False))
@@ -204,7 +205,7 @@ def _better(value: float, than: float, metric: str) -> bool:
 
 
 def _print_figures(summary: dict, task: str | None) -> None:
-    labels = RETRIEVAL_LABELS if task == "vector" else LABELS
+    labels = {**LABELS, **(TASKS[task].metric_labels if task in TASKS else {})}  # e.g. Hit@5 where a task ranks a bank
     for k, s in summary.items():
         scale = 1 if k in UNSCALED else 100
         print(f"  {labels.get(k, k):<9} {scale * s['mean']:6.2f} +- {scale * s['std']:.2f}")

@@ -14,8 +14,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from models.config import metric_mode
+from search.study_record import read
 from spaces import FORBIDDEN, OVER_BUDGET, UNBUILDABLE
-from spaces.schema import DEFAULT_TOLERANCE
 
 STOPPED = "stopped by the sweep"  # error text prefix of trials the sweep itself cut short
 OUTCOMES = ("complete", "pruned", "failed", "stopped", "running", "over_budget", "unbuildable", "forbidden")
@@ -63,12 +63,9 @@ def ranked(study: optuna.Study, use_confirmed: bool = True) -> list[FrozenTrial]
        each NaN its own group, by trial number. A stored non-finite tolerance counts as the default.
     """
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "config" in t.user_attrs]
-    metric = study.user_attrs.get("metric")
+    meta = read(study)  # a stored non-finite tolerance reads as the default
+    metric, then, tolerance = meta.metric, list(meta.then), meta.tolerance
     sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
-    then = list(study.user_attrs.get("then") or [])
-    tolerance = float(study.user_attrs.get("tolerance", DEFAULT_TOLERANCE))
-    if not math.isfinite(tolerance):  # a study swept before the schema refused `tolerance: .nan`
-        tolerance = DEFAULT_TOLERANCE
     sure = [t for t in done if use_confirmed and confirmation(t, metric)]
     rest = [t for t in done if not (use_confirmed and confirmation(t, metric))]
     return [t for block in (sure, rest) for t in _rank_block(block, metric, sign, then, tolerance, use_confirmed)]

@@ -3,14 +3,13 @@ size against objective, importances, the top trials with their confirmed and ret
 
 The plots are Plotly figures (Optuna's own where one fits); Plotly's JavaScript is embedded once,
 so the page opens offline. The page is written to a temporary file and renamed into place.
+What the page says is here; its HTML (sections, tables, escaping) is in search.report_html.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import os
-from datetime import timedelta
 from pathlib import Path
 
 import optuna
@@ -21,15 +20,12 @@ from optuna.trial import FrozenTrial
 from search.advice import sweep_warnings
 from search.asha import asha_text, rungs  # ASHA's rungs, computed as the sweep checkpoints at them
 from search.outcomes import outcome, pareto_front, ranked, tally
+from search.report_html import Page, duration, esc, num, shown, table
 from search.storage import SearchError, load_study, redact
+from search.study_record import StudyMeta, read
 from search.summary import sampled_text
 
 COLOURS = {"complete": "#2a9d4b", "pruned": "#e8a33d", "failed": "#d62728", "stopped": "#7f7f7f", "running": "#1f77b4"}
-HEIGHT = 430
-CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:14px}
-th{background:#f2f2f2}h2{margin-top:1.6em;border-bottom:1px solid #ddd}.note{color:#666;font-style:italic}
-.warn{color:#8a4b00}code{background:#f5f5f5;padding:0 3px}"""
 
 
 def write_report(storage_url: str, study_name: str | None, out: str | Path, exports: str | Path | None = None,
@@ -87,52 +83,30 @@ def _export_of(doc: dict, path: Path) -> dict:
     return {}
 
 
-# --- the page ----------------------------------------------------------------------------------
-class _Page:
-    """Sections of HTML; the first figure carries Plotly's JavaScript, the others reuse it."""
-
-    def __init__(self):
-        self.parts: list[str] = []
-        self.has_js = False
-
-    def add(self, text: str) -> None:
-        self.parts.append(text)
-
-    def section(self, title: str) -> None:
-        self.add(f"<h2>{_e(title)}</h2>")
-
-    def note(self, text: str) -> None:
-        self.add(f'<p class="note">{_e(text)}</p>')
-
-    def figure(self, fig) -> None:
-        fig.update_layout(height=HEIGHT, margin={"t": 40, "b": 40})
-        self.add(fig.to_html(full_html=False, include_plotlyjs=not self.has_js, config={"displaylogo": False}))
-        self.has_js = True
-
-
 def build_html(study: optuna.Study, storage: str, retrained: dict[int, dict], top: int = 10) -> str:
     trials = study.get_trials(deepcopy=False)
-    metric = study.user_attrs.get("metric", "value")
+    meta = read(study)
+    metric = meta.metric
     done = ranked(study)
-    p = _Page()
-    p.add(f"<h1>Sweep report: {_e(study.study_name)}</h1>")
+    p = Page()
+    p.add(f"<h1>Sweep report: {esc(study.study_name)}</h1>")
     p.section("Settings")
-    p.add(_table(["setting", "value"], _settings(study, storage, trials)))
+    p.add(table(["setting", "value"], _settings(study, meta, storage, trials)))
     p.section("Warnings")
     found = sweep_warnings(study)
-    p.add("<ul>" + "".join(f'<li class="warn">{_e(w)}</li>' for w in found) + "</ul>" if found
+    p.add("<ul>" + "".join(f'<li class="warn">{esc(w)}</li>' for w in found) + "</ul>" if found
           else '<p class="note">none: the sweep looks well set (or holds too few complete trials to judge)</p>')
     p.section("Trials by outcome")
     counts = tally(trials)
-    p.add(_table(["outcome", "trials"], [(k.replace("_", " "), v) for k, v in counts.items()]
+    p.add(table(["outcome", "trials"], [(k.replace("_", " "), v) for k, v in counts.items()]
                  + [("total", sum(counts.values()))]))
     p.section("Best so far, with the reference baselines")
-    _best_so_far(p, study, metric, done)
+    _best_so_far(p, study, meta.baselines, metric, done)
     p.section("Learning curves (per-epoch objective) by outcome, with ASHA's rungs")
-    _curves(p, study, trials, metric)
+    _curves(p, meta.asha, trials, metric)
     p.section("Objective against parameter count; the Pareto front (best model at each size)")
-    _pareto(p, study, metric, done)
-    view = _view_study(study, done)
+    _pareto(p, study, meta.budget, metric, done)
+    view = _view_study(study, meta, done)
     p.section("Parameter importances")
     _importances(p, view, metric, done)
     p.section("Parallel coordinates")
@@ -141,37 +115,32 @@ def build_html(study: optuna.Study, storage: str, retrained: dict[int, dict], to
     else:
         p.note("no COMPLETE trial yet: nothing to draw")
     p.section(f"Top {min(top, len(done))} trials, ranked as `nextsweep export` ranks them")
-    _top_table(p, study, metric, done[:top], retrained)
-    body = "\n".join(p.parts)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>nextsweep report: '
-            f"{_e(study.study_name)}</title><style>{CSS}</style></head><body>\n{body}\n</body></html>\n")
+    _top_table(p, meta.width, metric, done[:top], retrained)
+    return p.document(f"nextsweep report: {study.study_name}")
 
 
-def _settings(study: optuna.Study, storage: str, trials: list[FrozenTrial]) -> list[tuple]:
-    a = study.user_attrs
-    sig = a.get("space_signature") or {}
-    asha = sig.get("asha")
+def _settings(study: optuna.Study, m: StudyMeta, storage: str, trials: list[FrozenTrial]) -> list[tuple]:
+    asha = m.asha
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
-    wall = _duration((max(ends) - min(starts)).total_seconds()) if starts and ends else "-"
+    wall = duration((max(ends) - min(starts)).total_seconds()) if starts and ends else "-"
     cpu = sum(t.user_attrs.get("cpu_s", 0.0) for t in trials)
-    budget = a.get("budget")
+    budget = m.budget
     return [("study", study.study_name), ("storage", storage),
-            ("space", f"{a.get('space_name', '-')}  ({a.get('space_file', '-')})"), ("task", a.get("task", "location")),
-            ("objective", f"{a.get('metric', 'value')} ({study.direction.name.lower()})"),
-            ("data", json.dumps(a.get("data")) if a.get("data") else "-"), ("data fingerprint", a.get("fingerprint", "-")),
+            ("space", f"{shown(m.space_name)}  ({shown(m.space_file)})"), ("task", m.task),
+            ("objective", f"{m.metric} ({study.direction.name.lower()})"),
+            ("data", json.dumps(m.data) if m.data else "-"), ("data fingerprint", shown(m.fingerprint)),
             ("budget", f"{budget:,} parameters" if budget else "none"),
-            ("width fitted to the budget", sig.get("width") or "-"),
+            ("width fitted to the budget", m.width or "-"),
             ("ASHA", f"{asha_text(asha)}; rungs at epochs {', '.join(map(str, rungs(*asha[:4])))}" if asha else "-"),
-            ("sampler", f"{a.get('sampler', 'not recorded')} (seed {a.get('seed', '-')})"),
-            ("code version", a.get("code_version") or _trial_attr(trials, "code_version")),
-            ("started", a.get("started", "-")), ("command", a.get("command", "-")),
+            ("sampler", f"{shown(m.sampler, 'not recorded')} (seed {shown(m.seed)})"),
+            ("code version", m.code_version or _trial_attr(trials, "code_version")),
+            ("started", shown(m.started)), ("command", shown(m.command)),
             ("wall time", f"{wall} from the first trial's start to the last one's end"),
-            ("CPU time", f"{_duration(cpu)} in trials ({cpu / 3600:.2f} CPU-hours)")]
+            ("CPU time", f"{duration(cpu)} in trials ({cpu / 3600:.2f} CPU-hours)")]
 
 
-def _best_so_far(p: _Page, study: optuna.Study, metric: str, done: list[FrozenTrial]) -> None:
-    baselines = study.user_attrs.get("baselines")
+def _best_so_far(p: Page, study: optuna.Study, baselines: dict | None, metric: str, done: list[FrozenTrial]) -> None:
     if done:
         fig = optuna.visualization.plot_optimization_history(study, target_name=metric)
         for name, figures in (baselines or {}).items():
@@ -185,11 +154,11 @@ def _best_so_far(p: _Page, study: optuna.Study, metric: str, done: list[FrozenTr
         p.note("no reference baselines recorded on this study (studies from before baselines were added have none)")
         return
     keys = sorted({k for v in baselines.values() if isinstance(v, dict) for k in v})
-    p.add(_table(["baseline", *keys], [(name, *(_num(v.get(k)) for k in keys)) for name, v in baselines.items()
+    p.add(table(["baseline", *keys], [(name, *(num(v.get(k)) for k in keys)) for name, v in baselines.items()
                                        if isinstance(v, dict)]))
 
 
-def _curves(p: _Page, study: optuna.Study, trials: list[FrozenTrial], metric: str) -> None:
+def _curves(p: Page, asha: list | None, trials: list[FrozenTrial], metric: str) -> None:
     import plotly.graph_objects as go
     fig, shown = go.Figure(), set()
     for t in trials:
@@ -205,14 +174,13 @@ def _curves(p: _Page, study: optuna.Study, trials: list[FrozenTrial], metric: st
     if not shown:
         p.note("no trial has reported an epoch yet: nothing to draw")
         return
-    asha = (study.user_attrs.get("space_signature") or {}).get("asha")
     for k, epoch in enumerate(rungs(*asha[:4]) if asha else []):
         fig.add_vline(x=epoch, line_dash="dash", line_color="#999", annotation_text=f"rung {k}")
     fig.update_layout(xaxis_title="epoch", yaxis_title=metric)
     p.figure(fig)
 
 
-def _pareto(p: _Page, study: optuna.Study, metric: str, done: list[FrozenTrial]) -> None:
+def _pareto(p: Page, study: optuna.Study, budget: int | None, metric: str, done: list[FrozenTrial]) -> None:
     import plotly.graph_objects as go
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     front = pareto_front(done, maximize)
@@ -227,20 +195,19 @@ def _pareto(p: _Page, study: optuna.Study, metric: str, done: list[FrozenTrial])
                    text=label(others), marker={"color": "#8fb3d9", "size": 8}),
         go.Scatter(x=size(front), y=[t.value for t in front], mode="lines+markers", name="Pareto front",
                    text=label(front), line={"color": "#d62728", "shape": "hv"}, marker={"size": 10})])
-    if study.user_attrs.get("budget"):
-        fig.add_vline(x=study.user_attrs["budget"], line_dash="dot", annotation_text="budget")
+    if budget:
+        fig.add_vline(x=budget, line_dash="dot", annotation_text="budget")
     fig.update_layout(xaxis_title="parameters", yaxis_title=metric)
     p.figure(fig)
-    p.add(_table(["trial", "parameters", metric], [(t.number, f"{t.user_attrs['n_params']:,}", _num(t.value))
+    p.add(table(["trial", "parameters", metric], [(t.number, f"{t.user_attrs['n_params']:,}", num(t.value))
                                                    for t in front]))
 
 
-def _view_study(study: optuna.Study, done: list[FrozenTrial]) -> optuna.Study:
+def _view_study(study: optuna.Study, meta: StudyMeta, done: list[FrozenTrial]) -> optuna.Study:
     """The COMPLETE trials with the fitted width in place of its `<width>_frac` (the value people
     read), in memory, for Optuna's importance and parallel-coordinate plots."""
-    sig = study.user_attrs.get("space_signature") or {}
-    width = sig.get("width")
-    decl = (sig.get("params") or {}).get(width)
+    width = meta.width
+    decl = (meta.signature.get("params") or {}).get(width)
     view = optuna.create_study(direction=study.direction)
     for t in done:
         params, dists = dict(t.params), dict(t.distributions)
@@ -253,7 +220,7 @@ def _view_study(study: optuna.Study, done: list[FrozenTrial]) -> optuna.Study:
     return view
 
 
-def _importances(p: _Page, view: optuna.Study, metric: str, done: list[FrozenTrial]) -> None:
+def _importances(p: Page, view: optuna.Study, metric: str, done: list[FrozenTrial]) -> None:
     varying = {k for t in done for k in t.params if len({json.dumps(u.params.get(k)) for u in done}) > 1}
     if len(done) < 2 or not varying:
         p.note(f"not shown: importances need at least 2 COMPLETE trials whose parameters differ "
@@ -265,22 +232,21 @@ def _importances(p: _Page, view: optuna.Study, metric: str, done: list[FrozenTri
         p.note(f"not shown: Optuna could not compute importances on these trials ({exc})")
 
 
-def _top_table(p: _Page, study: optuna.Study, metric: str, top: list[FrozenTrial], retrained: dict[int, dict]) -> None:
+def _top_table(p: Page, width: str | None, metric: str, top: list[FrozenTrial], retrained: dict[int, dict]) -> None:
     if not top:
         p.note("no COMPLETE trial yet")
         return
-    width = (study.user_attrs.get("space_signature") or {}).get("width")
     others = sorted({k for t in top for k in t.user_attrs.get("best_metrics", {}) if k != metric})
     head = ["rank", "trial", metric, *others, "parameters", *([width] if width else []), "best / run epochs",
             "confirmed (mean ± std, seeds)", "retrained test (mean ± std)", "sampled values"]
     rows = []
     for rank, t in enumerate(top, 1):
         a, m = t.user_attrs, t.user_attrs.get("best_metrics", {})
-        shown = sampled_text(t)  # the search's choices
-        rows.append((rank, t.number, _num(t.value), *(_num(m.get(k)) for k in others), f"{a.get('n_params', 0):,}",
+        sampled = sampled_text(t)  # the search's choices
+        rows.append((rank, t.number, num(t.value), *(num(m.get(k)) for k in others), f"{a.get('n_params', 0):,}",
                      *([a.get(width, "-")] if width else []), f"{a.get('best_epoch', '-')} / {a.get('epochs_run', '-')}",
-                     _confirmed(a.get("confirmed")), _retrained(retrained.get(t.number)), shown))
-    p.add(_table(head, rows))
+                     _confirmed(a.get("confirmed")), _retrained(retrained.get(t.number)), sampled))
+    p.add(table(head, rows))
     if not retrained:
         p.note("retrained test figures: none given (pass --exports DIR, the folder of `nextsweep export` "
                "whose configs `nextsweep retrain` trained)")
@@ -300,25 +266,6 @@ def _retrained(r) -> str:
         return "-"
     return (", ".join(f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in r["test"].items() if k != "loss")
             + f" ({len(r.get('seeds', []))} seeds)")
-
-
-# --- small formatting helpers --------------------------------------------------------------------
-def _e(text) -> str:
-    return html.escape(str(text))
-
-
-def _table(head: list, rows: list[tuple]) -> str:
-    cells = lambda row, tag: "".join(f"<{tag}>{_e(c)}</{tag}>" for c in row)
-    return ("<table><tr>" + cells(head, "th") + "</tr>" + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows)
-            + "</table>")
-
-
-def _num(v) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v))
-
-
-def _duration(seconds: float) -> str:
-    return str(timedelta(seconds=round(seconds)))
 
 
 def _trial_attr(trials: list[FrozenTrial], key: str) -> str:

@@ -8,26 +8,27 @@ import sys
 from search.baselines import baseline_lines, margin_line
 from search.storage import load_study, open_storage, redact
 from search.outcomes import confirmation, ranked, tally
+from search.study_record import read
 from search.summary import confirmed_text, tally_line, then_text
 
 
 def print_status(storage_url: str, study_name: str | None) -> None:
     study = load_study(storage_url, study_name)
+    meta = read(study)
     c = tally(study.get_trials(deepcopy=False))
     cpu = sum(t.user_attrs.get("cpu_s", 0.0) for t in study.get_trials(deepcopy=False))
     print(f"study      {study.study_name}  ({redact(storage_url)})")
-    print(f"space      {study.user_attrs.get('space_name')}  task {study.user_attrs.get('task', 'location')}  "
-          f"budget {study.user_attrs.get('budget') or 'none'}")
+    print(f"space      {meta.space_name}  task {meta.task}  budget {meta.budget or 'none'}")
     print("trials     " + tally_line(c))
     print(f"cpu time   {cpu / 60:.1f} CPU-minutes in trials")
     top = ranked(study)  # the ranking export uses: confirmed means and `then` tie-breaks included
-    _print_baselines(study, top)
+    _print_baselines(meta.baselines or {}, meta.metric, top)
     if not top:
         print("best       no complete trial yet")
         return
-    best, metric = top[0], study.user_attrs.get("metric", "value")
+    best, metric = top[0], meta.metric
     print(f"best       trial {best.number}: {metric} {best.value:.4f}"
-          f"{then_text(best, study.user_attrs.get('then') or [], metric)}, "
+          f"{then_text(best, list(meta.then), metric)}, "
           f"{best.user_attrs.get('n_params', 0):,} parameters, best epoch {best.user_attrs.get('best_epoch')}")
     if confirmation(best, metric):
         print(f"confirmed  {metric} {confirmed_text(best, metric)} seeds (validation)")
@@ -36,9 +37,8 @@ def print_status(storage_url: str, study_name: str | None) -> None:
         print(f"  {k:<16} {v}")
 
 
-def _print_baselines(study, complete: list) -> None:
+def _print_baselines(baselines: dict, metric: str, complete: list) -> None:
     """The study's no-search baselines and how far the best trial is past them."""
-    baselines, metric = study.user_attrs.get("baselines") or {}, study.user_attrs.get("metric", "value")
     for i, line in enumerate(baseline_lines(baselines, metric)):
         print(f"{'baselines' if i == 0 else '':<10} {line}")
     margin = margin_line(baselines, metric, complete)

@@ -15,6 +15,7 @@ from search.advice import sweep_warnings
 from search.baselines import margin_line
 from search.outcomes import confirmation, ranked, tally, then_value
 from search.storage import has_password, redact
+from search.study_record import read
 
 
 def tally_line(counts: dict[str, int]) -> str:
@@ -28,8 +29,8 @@ def print_summary(study: optuna.Study, storage_url: str, top: int = 5) -> None:
     print("trials     " + tally_line(tally(study.get_trials(deepcopy=False))))
     name = shlex.quote(study.study_name)  # the commands below are pasted into a shell
     done = ranked(study)
-    metric = study.user_attrs.get("metric", "value")
-    then = list(study.user_attrs.get("then") or [])
+    meta = read(study)
+    metric, then = meta.metric, list(meta.then)
     confirmed = any(confirmation(t, metric) for t in done[:top])
     if done:
         print(f"\n{'trial':>5}  {metric:>9}  " + "".join(f"{m:>9}  " for m in then)
@@ -45,7 +46,7 @@ def print_summary(study: optuna.Study, storage_url: str, top: int = 5) -> None:
               f"{best.user_attrs.get('n_params', 0):,} parameters, best epoch {best.user_attrs.get('best_epoch')}")
         print("config     " + ", ".join(f"{k}={short(v)}" for k, v in json.loads(best.user_attrs["config"]).items()))
         print(f"export     nextsweep export {_storage_arg(storage_url)} --study {name} --top 3 --out exports/")
-    margin = margin_line(study.user_attrs.get("baselines", {}), metric, done)
+    margin = margin_line(meta.baselines or {}, metric, done)
     if margin:
         print(f"baseline   {margin}")
     print(f"dashboard  nextsweep dashboard {_storage_arg(storage_url)}")

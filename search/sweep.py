@@ -1,16 +1,15 @@
 """`nextsweep sweep`: Ray Tune runs the trials, Optuna (in RDB storage) proposes them within the
 budget, ASHA stops the weak ones on the space's metric. The Optuna study is the source of
-truth, which is what makes `--resume` after a killed driver lose and repeat nothing."""
+truth, which is what makes `--resume` after a killed driver lose and repeat nothing.
+
+Here: the sweep's options, opening (or resuming) its study, the plan of a resume, and the Tune
+wiring. What the study records about itself is in search.study_record, the warm start in
+search.warm_start, the Ray session in search.ray_session."""
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import shlex
-import subprocess
 import time
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,12 +17,15 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from search.asha import asha_signature, asha_text, make_asha, rung_epochs
+from search.asha import make_asha, rung_epochs
 from search.baselines import baseline_lines, ensure_baselines
+from search.ray_session import init_ray, quiet_ray
 from search.samplers import check_startup, make_sampler, resumed_seed
-from search.summary import print_summary
-from spaces import OVER_BUDGET, UNBUILDABLE, CompiledSpace, check_feasible, load_space, load_space_data
 from search.storage import DEFAULT_DIR, SearchError, default_storage, file_stem, open_storage, redact, study_names
+from search.study_record import code_version, read, space_signature, sweep_meta, write
+from search.summary import print_summary
+from search.warm_start import check_enqueued, enqueue, read_enqueued
+from spaces import OVER_BUDGET, UNBUILDABLE, CompiledSpace, check_feasible, load_space, load_space_data
 
 
 @dataclass
@@ -47,47 +49,12 @@ class SweepOptions:
     overrides: list[str] = field(default_factory=list)  # KEY=VALUE fields of the space (--set)
 
 
-def parse_duration(text: str) -> float:
-    """'90s', '30m', '2h' or plain seconds -> seconds."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    try:
-        if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except ValueError:
-        raise SearchError(f"--time-budget {text!r}: use a number of seconds or e.g. 90s, 30m, 2h") from None
-
-
-def code_version() -> str:
-    here = Path(__file__).resolve().parents[1]
-    try:
-        rev = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        rev = ""
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        ver = version("nextsweep")
-    except PackageNotFoundError:
-        ver = "dev"
-    return f"{ver}+{rev}" if rev else ver
-
-
-def space_signature(space) -> dict:
-    """What a resumed study must share with its space: the objective, the budget, ASHA and every
-    parameter's declaration (a changed range would mix two different searches in one study)."""
-    return {"task": space.task, "folds": space.folds, "forbid": space.forbid,
-            "metric": space.metric, "mode": space.mode, "budget": space.max_params, "width": space.width,
-            "asha": asha_signature(space.asha),
-            "params": {p.name: [p.kind, p.low, p.high, p.step, p.log, p.choices, p.value, p.when]
-                       for p in space.params}}
-
-
 def _check_resumable(study: optuna.Study, space) -> None:
-    name = study.user_attrs.get("space_name")
+    meta = read(study)
+    name = meta.space_name
     if name != space.name:
         raise SearchError(f"--resume: study '{study.study_name}' was made from space '{name}', not '{space.name}'")
-    old = study.user_attrs.get("space_signature")
+    old = meta.space_signature
     if old is None:  # a study from before signatures were kept: only the name can be checked
         return
     new = json.loads(json.dumps(space_signature(space)))  # as stored: tuples become lists
@@ -96,9 +63,9 @@ def _check_resumable(study: optuna.Study, space) -> None:
     old, new = flat(old), flat(new)
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
-            sets = study.user_attrs.get("space_overrides") or []
+            sets = list(meta.space_overrides)
             given = f" (it was started with {' '.join(f'--set {o}' for o in sets) or 'no --set'})" \
-                if sets != space.overrides else ""
+                if sets != list(space.overrides) else ""
             raise SearchError(f"--resume: {space.path}: {key} is {new.get(key)!r}, but study '{study.study_name}' "
                               f"ran with {old.get(key)!r}{given}; restore it, or start a new study for the changed space")
 
@@ -138,7 +105,7 @@ def run_sweep(opts: SweepOptions) -> optuna.Study:
     check_feasible(space, compiled.count)
     check_enqueued(enqueued, compiled, opts.samples)
     study = open_study(opts, space, storage)
-    if opts.resume and study.user_attrs.get("fingerprint") not in (None, data.info.fingerprint):
+    if opts.resume and read(study).fingerprint not in (None, data.info.fingerprint):
         raise SearchError(f"--resume: the data of space '{space.name}' changed since study '{opts.study}' started "
                           "(fingerprint differs); start a new study")
     _record_study(study, opts, space, data.info.fingerprint)
@@ -149,46 +116,11 @@ def run_sweep(opts: SweepOptions) -> optuna.Study:
         print(f"nextsweep: resuming: {finished} trials finished, {len(orphans)} interrupted (re-run), "
               f"{todo - len(orphans)} new")
     _print_baselines(ensure_baselines(study, space.task, data, space.folds), space.metric)
-    _enqueue(study, enqueued, todo - len(orphans))
+    enqueue(study, enqueued, todo - len(orphans))
     if todo > 0:
         _run_tune(opts, space, data, compiled, study, orphans, todo)
     print_summary(study, opts.storage)
     return study
-
-
-def read_enqueued(paths: list[str]) -> list[tuple[str, dict]]:
-    """(file, Optuna params) of each --enqueue export, read before anything starts."""
-    from search.export import read_export
-    out = []
-    for path in paths:
-        params = read_export(path).get("params")
-        if not isinstance(params, dict) or not params:
-            raise SearchError(f"--enqueue {path}: params: missing (an export from before nextsweep kept the trial's "
-                              "Optuna parameters); export the trial again with `nextsweep export`")
-        out.append((path, params))
-    return out
-
-
-def check_enqueued(enqueued: list[tuple[str, dict]], compiled: CompiledSpace, samples: int) -> None:
-    """Every enqueued export must be a proposal this space could make, and fit in --samples."""
-    for path, params in enqueued:
-        problem = compiled.params_problem(params)
-        if problem:
-            raise SearchError(f"--enqueue {path}: params.{problem}; enqueue an export of a sweep over this space")
-    if len(enqueued) > samples:
-        raise SearchError(f"--enqueue: {len(enqueued)} configs but --samples {samples}; raise --samples to at least "
-                          f"{len(enqueued)}")
-
-
-def _enqueue(study: optuna.Study, enqueued: list[tuple[str, dict]], new: int) -> None:
-    """Known-good configs first: Optuna hands them out before sampling (the budget check still
-    applies, as to any proposal)."""
-    if len(enqueued) > new:
-        raise SearchError(f"--enqueue: {len(enqueued)} configs but only {new} new trials are left of --samples; "
-                          "raise --samples")
-    for path, params in enqueued:
-        study.enqueue_trial(params, user_attrs={"enqueued_from": str(Path(path).resolve())})
-        print(f"nextsweep: enqueued {path}: " + ", ".join(f"{k}={v}" for k, v in params.items()))
 
 
 def _print_baselines(baselines: dict, metric: str) -> None:
@@ -198,72 +130,8 @@ def _print_baselines(baselines: dict, metric: str) -> None:
 
 
 def _record_study(study: optuna.Study, opts: SweepOptions, space, fingerprint: str) -> None:
-    """What export and retrain need later, kept with the study itself."""
-    study.set_user_attr("space_name", space.name)
-    study.set_user_attr("task", space.task)
-    study.set_user_attr("space_file", str(Path(opts.space).resolve()))
-    study.set_user_attr("space_overrides", list(space.overrides))
-    study.set_user_attr("data", {k: (v if k == "synthetic" else str(v)) for k, v in space.data.items()})
-    study.set_user_attr("fingerprint", fingerprint)
-    study.set_user_attr("budget", space.max_params)
-    study.set_user_attr("metric", space.metric)
-    # ranking only (outcomes.ranked): kept out of space_signature, so a changed `then` resumes
-    study.set_user_attr("then", list(space.then))
-    study.set_user_attr("tolerance", space.tolerance)
-    study.set_user_attr("space_signature", space_signature(space))
-    study.set_user_attr("samples", opts.samples)
-    # for `nextsweep report` and the dashboard: how the sweep was run, and the objective's name
-    study.set_user_attr("sampler", opts.sampler)
-    if opts.startup_trials is not None:
-        study.set_user_attr("startup_trials", opts.startup_trials)
-    study.set_user_attr("seed", opts.seed)
-    study.set_user_attr("code_version", code_version())
-    study.set_user_attr("command", sweep_command(opts))
-    if "started" not in study.user_attrs:
-        study.set_user_attr("started", datetime.now().astimezone().isoformat(timespec="seconds"))
-    if study.metric_names is None:
-        with warnings.catch_warnings():  # experimental in Optuna 5; the dashboard reads it
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([space.metric])
-    from optuna_dashboard import save_note  # imported here: the web app's modules are not needed before
-    save_note(study, study_note(study))
-
-
-def sweep_command(opts: SweepOptions) -> str:
-    """The command that (re)runs this sweep, without any password of the storage URL."""
-    parts = ["nextsweep sweep", opts.space, f"--study {opts.study}", f"--samples {opts.samples}",
-             f"--sampler {opts.sampler}", f"--seed {opts.seed}"]
-    if opts.startup_trials is not None:
-        parts.append(f"--startup-trials {opts.startup_trials}")
-    if opts.time_budget_s:
-        parts.append(f"--time-budget {opts.time_budget_s:g}")
-    if opts.address:
-        parts.append(f"--address {opts.address}")
-    parts += [f"--set {shlex.quote(kv)}" for kv in opts.overrides] + [f"--enqueue {e}" for e in opts.enqueue]
-    parts += ["--resume"] if opts.resume else []
-    return " ".join(parts) + f" --storage '{redact(opts.storage)}'"
-
-
-def study_note(study: optuna.Study) -> str:
-    """The study's note in optuna-dashboard (Markdown): what the sweep was, and what each width column means."""
-    a = study.user_attrs
-    sig = a.get("space_signature", {})
-    asha = sig.get("asha") or [None, None, None]
-    budget = f"{a['budget']:,} parameters" if a.get("budget") else "none"
-    width = sig.get("width")
-    rows = [("space", f"{a.get('space_name')} ({a.get('space_file')})"), ("task", a.get("task")),
-            ("objective", f"{a.get('metric')} ({sig.get('mode', 'max')})"), ("budget", budget),
-            ("ASHA", asha_text(asha)),
-            ("data", f"fingerprint {str(a.get('fingerprint'))[:12]}, {json.dumps(a.get('data'))}"),
-            ("sampler", f"{a.get('sampler')} (seed {a.get('seed')}"
-                         + (f", {a['startup_trials']} start-up trials)" if a.get("startup_trials") else ")")),
-            ("code", a.get("code_version")),
-            ("started", a.get("started")), ("command", f"`{a.get('command')}`")]
-    if width:
-        rows.append((width, f"the width each trial trained, fitted to the budget: user attribute `{width}` "
-                            f"(the parameter `{width}_frac` is the sampler's position in the range)"))
-    table = "\n".join(f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows)
-    return f"## nextsweep sweep `{study.study_name}`\n\n| | |\n|---|---|\n{table}\n"
+    """What export and retrain need later, kept with the study itself (search.study_record)."""
+    write(study, sweep_meta(opts, space, fingerprint))
 
 
 def _plan(study: optuna.Study, compiled: CompiledSpace) -> tuple[list, int]:
@@ -293,29 +161,6 @@ def _recheck(compiled: CompiledSpace, config: dict) -> str | None:
         return UNBUILDABLE
     budget = compiled.space.max_params
     return OVER_BUDGET if budget is not None and n > budget else None
-
-
-def init_ray(opts: SweepOptions) -> None:
-    import ray
-    if ray.is_initialized():
-        return
-    if opts.address:  # the nodes' raylets start the workers: a test's hold travels in the job's env
-        from search.trainable import HOLD_ENV
-        hold = {"env_vars": {HOLD_ENV: os.environ[HOLD_ENV]}} if HOLD_ENV in os.environ else None
-        ray.init(address=opts.address, log_to_driver=False, runtime_env=hold)
-    else:
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-
-
-def quiet_ray(local: bool) -> None:
-    """Our progress lines replace Tune's tables; keep Ray's own chatter to warnings. A local Ray
-    of our own needs no token; on a cluster the nodes' mode rules (token auth, ~/.ray/auth_token)."""
-    if local:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    for name in ("ray", "ray.tune", "ray.train"):
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import yaml
 
 from models.config import FAMILIES, LOSSES, SAMPLERS, SCHEDULES, ModelConfig, TrainConfig, metric_mode
-from data_io.synthetic_vectors import CategorySynthParams, VectorSynthParams
+from data_io.kinds import KINDS
 from models.tasks import TASKS
 
 
@@ -49,10 +49,6 @@ NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  # exponent numbers P
 TOP_KEYS = ("name", "description", "task", "data", "objective", "budget", "asha", "folds", "forbid", "params")
 SPEC_KEYS = ("type", "low", "high", "step", "log", "choices", "when")
 DATA_KINDS = ("synthetic", "path", "geolife")
-SYNTH_KEYS = {"location": ("users", "days", "locations", "seed"),  # data_io's generator settings per task
-              "category": tuple(f.name for f in fields(CategorySynthParams) if f.name != "shares"),
-              "vector": tuple(f.name for f in fields(VectorSynthParams))}
-SYNTH_FLOATS = ("train_frac", "val_frac", "p_stay", "p_last", "p_prev", "noise", "explore")
 # Keys the sweep sets itself, so a space may not: epochs (from asha), seed (per trial), metric (objective).
 RESERVED = {"epochs": "set asha.max_epochs instead", "seed": "the sweep gives each trial its seed",
             "metric": "set objective.metric instead", "folds": "set the top-level folds: K instead"}
@@ -244,9 +240,10 @@ def _parse_data(c: _Checker, raw, task: str) -> dict:
     if len(data) != 1:
         raise c.fail("data", f"give exactly one of {', '.join(DATA_KINDS)}")
     kind, value = next(iter(data.items()))
-    if kind == "synthetic":
-        settings = c.mapping("data.synthetic", value or {}, SYNTH_KEYS[task])
-        return {"synthetic": {k: c.number(f"data.synthetic.{k}", v, float) if k in SYNTH_FLOATS else
+    if kind == "synthetic":  # the generator settings are the task's data kind's (data_io.kinds)
+        synth = KINDS[task]
+        settings = c.mapping("data.synthetic", value or {}, synth.synth_keys)
+        return {"synthetic": {k: c.number(f"data.synthetic.{k}", v, float) if k in synth.synth_floats else
                               c.number(f"data.synthetic.{k}", v, int, 0 if k in ("seed", "n_folds") else 1)
                               for k, v in settings.items()}}
     if not isinstance(value, str):
@@ -263,8 +260,8 @@ def parse_space(raw: Any, path: Path) -> Space:
     if not isinstance(top["name"], str) or not top["name"].strip():
         raise c.fail("name", "must be a non-empty string")
     task = top.get("task", "location")
-    if task not in TASKS:
-        raise c.fail("task", f"{task!r} is not a task; use one of {', '.join(TASKS)}")
+    if task not in TASKS or task not in KINDS:  # a task is its models.tasks Task and its data_io data kind
+        raise c.fail("task", f"{task!r} is not a task; use one of {', '.join(t for t in TASKS if t in KINDS)}")
     space = Space(name=top["name"], path=path, data=_parse_data(c, top["data"], task), task=task,
                   description=str(top.get("description", "")))
     obj = c.mapping("objective", top.get("objective", {}), ("metric", "mode", "then", "tolerance"))

@@ -19,7 +19,7 @@ DISTS = {"family": CategoricalDistribution(["gru", "transformer"]), "d_model_fra
 
 
 def signature(max_epochs: int, grace: int, budget: int | None) -> dict:
-    """As search.sweep.space_signature stores it (the width fitted to the budget)."""
+    """As search.study_record.space_signature stores it (the width fitted to the budget)."""
     return {"task": "location", "folds": 0, "forbid": [], "metric": "val_hit5", "mode": "max", "budget": budget,
             "width": "d_model", "asha": [max_epochs, grace, 2],
             "params": {"family": ["categorical", None, None, None, False, ["gru", "transformer"], None, None],

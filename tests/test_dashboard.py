@@ -70,7 +70,7 @@ def test_resume_names_the_metric_of_an_older_study(tmp_path):
 
 
 def test_storage_password_stays_out_of_the_note(tmp_path):
-    from search.sweep import sweep_command
+    from search.study_record import sweep_command
     opts = SweepOptions(space="s.yaml", storage="postgresql://u:secret@h/db", study="x")
     assert "secret" not in sweep_command(opts) and "postgresql://u:***@h/db" in sweep_command(opts)
     opts = SweepOptions(space="s.yaml", storage="sqlite:///x.db", study="x", overrides=["asha.max_epochs=8"],

@@ -15,7 +15,7 @@ from optuna.trial import TrialState, create_trial
 from search.cli import main
 from search.export import read_export
 from search.outcomes import pareto_front, ranked
-from search.sweep import space_signature
+from search.study_record import space_signature
 from spaces import load_space
 
 

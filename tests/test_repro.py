@@ -14,7 +14,8 @@ from search.confirm import ConfirmOptions, run_confirm
 from search.export import export_top, retrain
 from search.outcomes import ranked
 from search.storage import load_study, set_finished_trial_attr
-from search.sweep import SweepOptions, code_version, run_sweep
+from search.study_record import code_version
+from search.sweep import SweepOptions, run_sweep
 
 NOTICE = "results may differ from the trial's: it ran on "
 SPACE = """

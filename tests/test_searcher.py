@@ -162,7 +162,7 @@ def test_strict_asha_stops_at_every_rung_and_records_pruned(tmp_path):
 def test_strict_asha_is_part_of_the_space_signature(tmp_path):
     """A study swept with one rule does not resume under the other, and both are named in words."""
     from search.asha import asha_text, make_asha
-    from search.sweep import space_signature
+    from search.study_record import space_signature
     plain, _ = load(tmp_path)
     strict, _ = load(tmp_path, SPACE.replace("reduction_factor: 2}", "reduction_factor: 2, strict: true}"))
     assert space_signature(plain)["asha"] == [4, 1, 2.0]  # unchanged for studies from before the option

@@ -24,7 +24,8 @@ from pgserver import _as_postgres, _bin, free_port
 from search.cli import main
 from search.status import dashboard_warning
 from search.storage import STORAGE_ENV, SearchError, has_password, open_storage, redact, scrub, storage_url
-from search.sweep import SweepOptions, sweep_command
+from search.study_record import sweep_command
+from search.sweep import SweepOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "Pw-7f3a9c-hunter2"

@@ -1,4 +1,5 @@
-"""The tasks nextsweep can search: one object per task behind the `Task` base."""
+"""The tasks nextsweep can search: one object per task behind the `Task` base, looked up by name;
+a new task registers itself with `register_task` (and its data with `data_io.register_kind`)."""
 
 from models.config import ModelError
 from models.tasks._base import LossFn, Task
@@ -9,10 +10,16 @@ from models.tasks.vector import VectorTask
 TASKS: dict[str, Task] = {t.name: t for t in (LocationTask(), CategoryTask(), VectorTask())}
 
 
+def register_task(task: Task) -> Task:
+    """Make `task` the task named `task.name` (a later registration of the name replaces it)."""
+    TASKS[task.name] = task
+    return task
+
+
 def get_task(name: str) -> Task:
     if name not in TASKS:
         raise ModelError(f"task {name!r}: not supported; use one of {', '.join(TASKS)}")
     return TASKS[name]
 
 
-__all__ = ["TASKS", "Task", "LossFn", "get_task"]
+__all__ = ["TASKS", "Task", "LossFn", "get_task", "register_task"]

@@ -1,8 +1,8 @@
 """What a task is: its inputs, its head, the losses and metrics it allows, its default objective.
 
 The engine, `count_params`, the space checks and retrain only call this base; each task lives in
-one file beside it (location.py, category.py, vector.py). A fourth task is one more file plus
-its data reader.
+one file beside it (location.py, category.py, vector.py). A fourth task is one more Task
+(registered with `models.tasks.register_task`) plus its data kind (`data_io.register_kind`).
 """
 
 from __future__ import annotations
@@ -32,14 +32,17 @@ class Task(ABC):
     default_loss: str  # the loss when a space does not choose one
     families: tuple[str, ...] = tuple(f for f in FAMILIES if f != "pointer")
     balanced_sampler: bool = True  # class targets, so the class-balanced sampler means something
+    ties_head: bool = False  # has an input embedding of its targets that tied_head=True can share
+    copies_history: bool = False  # its model can copy a history vector (copy=True)
+    metric_labels: dict[str, str] = {}  # printed names of its metrics where they differ from the usual (retrain)
 
     def check_model(self, mcfg: ModelConfig) -> None:
         """A model this task can build, or a ModelError naming the key, the value and the fix."""
         if mcfg.family not in self.families:
             raise self._refuse("family", mcfg.family, self.families)
-        if mcfg.tied_head and self.name != "location":
+        if mcfg.tied_head and not self.ties_head:
             raise ModelError("tied_head=True: only the location task has an input embedding to tie to; set it false")
-        if mcfg.copy and self.name != "vector":
+        if mcfg.copy and not self.copies_history:
             raise ModelError(f"copy=True: only the vector task copies history vectors (the location task's copy is "
                              f"family pointer); set it false for the {self.name} task")
 

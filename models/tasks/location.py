@@ -24,6 +24,7 @@ class LocationTask(Task):
     metrics = ("val_hit5", "val_acc1", "val_hit10", "val_mrr", "val_ndcg10", "val_f1", "val_loss")
     objective = "val_hit5"
     default_loss = "ce"
+    ties_head = True
     families = FAMILIES
 
     def build(self, mcfg: ModelConfig, info: DatasetInfo) -> nn.Module:

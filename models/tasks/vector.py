@@ -29,6 +29,8 @@ class VectorTask(Task):
     objective = "val_hit5"
     default_loss = "cosine"
     balanced_sampler = False
+    copies_history = True
+    metric_labels = {"hit5": "Hit@5", "hit10": "Hit@10"}  # it ranks a bank, not classes
 
     def build(self, mcfg: ModelConfig, info: DatasetInfo) -> nn.Module:
         for key, what in (("delta", "no last input to add a change to"), ("copy", "no history vector to copy")):

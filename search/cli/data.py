@@ -7,7 +7,8 @@ import argparse
 import time
 from pathlib import Path
 
-from data_io import DataError, read_info
+from data_io import get_kind, read_info
+from data_io.kinds import KINDS
 from search.cli.data_info import print_info
 from search.cli.data_options import (column_options, geolife_derived_options, prep_options, prepare_params,
                                      table_columns, vector_split_options)
@@ -110,7 +111,7 @@ def _register_synth(data: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--table", help="also write the raw staypoint table to this CSV")
     s.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    s.add_argument("--task", default="location", choices=["location", "category", "vector"],
+    s.add_argument("--task", default="location", choices=list(KINDS),
                    help="location (default): staypoints; category / vector: sequences of D-dim item vectors, "
                         "--users groups, --days steps per group, --locations items (see data_io/synthetic_vectors.py)")
     s.add_argument("--dim", type=int, default=64, help="category / vector: item vector dimension (default 64)")
@@ -139,28 +140,14 @@ def cmd_prepare_table(a: argparse.Namespace) -> int:
 
 
 def cmd_synth(a: argparse.Namespace) -> int:
-    return {"location": _synth_location, "category": _synth_vectors, "vector": _synth_vectors}[a.task](a)
-
-
-def _synth_location(a: argparse.Namespace) -> int:
-    from data_io.synthetic import SynthParams, synthesize
+    """What --users / --days / --locations mean is the task's data kind's (data_io.kinds)."""
+    cli = {"users": a.users, "days": a.days, "locations": a.locations, "dim": a.dim, "folds": a.folds, "seed": a.seed,
+           "train_frac": a.train_frac, "val_frac": a.val_frac, "prepare": prepare_params(a), "table": a.table}
     t = time.perf_counter()
-    info = synthesize(SynthParams(a.users, a.days, a.locations, a.seed), a.out, prepare_params(a), a.table, a.overwrite)
+    info, facts = get_kind(a.task).synthesize(Path(a.out), cli, a.overwrite)
     print(f"wrote {a.out} in {time.perf_counter() - t:.2f} s")
-    print_info(info)
+    print_info(info, facts)
     return 0
-
-
-def _synth_vectors(a: argparse.Namespace) -> int:
-    """--task category / vector: --users groups, --days steps per group, --locations items."""
-    from data_io.synthetic_vectors import CategorySynthParams, VectorSynthParams, synthetic_category, synthetic_vector
-    if a.table:
-        raise DataError("--table: the raw staypoint table exists only for --task location; drop --table")
-    make, params = {"category": (synthetic_category, CategorySynthParams),
-                    "vector": (synthetic_vector, VectorSynthParams)}[a.task]
-    p = params(groups=a.users, steps=a.days, items=a.locations, dim=a.dim, train_frac=a.train_frac,
-               val_frac=a.val_frac, n_folds=a.folds, seed=a.seed)
-    return _write_vectors(a, lambda: make(p))
 
 
 def cmd_prepare_geolife_category(a: argparse.Namespace) -> int:
@@ -179,13 +166,13 @@ def cmd_prepare_geolife_vector(a: argparse.Namespace) -> int:
 
 def _write_vectors(a: argparse.Namespace, build) -> int:
     """Check --out first (no reading for nothing), build the dataset, write it, print its facts."""
-    from data_io.vector_io import check_out, vector_facts, write_vector_dataset
+    from data_io.vector_io import check_out, write_vector_dataset
     t = time.perf_counter()
     check_out(Path(a.out), a.overwrite)
     ds = build()
     info = write_vector_dataset(a.out, ds, a.overwrite)
     print(f"wrote {a.out} in {time.perf_counter() - t:.2f} s")
-    print_info(info, vector_facts(ds))
+    print_info(info, get_kind(info.task).facts(ds))
     return 0
 
 

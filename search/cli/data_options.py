@@ -7,6 +7,7 @@ import argparse
 
 from data_io import PrepareParams
 from data_io.tables import Columns
+from data_io.targets import KINDS as TARGET_KINDS
 
 
 def prep_options(p: argparse.ArgumentParser) -> None:
@@ -68,7 +69,8 @@ def vector_split_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bank", help="vector task: candidate bank, .npy [M, D], .npz ('vectors') or Parquet "
                                   "(default: the distinct targets of each split; events: all item vectors)")
     g.add_argument("--bank-col", default="vector", help="the bank's vector column in Parquet (default vector)")
-    p.add_argument("--task", required=True, choices=["category", "vector"], help="what to predict: the next class or the next vector")
+    p.add_argument("--task", required=True, choices=list(TARGET_KINDS),  # the tasks whose data is the vector format
+                   help="what to predict: the next class or the next vector")
     p.add_argument("--out", required=True, help="dataset directory to create")
     p.add_argument("--name", help="dataset name (default: the file name)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")

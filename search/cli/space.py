@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_space_check(a: argparse.Namespace) -> int:
+    from data_io import get_kind
     from search.asha import asha_signature, asha_text
     from spaces import load_space
     from spaces.check import check_space, describe_param
@@ -25,7 +26,7 @@ def cmd_space_check(a: argparse.Namespace) -> int:
     space = load_space(a.file, a.overrides)
     info = load_space_info(space)
     print(f"space        {space.name}  ({a.file})")
-    print(f"data         {info.name}: {info.n_locations:,} location classes, train {info.split_sizes['train']:,} samples")
+    print(f"data         {info.name}: {get_kind(info.task).headline(info)}, train {info.split_sizes['train']:,} samples")
     print(f"objective    {space.metric} ({space.mode}); ASHA {asha_text(asha_signature(space.asha))}")
     budget = f"{space.max_params:,} parameters" if space.max_params else "none"
     print(f"budget       {budget}" + (f"; width fitted: {space.width}" if space.max_params and space.width else ""))

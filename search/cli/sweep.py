@@ -6,6 +6,7 @@ import argparse
 
 from search.cli.common import set_option, storage, storage_options
 from search.samplers import OPTUNA_SAMPLERS
+from search.storage import SearchError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_sweep(a: argparse.Namespace) -> int:
-    from search.sweep import SweepOptions, parse_duration, run_sweep
+    from search.sweep import SweepOptions, run_sweep
     opts = SweepOptions(space=a.space, address=a.address, storage=storage(a), study=a.study, samples=a.samples,
                         max_concurrent=a.max_concurrent, cpus_per_trial=a.cpus_per_trial,
                         gpus_per_trial=a.gpus_per_trial,
@@ -53,3 +54,13 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     run_sweep(opts)
     return 0
 
+
+def parse_duration(text: str) -> float:
+    """'90s', '30m', '2h' or plain seconds -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise SearchError(f"--time-budget {text!r}: use a number of seconds or e.g. 90s, 30m, 2h") from None
