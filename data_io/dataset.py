@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from data_io.dataset_types import INFO_FILE, SPLITS, Dataset, DatasetInfo, SplitArrays
 from data_io.errors import DataError
 from data_io.prepare import SEQ_FEATURES, PrepareParams, Samples, build_samples
-from data_io.staging import check_out, staged_dir
+from data_io.staging import check_output_dir, staged_dir
 from data_io.tables import Columns, read_id_list, read_staypoints
 
 
@@ -74,7 +74,7 @@ def write_dataset(out: str | Path, name: str, splits: dict[str, Samples], vocab:
                   params: PrepareParams, source: dict, overwrite: bool = False) -> DatasetInfo:
     """Write to a temp dir beside `out`, then swap it in: `out` never holds a partial dataset."""
     out = Path(out)
-    check_out(out, overwrite)
+    check_output_dir(out, overwrite)
     tables = {k: to_table(v) for k, v in splits.items()}
     info = make_info(name, splits, vocab, params, source, tables)
     with staged_dir(out) as tmp:

@@ -11,7 +11,7 @@ from data_io.dataset_types import Dataset, DatasetInfo
 from data_io.errors import DataError
 from data_io.geolife_derived import DerivedParams, geolife_category, geolife_vector
 from data_io.kinds import DataKind
-from data_io.staging import check_out
+from data_io.staging import check_output_dir
 from data_io.synthetic_vectors import CategorySynthParams, VectorSynthParams, synthetic_category, synthetic_vector
 from data_io.targets import facts_at, target_kind
 from data_io.vector_io import load_vector_dataset, write_vector_dataset
@@ -40,7 +40,7 @@ class VectorsKind(DataKind):
             raise DataError("--table: the raw staypoint table exists only for --task location; drop --table")
         p = self.params(groups=cli["users"], steps=cli["days"], items=cli["locations"], dim=cli["dim"],
                         train_frac=cli["train_frac"], val_frac=cli["val_frac"], n_folds=cli["folds"], seed=cli["seed"])
-        check_out(Path(out), overwrite)
+        check_output_dir(Path(out), overwrite)
         ds = self.generate(p)
         return write_vector_dataset(out, ds, overwrite), self.facts(ds)
 

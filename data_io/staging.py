@@ -1,6 +1,6 @@
 """Writing a dataset directory atomically, for every data kind: refuse an `out` that is not
-ours before any work (`check_out`), write into a temp dir beside it (`staged_dir`), and swap
-that in (`swap_in`), so `out` never holds a partial dataset. Its own module so the location
+ours before any work (`check_output_dir`), write into a temp dir beside it (`staged_dir`), and
+swap that in (`swap_in`), so `out` never holds a partial dataset. Its own module so the location
 format (`dataset`) and the vector format (`vector_io`) share it without importing each other.
 """
 
@@ -17,7 +17,7 @@ from data_io.dataset_types import INFO_FILE, SPLITS
 from data_io.errors import DataError
 
 
-def check_out(out: Path, overwrite: bool) -> None:
+def check_output_dir(out: Path, overwrite: bool) -> None:
     """Refuse before any work: an existing `out` needs --overwrite and must be a dataset of ours."""
     if out.exists() and not overwrite:
         raise DataError(f"{out}: already exists; choose another --out or pass --overwrite")

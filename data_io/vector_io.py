@@ -23,7 +23,7 @@ from data_io.columns import (VECTOR_SUFFIXES, check_finite, check_lengths, compa
 from data_io.dataset_types import INFO_FILE, SPLITS, Dataset, DatasetInfo, SplitArrays, read_info
 from data_io.errors import DataError
 from data_io.folds import grouped_split
-from data_io.staging import check_out, staged_dir
+from data_io.staging import check_output_dir, staged_dir
 from data_io.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, column, read_frame
 from data_io.targets import facts_at, target_kind
 from data_io.vectors import Events, VectorParams, VectorSamples, add_folds, events_dataset, fingerprint, take, vector_dataset
@@ -38,7 +38,7 @@ def write_vector_dataset(out: str | Path, ds: Dataset, overwrite: bool = False) 
     """Write to a temp dir beside `out`, then swap it in: `out` never holds a partial dataset.
     The fingerprint is recomputed from the arrays, so it always describes what is written."""
     out = Path(out)
-    check_out(out, overwrite)
+    check_output_dir(out, overwrite)
     info = dataclasses.replace(ds.info, fingerprint=fingerprint(ds.splits, ds.banks, ds.info.params, ds.info.classes))
     with staged_dir(out) as tmp:
         for split in SPLITS:

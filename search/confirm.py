@@ -19,7 +19,8 @@ import torch
 from models import fit
 from models.native import runtime_facts, runtime_notice
 from search.outcomes import confirmation, ranked, then_value
-from search.storage import SearchError, load_study, set_finished_trial_attr
+from search.errors import SearchError
+from search.storage import load_study, set_finished_trial_attr
 from search.study_record import read
 from search.summary import config_text, confirmed_text, num_text
 from spaces.data import load_data

@@ -18,7 +18,9 @@ from search.study_record import read
 from spaces import FORBIDDEN, OVER_BUDGET, UNBUILDABLE
 
 STOPPED = "stopped by the sweep"  # error text prefix of trials the sweep itself cut short
+# How a trial ended: tally()'s keys, printed with "_" as " " ("3 over budget").
 OUTCOMES = ("complete", "pruned", "failed", "stopped", "running", "over_budget", "unbuildable", "forbidden")
+# The stored "rejected" value (spaces: OVER_BUDGET is "over budget") -> its outcome above.
 REJECTIONS = {OVER_BUDGET: "over_budget", UNBUILDABLE: "unbuildable", FORBIDDEN: "forbidden"}
 
 

@@ -13,8 +13,9 @@ import torch
 
 from models import build_predictor
 from models.tasks import get_task
-from search.export import read_export, torch_threads
-from search.storage import SearchError
+from search.errors import SearchError
+from search.export import read_export
+from search.retrain import torch_threads
 from spaces.data import load_data
 
 MODEL_FILE = "best_model.pt"  # what `retrain` writes into its output folder

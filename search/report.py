@@ -21,7 +21,8 @@ from search.advice import sweep_warnings
 from search.asha import asha_text, rungs  # ASHA's rungs, computed as the sweep checkpoints at them
 from search.outcomes import outcome, pareto_front, ranked, tally
 from search.report_html import Page, duration, esc, num, shown, table
-from search.storage import SearchError, load_study, redact
+from search.errors import SearchError
+from search.storage import load_study, redact
 from search.study_record import StudyMeta, read
 from search.summary import sampled_text
 

@@ -17,7 +17,7 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from search.internals import compat
-from search.storage import SearchError
+from search.errors import SearchError
 
 OPTUNA_SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp")  # --sampler
 STARTUP_SAMPLERS = ("tpe", "cmaes", "gp")  # the samplers with a random start-up

@@ -20,7 +20,8 @@ from models.native import RUNTIME_KEYS
 from search.asha.scheduler import RecordingASHA
 from search.internals.draft import DraftTrial, stored_distributions, waiting_trials
 from search.outcomes import REJECTIONS, STOPPED
-from search.storage import SearchError, set_trial_attrs
+from search.errors import SearchError
+from search.storage import set_trial_attrs
 from spaces import CompiledSpace, record_rejection
 
 MAX_REJECTIONS_IN_A_ROW = 1000

@@ -1,12 +1,9 @@
-"""`nextsweep status` and `nextsweep dashboard`."""
+"""`nextsweep status`: what a study holds, in a few lines."""
 
 from __future__ import annotations
 
-import ipaddress
-import sys
-
 from search.baselines import baseline_lines, margin_line
-from search.storage import load_study, open_storage, redact
+from search.storage import load_study, redact
 from search.outcomes import confirmation, ranked, tally
 from search.study_record import read
 from search.summary import confirmed_text, tally_line, then_text
@@ -44,27 +41,3 @@ def _print_baselines(baselines: dict, metric: str, complete: list) -> None:
     margin = margin_line(baselines, metric, complete)
     if margin:
         print(f"{'':<10} {margin}")
-
-
-def dashboard_warning(host: str, port: int = 8080) -> str | None:
-    """The warning for a dashboard reachable from other machines: optuna-dashboard has no login."""
-    try:
-        loopback = host.lower() == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to any interface
-        loopback = False
-    if loopback:
-        return None
-    return (f"nextsweep: warning: --host {host}: the dashboard has no authentication; anyone who can reach "
-            "the port can read and modify every study in this storage. Keep the default 127.0.0.1 and use "
-            f"an SSH tunnel instead: ssh -L {port}:localhost:{port} head")
-
-
-def run_dashboard(storage_url: str, host: str, port: int) -> None:
-    """Serve optuna-dashboard on `host` (loopback by default) until interrupted."""
-    import optuna_dashboard
-    storage = open_storage(storage_url)
-    warning = dashboard_warning(host, port)
-    if warning:
-        print(warning, file=sys.stderr, flush=True)
-    print(f"optuna-dashboard for {redact(storage_url)} at http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
-    optuna_dashboard.run_server(storage, host=host, port=port)

@@ -15,14 +15,11 @@ import optuna
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from search import errors
 from search.internals import compat
 
 DEFAULT_DIR = Path("runs")
 STORAGE_ENV = "NEXTSWEEP_STORAGE"  # a URL with a password stays out of argv (ps, Ray's job list)
-
-
-class SearchError(Exception):
-    """A sweep the user must fix (bad storage URL, study name clash...): one clear line."""
 
 
 def default_storage(sweep_root: Path = DEFAULT_DIR) -> str:
@@ -39,7 +36,7 @@ def storage_url(url: str | None, file: str | None, sweep_root: Path = DEFAULT_DI
         return _read_url_file(file)
     if STORAGE_ENV in environ:
         if not environ[STORAGE_ENV].strip():  # e.g. $(cat a-missing-file): not a silent SQLite fallback
-            raise SearchError(f"${STORAGE_ENV} is set but empty; set it to the storage URL or unset it")
+            raise errors.SearchError(f"${STORAGE_ENV} is set but empty; set it to the storage URL or unset it")
         return environ[STORAGE_ENV].strip()
     return default_storage(sweep_root)
 
@@ -54,7 +51,7 @@ def _read_url_file(file: str) -> str:
     else:
         why = "is empty"
     if not text:
-        raise SearchError(f"--storage-file {file}: {why}; write the storage URL into it "
+        raise errors.SearchError(f"--storage-file {file}: {why}; write the storage URL into it "
                           "(e.g. postgresql://user:PASSWORD@127.0.0.1:5432/db)")
     return text
 
@@ -76,9 +73,9 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
                 continue
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             reason = scrub(reason, url)  # a driver may echo the URL it was given
-            raise SearchError(f"storage {redact(url)}: cannot connect ({reason}); check the URL, "
+            raise errors.SearchError(f"storage {redact(url)}: cannot connect ({reason}); check the URL, "
                               "that the server runs and that its driver is installed") from None
-    raise SearchError(f"storage {redact(url)}: could not create the study tables; try again")
+    raise errors.SearchError(f"storage {redact(url)}: could not create the study tables; try again")
 
 
 def _rdb_storage(url: str, engine_kwargs: dict) -> optuna.storages.RDBStorage:
@@ -228,11 +225,11 @@ def load_study(storage_url: str, name: str | None) -> optuna.Study:
     storage = open_storage(storage_url)
     names = study_names(storage)
     if not names:
-        raise SearchError(f"storage {redact(storage_url)}: holds no study; run `nextsweep sweep` first")
+        raise errors.SearchError(f"storage {redact(storage_url)}: holds no study; run `nextsweep sweep` first")
     if name is None:
         name = names[-1]
     elif name not in names:
-        raise SearchError(f"study '{name}' not found in {redact(storage_url)}; it holds: {', '.join(names)}")
+        raise errors.SearchError(f"study '{name}' not found in {redact(storage_url)}; it holds: {', '.join(names)}")
     return optuna.load_study(study_name=name, storage=storage)
 
 
@@ -244,7 +241,7 @@ def set_finished_trial_attr(study: optuna.Study, trial_id: int, key: str, value)
     trials): load it again."""
     rdb = getattr(study._storage, "_backend", study._storage)  # _CachedStorage wraps the RDBStorage
     if not isinstance(rdb, optuna.storages.RDBStorage):
-        raise SearchError(f"study '{study.study_name}': annotating finished trials needs an RDB storage (SQLite, PostgreSQL)")
+        raise errors.SearchError(f"study '{study.study_name}': annotating finished trials needs an RDB storage (SQLite, PostgreSQL)")
     from search.internals.rdb import upsert_user_attrs
     upsert_user_attrs(rdb, trial_id, {key: value})
 

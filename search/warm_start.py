@@ -8,7 +8,7 @@ from pathlib import Path
 
 import optuna
 
-from search.storage import SearchError
+from search.errors import SearchError
 from spaces import CompiledSpace
 
 

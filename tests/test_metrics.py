@@ -104,7 +104,8 @@ def test_one_direction_per_metric(tmp_path):
 
 
 def test_retrain_keeps_the_best_seed_by_the_metrics_direction(data, synth_dir, tmp_path):
-    from search.export import EXPORT_VERSION, retrain
+    from search.export import EXPORT_VERSION
+    from search.retrain import retrain
     doc = {"nextsweep_export": EXPORT_VERSION, "data": {"path": str(synth_dir)},
            "config": {**SMALL, "epochs": 1, "metric": "val_loss", "lr": 3e-3}}
     path = tmp_path / "e.yaml"

@@ -11,7 +11,8 @@ import yaml
 
 from models import native
 from search.confirm import ConfirmOptions, run_confirm
-from search.export import export_top, retrain
+from search.export import export_top
+from search.retrain import retrain
 from search.outcomes import ranked
 from search.storage import load_study, set_finished_trial_attr
 from search.study_record import code_version

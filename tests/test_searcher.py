@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from search.outcomes import STOPPED, tally
 from search.asha.scheduler import RecordingASHA
 from search.searcher import BudgetSearcher
-from search.storage import SearchError
+from search.errors import SearchError
 from search.sweep import SweepOptions, _plan, open_study
 from spaces import CompiledSpace, load_space, load_space_data
 
@@ -290,7 +290,7 @@ def test_plan_closes_what_a_killed_driver_left(tmp_path):
 
 
 def test_status_and_sweep_bookkeeping_import_no_ray():
-    code = ("import sys, search.status, search.sweep, search.outcomes, search.summary\n"
+    code = ("import sys, search.status, search.dashboard, search.sweep, search.outcomes, search.summary\n"
             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -22,8 +22,9 @@ import yaml
 
 from pgserver import _as_postgres, _bin, free_port
 from search.cli import main
-from search.status import dashboard_warning
-from search.storage import STORAGE_ENV, SearchError, has_password, open_storage, redact, scrub, storage_url
+from search.dashboard import dashboard_warning
+from search.errors import SearchError
+from search.storage import STORAGE_ENV, has_password, open_storage, redact, scrub, storage_url
 from search.study_record import sweep_command
 from search.sweep import SweepOptions
 

@@ -17,7 +17,8 @@ from optuna.trial import TrialState
 from holds import finish_then_hold, hold_env
 from pgserver import free_port
 from search.cli import main
-from search.export import export_top, read_export, retrain
+from search.export import export_top, read_export
+from search.retrain import retrain
 from search.outcomes import ranked
 from search.sweep import SweepOptions, run_sweep
 

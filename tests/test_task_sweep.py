@@ -6,7 +6,8 @@ import json
 import pytest
 from optuna.trial import TrialState
 
-from search.export import export_top, read_export, retrain
+from search.export import export_top, read_export
+from search.retrain import retrain
 from search.outcomes import tally
 from search.sweep import SweepOptions, run_sweep
 

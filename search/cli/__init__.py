@@ -15,7 +15,7 @@ import sys
 from data_io import DataError
 from models import ModelError
 from search.cli import data, results, space, sweep
-from search.storage import SearchError
+from search.errors import SearchError
 from spaces import SpaceError
 
 USER_ERRORS: tuple[type[Exception], ...] = (DataError, ModelError, SpaceError, SearchError)

@@ -166,9 +166,10 @@ def cmd_prepare_geolife_vector(a: argparse.Namespace) -> int:
 
 def _write_vectors(a: argparse.Namespace, build) -> int:
     """Check --out first (no reading for nothing), build the dataset, write it, print its facts."""
-    from data_io.vector_io import check_out, write_vector_dataset
+    from data_io.staging import check_output_dir
+    from data_io.vector_io import write_vector_dataset
     t = time.perf_counter()
-    check_out(Path(a.out), a.overwrite)
+    check_output_dir(Path(a.out), a.overwrite)
     ds = build()
     info = write_vector_dataset(a.out, ds, a.overwrite)
     print(f"wrote {a.out} in {time.perf_counter() - t:.2f} s")

@@ -1,5 +1,6 @@
 """The results commands: status, dashboard, export, confirm, report, retrain, predict. Each reads a
-study (or an export of one); the work is in search.status, export, confirm, report and predict."""
+study (or an export of one); the work is in search.status, dashboard, export, retrain,
+confirm, report and predict."""
 
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(a: argparse.Namespace) -> int:
-    from search.status import run_dashboard
+    from search.dashboard import run_dashboard
     run_dashboard(storage(a), a.host, a.port)
     return 0
 
@@ -134,8 +135,8 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def cmd_retrain(a: argparse.Namespace) -> int:
-    from search.export import print_retrain, retrain
-    from search.storage import SearchError
+    from search.retrain import print_retrain, retrain
+    from search.errors import SearchError
     if a.seeds < 1:
         raise SearchError(f"--seeds {a.seeds}: must be >= 1")
     out = Path(a.out) if a.out else Path(a.config).with_suffix("")

@@ -6,7 +6,7 @@ import argparse
 
 from search.cli.common import set_option, storage, storage_options
 from search.samplers import OPTUNA_SAMPLERS
-from search.storage import SearchError
+from search.errors import SearchError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
