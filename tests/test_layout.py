@@ -1,7 +1,8 @@
 """The layout DESIGN.md draws, checked on the source (ast, nothing imported): no import circle among
 the modules of data_io, models, spaces and search (lazy imports inside functions count), no private
-name (one leading underscore) imported from another module of theirs, and the package arrows
-data_io <- models <- spaces <- search, with Ray imported by search alone."""
+name (one leading underscore) imported from another module of theirs, the package arrows
+data_io <- models <- spaces <- search with Ray imported by search alone, and no module of search over
+300 lines nor function over 60."""
 
 from __future__ import annotations
 
@@ -281,3 +282,19 @@ def test_arrows_against_the_design_lazy_imports_included(tmp_path):
         "data_io": ["data_io.a imports models (data_io/a.py:2)"],
         "models": ["models.m imports ray.tune (models/m.py:1): only search imports Ray"],
         "spaces": [], "search": []}
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 300, 60  # issue 44: search/ holds no grab-bag module or function
+
+
+def test_search_has_no_grab_bag_module_or_function():
+    too_big = []
+    for name, path in modules(ROOT, ("search",)).items():
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > MAX_MODULE_LINES:
+            too_big.append(f"{name}: {text.count(chr(10))} lines")
+        too_big += [f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines"
+                    for node in ast.walk(ast.parse(text))
+                    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not too_big, too_big
