@@ -11,33 +11,18 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as F
 
 import data_io
 import models.tasks
 from data_io import SPLITS, Dataset, DatasetInfo, DataKind, SplitArrays, register_kind
-from data_io.batches import iter_batches
 from models.metrics import RankMetrics
-from models.tasks import Task, register_task
+from models.tasks import Task, outputs, register_task
 from models.vector_nets import ClassHead, VectorInputModel
 from search.cli import main
 
 NAME = "sign"
 LABELS = ["down", "up"]
-
-
-@torch.no_grad()
-def _outputs(model, split: SplitArrays, batch_size: int):
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        for b in iter_batches(split, batch_size):
-            b = b.to(device)
-            yield model(b.seq, b.user, b.lengths), b
-    finally:
-        model.train(was)
 
 
 class SignTask(Task):
@@ -58,14 +43,14 @@ class SignTask(Task):
 
     def evaluate(self, model, data, split, loss=None, batch_size=512):
         acc = RankMetrics(len(data.info.classes))
-        for logp, b in _outputs(model, data[split], batch_size):
+        for logp, b in outputs(model, data[split], batch_size):
             acc.add(logp, b.target)
         m = acc.result()
         return {"acc1": m["acc1"], "loss": m["loss"]}
 
     def top_k(self, model, data, split, k, batch_size=512):
         rows, preds, scores = [], [], []
-        for logp, b in _outputs(model, data[split], batch_size):
+        for logp, b in outputs(model, data[split], batch_size):
             top = logp.topk(k, dim=1)
             rows.append(b.index.cpu().numpy())
             preds.append(top.indices.cpu().numpy())

@@ -2,7 +2,7 @@
 a new task registers itself with `register_task` (and its data with `data_io.register_kind`)."""
 
 from models.config import ModelError
-from models.tasks._base import LossFn, Task
+from models.tasks._base import LossFn, Task, outputs
 from models.tasks.category import CategoryTask
 from models.tasks.location import LocationTask
 from models.tasks.vector import VectorTask
@@ -22,4 +22,4 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-__all__ = ["TASKS", "Task", "LossFn", "get_task", "register_task"]
+__all__ = ["TASKS", "Task", "LossFn", "get_task", "outputs", "register_task"]
