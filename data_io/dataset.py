@@ -2,7 +2,7 @@
 plus `dataset.json` holding a DatasetInfo with a content fingerprint. Loading gives padded
 numpy matrices (tensorised once) that Ray can share zero-copy through its object store.
 
-The vector kinds have their own format (`vector_io`); `data_io.load_dataset` picks one by the
+The vector kinds have their own format (`vector_seq_files`); `data_io.load_dataset` picks one by the
 task in `dataset.json`. The shared types live in `dataset_types`, atomic writing in `staging`.
 """
 

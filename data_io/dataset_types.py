@@ -2,7 +2,7 @@
 a dataset says about itself), `SplitArrays` (one tensorised split), `Dataset`, and `read_info`.
 
 Their own module, below every format and reader, so the location format (`dataset`), the
-vector kinds (`vectors`, `vector_io`, `targets`), folds and batches all import the types from
+vector kinds (`vector_seqs`, `vector_seq_files`, `targets`), folds and batches all import the types from
 one place without importing each other.
 """
 

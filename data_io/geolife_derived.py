@@ -35,7 +35,7 @@ from data_io.errors import DataError
 from data_io.geolife import GEOLIFE_COLUMNS, GEOLIFE_PARAMS
 from data_io.prepare import Samples, build_samples, split_labels
 from data_io.tables import Staypoints, integer_column, number_column, read_frame, read_id_list, read_staypoints
-from data_io.vectors import VectorSamples, add_folds, vector_dataset
+from data_io.vector_seqs import VectorSamples, add_folds, vector_dataset
 
 FILES = {"staypoints": "dataSet_geolife.csv", "valid_ids": "valid_ids_geolife.csv",
          "locations": "locations_geolife.csv"}

@@ -4,7 +4,7 @@ dataset from disk (`load`), how to build it from a space's `synthetic:` settings
 folder (`read`), what `nextsweep data synth` writes for it (`synthesize`), and how `data info`
 and `space check` describe it (`describe`, `headline`).
 
-The built-in kinds live in `kind_location` (staypoints, Parquet) and `kind_vectors` (category and
+The built-in kinds live in `kind_location` (staypoints, Parquet) and `kind_vector_seqs` (category and
 vector, .npz); `data_io/__init__` registers them, so they are there whenever data_io is imported. A new
 task registers its own kind with `register_kind` (its models side: `models.tasks.register_task`).
 """

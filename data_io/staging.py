@@ -1,7 +1,7 @@
 """Writing a dataset directory atomically, for every data kind: refuse an `out` that is not
 ours before any work (`check_output_dir`), write into a temp dir beside it (`staged_dir`), and
 swap that in (`swap_in`), so `out` never holds a partial dataset. Its own module so the location
-format (`dataset`) and the vector format (`vector_io`) share it without importing each other.
+format (`dataset`) and the vector format (`vector_seq_files`) share it without importing each other.
 """
 
 from __future__ import annotations

@@ -6,12 +6,14 @@ import difflib
 from dataclasses import asdict, dataclass, fields
 
 FAMILIES = ("transformer", "gru", "lstm", "hybrid", "pointer", "hrm")
-LOSSES = ("ce", "label_smoothing", "weighted_ce", "focal", "mse", "cosine", "infonce", "mix", "bank_nce")  # each task allows some
+# LOSSES, METRICS and MINIMIZED: every registered task's names (each task allows some of them);
+# models.tasks.register_task adds a new task's through allow(), so a task brings its own.
+LOSSES = ["ce", "label_smoothing", "weighted_ce", "focal", "mse", "cosine", "infonce", "mix", "bank_nce"]
 SAMPLERS = ("uniform", "balanced")
 SCHEDULES = ("cosine", "onecycle", "constant")
 MATMULS = ("fp32", "bf16")  # TrainConfig.matmul
-METRICS = ("val_hit5", "val_acc1", "val_hit10", "val_mrr", "val_ndcg10", "val_f1", "val_loss", "val_hit1", "val_cos")
-MINIMIZED = ("val_loss",)  # the one source of truth for which way a metric is better
+METRICS = ["val_hit5", "val_acc1", "val_hit10", "val_mrr", "val_ndcg10", "val_f1", "val_loss", "val_hit1", "val_cos"]
+MINIMIZED = {"val_loss"}  # the one source of truth for which way a metric is better
 FEATURES = ("user", "tod", "weekday", "dur", "days_before", "position")
 
 
@@ -130,6 +132,13 @@ def metric_mode(metric: str) -> str:
     """'max' or 'min': the direction in which `metric` gets better."""
     _choice("metric", metric, METRICS)
     return "min" if metric in MINIMIZED else "max"
+
+
+def allow(losses: tuple[str, ...], metrics: tuple[str, ...], minimized: tuple[str, ...] = ()) -> None:
+    """Make a task's loss and metric names known (and which of its metrics are better lower)."""
+    LOSSES.extend(x for x in losses if x not in LOSSES)
+    METRICS.extend(x for x in metrics if x not in METRICS)
+    MINIMIZED.update(minimized)
 
 
 def _choice(key: str, value, allowed: tuple) -> None:

@@ -1,7 +1,7 @@
 """Warnings where a sweep looks mis-set, computed from the study on demand (the sweep's summary
 and `nextsweep report` print them). Each one names what to change in the space file.
 
-"Top trials" are the best TOP_K COMPLETE trials (search.outcomes.ranked); "most" means at least
+"Top trials" are the best TOP_K COMPLETE trials (search.ranking.ranked); "most" means at least
 MOST of them. With fewer than MIN_TOP complete trials nothing about the top trials is said.
 """
 
@@ -14,7 +14,8 @@ import statistics
 import optuna
 from optuna.trial import FrozenTrial
 
-from search.outcomes import ranked, tally
+from search.outcomes import tally
+from search.ranking import ranked
 from search.study_record import read
 from spaces import changes_count
 

@@ -18,7 +18,7 @@ import torch
 
 from models import fit
 from models.native import runtime_facts, runtime_notice
-from search.outcomes import confirmation, ranked, then_value
+from search.ranking import confirmation, ranked, then_value
 from search.errors import SearchError
 from search.storage import load_study, set_finished_trial_attr
 from search.study_record import read

@@ -10,7 +10,7 @@ import yaml
 
 from models.native import RUNTIME_KEYS
 from search.errors import SearchError
-from search.outcomes import confirmation, pareto_front, ranked
+from search.ranking import confirmation, pareto_front, ranked
 from search.storage import file_stem, load_study, redact
 from search.study_record import read
 

@@ -19,7 +19,8 @@ from optuna.trial import FrozenTrial
 
 from search.advice import sweep_warnings
 from search.asha import asha_text, rungs  # ASHA's rungs, computed as the sweep checkpoints at them
-from search.outcomes import outcome, pareto_front, ranked, tally
+from search.outcomes import outcome, tally
+from search.ranking import pareto_front, ranked
 from search.report_html import Page, duration, esc, num, shown, table
 from search.errors import SearchError
 from search.storage import load_study, redact

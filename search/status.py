@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from search.baselines import baseline_lines, margin_line
 from search.storage import load_study, redact
-from search.outcomes import confirmation, ranked, tally
+from search.outcomes import tally
+from search.ranking import confirmation, ranked
 from search.study_record import read
 from search.summary import confirmed_text, tally_line, then_text
 

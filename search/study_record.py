@@ -43,7 +43,7 @@ class StudyMeta:
     fingerprint: str | None = None  # of the dataset the sweep trained on
     budget: int | None = None  # max parameters
     metric: str = DEFAULT_METRIC  # the objective
-    then: tuple[str, ...] = ()  # ranking only (outcomes.ranked): kept out of space_signature, so a changed `then` resumes
+    then: tuple[str, ...] = ()  # ranking only (ranking.ranked): kept out of space_signature, so a changed `then` resumes
     tolerance: float = DEFAULT_TOLERANCE  # ranking only; a stored non-finite one reads as the default
     space_signature: dict | None = None  # what a resume must share with the space (None: a study from before)
     samples: int | None = None

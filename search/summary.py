@@ -13,7 +13,8 @@ from optuna.trial import FrozenTrial
 
 from search.advice import sweep_warnings
 from search.baselines import margin_line
-from search.outcomes import confirmation, ranked, tally, then_value
+from search.outcomes import tally
+from search.ranking import confirmation, ranked, then_value
 from search.storage import has_password, redact
 from search.study_record import read
 

@@ -16,7 +16,7 @@ A space file:
 
 Relative paths are resolved against the space file's folder. `objective.then` (optional) names
 secondary metrics that order trials whose objective differs by no more than `tolerance` (or by the
-confirmed seed std, see search/outcomes.py ranked()); ASHA still prunes on `metric` alone.
+confirmed seed std, see search/ranking.py ranked()); ASHA still prunes on `metric` alone.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ import yaml
 
 from data_io import DatasetInfo, fold_view
 from data_io.dataset_types import Dataset, SplitArrays
-from data_io.synthetic_vectors import CategorySynthParams, synthetic_category
-from data_io.vectors import VectorSamples, vector_dataset
+from data_io.synthetic_vector_seqs import CategorySynthParams, synthetic_category
+from data_io.vector_seqs import VectorSamples, vector_dataset
 from models.tasks import get_task
 from models.tasks.location import markov_scores
 from search.baselines import margin_line

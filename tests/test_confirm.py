@@ -11,7 +11,7 @@ from search.cli import main
 from search.confirm import SEED_STRIDE, ConfirmOptions, add_run, run_confirm
 from search.export import export_top, read_export
 from search.retrain import torch_threads
-from search.outcomes import ranked
+from search.ranking import ranked
 from search.storage import load_study
 from search.sweep import SweepOptions, run_sweep
 from spaces.data import load_data

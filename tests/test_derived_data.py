@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from data_io import DataError, load_dataset
-from data_io.synthetic_vectors import CategorySynthParams, VectorSynthParams, synthetic_category, synthetic_vector
+from data_io.synthetic_vector_seqs import CategorySynthParams, VectorSynthParams, synthetic_category, synthetic_vector
 from search.cli import main
 
 

@@ -15,10 +15,11 @@ import torch.nn.functional as F
 
 import data_io
 import models.tasks
+from models import config
 from data_io import SPLITS, Dataset, DatasetInfo, DataKind, SplitArrays, register_kind
 from models.metrics import RankMetrics
 from models.tasks import Task, outputs, register_task
-from models.vector_nets import ClassHead, VectorInputModel
+from models.vector_seq_nets import ClassHead, VectorInputModel
 from search.cli import main
 
 NAME = "sign"
@@ -29,10 +30,11 @@ class SignTask(Task):
     """Two classes from vector inputs: the walk's next velocity is negative (0) or positive (1)."""
 
     name = NAME
-    losses = ("ce",)
-    metrics = ("val_acc1", "val_loss")
+    losses = ("sign_nll",)  # names no shipped task has: registering the task makes them valid
+    metrics = ("val_acc1", "val_brier", "val_loss")
+    minimized = ("val_brier",)
     objective = "val_acc1"
-    default_loss = "ce"
+    default_loss = "sign_nll"
     families = ("gru", "transformer")
 
     def build(self, mcfg, info):
@@ -42,11 +44,12 @@ class SignTask(Task):
         return lambda logp, batch: F.nll_loss(logp, batch.target)
 
     def evaluate(self, model, data, split, loss=None, batch_size=512):
-        acc = RankMetrics(len(data.info.classes))
+        acc, brier = RankMetrics(len(data.info.classes)), []
         for logp, b in outputs(model, data[split], batch_size):
             acc.add(logp, b.target)
+            brier.append(((logp[:, 1].exp() - b.target.float()) ** 2).cpu().numpy())
         m = acc.result()
-        return {"acc1": m["acc1"], "loss": m["loss"]}
+        return {"acc1": m["acc1"], "brier": float(np.concatenate(brier).mean()), "loss": m["loss"]}
 
     def top_k(self, model, data, split, k, batch_size=512):
         rows, preds, scores = [], [], []
@@ -117,10 +120,13 @@ def _register_sign() -> None:
 
 @pytest.fixture
 def sign_task():
+    known = list(config.LOSSES), list(config.METRICS), set(config.MINIMIZED)
     _register_sign()
     yield
     models.tasks.TASKS.pop(NAME, None)
     data_io.kinds.KINDS.pop(NAME, None)
+    config.LOSSES[:], config.METRICS[:] = known[:2]  # other tests list the valid names
+    config.MINIMIZED.intersection_update(known[2])
 
 
 SPACE = """
@@ -145,6 +151,10 @@ def test_space_check_of_a_fourth_task(sign_task, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "data         synthetic-sign: 2 classes, train " in out
     assert "objective    val_acc1 (max)" in out and out.rstrip().endswith("ok")
+    # its own loss and its own lower-is-better metric, declared only on SignTask above
+    space.write_text(SPACE.replace("batch_size: 64", "batch_size: 64\n  loss: sign_nll\nobjective: {metric: val_brier}"))
+    assert main(["space", "check", str(space), "--samples", "5"]) == 0
+    assert "objective    val_brier (min)" in capsys.readouterr().out
 
 
 def test_a_fourth_task_refuses_what_it_cannot_train(sign_task, tmp_path, capsys):
@@ -199,3 +209,4 @@ def test_a_two_trial_sweep_of_a_fourth_task(sign_task, tmp_path, monkeypatch):
     assert study.user_attrs["task"] == NAME
     best = study.best_trial
     assert 0 <= best.value <= 1 and best.user_attrs["best_metrics"]["val_acc1"] == pytest.approx(best.value, abs=1e-6)
+    assert 0 <= best.user_attrs["best_metrics"]["val_brier"] <= 1

@@ -182,7 +182,7 @@ def _project() -> tuple[dict[str, Path], list[Import], dict[str, dict[str, str]]
 def test_the_four_packages_are_found():
     mods, _, _ = _project()
     assert set(PACKAGES) <= set(mods)
-    assert {"search.outcomes", "search.summary", "search.advice"} <= set(mods)
+    assert {"search.outcomes", "search.ranking", "search.summary", "search.advice"} <= set(mods)
 
 
 @pytest.mark.parametrize("package", PACKAGES)

@@ -1,4 +1,4 @@
-"""The one ranking (search.outcomes.ranked): ties on a saturating objective broken by the space's
+"""The one ranking (search.ranking.ranked): ties on a saturating objective broken by the space's
 `then` metrics, confirmed means first; the Pareto front and `export --pareto`; the schema of
 objective.then / tolerance. Hand-built studies: every figure is chosen by the test."""
 
@@ -14,7 +14,7 @@ from optuna.trial import TrialState, create_trial
 
 from search.cli import main
 from search.export import read_export
-from search.outcomes import pareto_front, ranked
+from search.ranking import pareto_front, ranked
 from search.study_record import space_signature
 from spaces import load_space
 

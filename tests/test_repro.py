@@ -13,7 +13,7 @@ from models import native
 from search.confirm import ConfirmOptions, run_confirm
 from search.export import export_top
 from search.retrain import retrain
-from search.outcomes import ranked
+from search.ranking import ranked
 from search.storage import load_study, set_finished_trial_attr
 from search.study_record import code_version
 from search.sweep import SweepOptions, run_sweep

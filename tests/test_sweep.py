@@ -19,7 +19,7 @@ from pgserver import free_port
 from search.cli import main
 from search.export import export_top, read_export
 from search.retrain import retrain
-from search.outcomes import ranked
+from search.ranking import ranked
 from search.sweep import SweepOptions, run_sweep
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from data_io.folds import fold_view
-from data_io.synthetic_vectors import CategorySynthParams, VectorSynthParams, synthetic_category, synthetic_vector
+from data_io.synthetic_vector_seqs import CategorySynthParams, VectorSynthParams, synthetic_category, synthetic_vector
 from models import build_model, evaluate, fit
 from search.outcomes import tally
 from search.asha.scheduler import RecordingASHA
@@ -117,7 +117,7 @@ def test_space_checks_per_task(tmp_path, edit, message):
 
 
 def test_a_space_naming_another_tasks_dataset_is_refused(tmp_path, cat):
-    from data_io.vector_io import write_vector_dataset
+    from data_io.vector_seq_files import write_vector_dataset
     write_vector_dataset(tmp_path / "ds", cat)
     raw = {"name": "x", "task": "vector", "data": {"path": str(tmp_path / "ds")}, "params": {"lr": 0.001}}
     with pytest.raises(SpaceError, match="holds a category dataset, but the space's task is vector"):

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from data_io.batches import Batch
-from data_io.synthetic_vectors import VectorSynthParams, synthetic_vector
-from data_io.vectors import VectorSamples, vector_dataset
+from data_io.synthetic_vector_seqs import VectorSynthParams, synthetic_vector
+from data_io.vector_seqs import VectorSamples, vector_dataset
 from models import ModelError, build_model, count_params
 from models.config import FAMILIES, TrainConfig
 from models.tasks import get_task

@@ -28,6 +28,7 @@ class Task(ABC):
     name: str
     losses: tuple[str, ...]  # TrainConfig.loss values this task trains with
     metrics: tuple[str, ...]  # the val_* metrics it reports (any can be the objective)
+    minimized: tuple[str, ...] = ()  # those of its metrics that are better lower (val_loss always is)
     objective: str  # the default objective
     default_loss: str  # the loss when a space does not choose one
     families: tuple[str, ...] = tuple(f for f in FAMILIES if f != "pointer")

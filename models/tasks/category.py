@@ -15,7 +15,7 @@ from models.config import ModelConfig, TrainConfig
 from models.metrics import RankMetrics, unique_top1
 from models.tasks._base import LossFn, Task, check_k, class_top_k, last_step, most_frequent, outputs, rank_scores
 from models.tasks.location import class_loss
-from models.vector_nets import ClassHead, VectorInputModel
+from models.vector_seq_nets import ClassHead, VectorInputModel
 
 
 class CategoryTask(Task):

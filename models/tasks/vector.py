@@ -16,7 +16,7 @@ from data_io.batches import Batch
 from models.config import ModelConfig, ModelError, TrainConfig
 from models.metrics import pessimistic_rank
 from models.tasks._base import LossFn, Task, check_k, split_order, last_step, outputs, row_chunks
-from models.vector_nets import VectorHead, VectorInputModel
+from models.vector_seq_nets import VectorHead, VectorInputModel
 
 
 TIE_ATOL = 1e-6  # cosine scores this close to the target's are ties (counted against it)

@@ -113,7 +113,7 @@ def _register_synth(data: argparse._SubParsersAction) -> None:
     s.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     s.add_argument("--task", default="location", choices=list(KINDS),
                    help="location (default): staypoints; category / vector: sequences of D-dim item vectors, "
-                        "--users groups, --days steps per group, --locations items (see data_io/synthetic_vectors.py)")
+                        "--users groups, --days steps per group, --locations items (see data_io/synthetic_vector_seqs.py)")
     s.add_argument("--dim", type=int, default=64, help="category / vector: item vector dimension (default 64)")
     s.add_argument("--folds", type=int, default=5, help="category / vector: grouped K-fold over train + val (default 5)")
     prep_options(s)
@@ -167,7 +167,7 @@ def cmd_prepare_geolife_vector(a: argparse.Namespace) -> int:
 def _write_vectors(a: argparse.Namespace, build) -> int:
     """Check --out first (no reading for nothing), build the dataset, write it, print its facts."""
     from data_io.staging import check_output_dir
-    from data_io.vector_io import write_vector_dataset
+    from data_io.vector_seq_files import write_vector_dataset
     t = time.perf_counter()
     check_output_dir(Path(a.out), a.overwrite)
     ds = build()
@@ -178,8 +178,8 @@ def _write_vectors(a: argparse.Namespace, build) -> int:
 
 
 def cmd_prepare_vectors(a: argparse.Namespace) -> int:
-    from data_io.vector_io import VectorColumns, vectors_from_files
-    from data_io.vectors import VectorParams
+    from data_io.vector_seq_files import VectorColumns, vectors_from_files
+    from data_io.vector_seqs import VectorParams
     cols = VectorColumns(seq=a.seq_col, group=a.group_col, target=a.target_col, split=a.split_col, dim=a.dim,
                          max_history=a.max_history)
     params = VectorParams(val_frac=a.val_frac, test_frac=a.test_frac, folds=a.folds, seed=a.seed)
@@ -188,8 +188,8 @@ def cmd_prepare_vectors(a: argparse.Namespace) -> int:
 
 
 def cmd_prepare_events(a: argparse.Namespace) -> int:
-    from data_io.vector_io import EventColumns, events_from_files
-    from data_io.vectors import VectorParams
+    from data_io.vector_seq_files import EventColumns, events_from_files
+    from data_io.vector_seqs import VectorParams
     cols = EventColumns(group=a.group_col, time=a.time_col, item=a.item_col, category=a.category_col,
                         item_id=a.item_id_col, item_vec=a.item_vec_col)
     params = VectorParams(window=a.window, stride=a.stride, min_history=a.min_history, split_by=a.split_by,

@@ -23,7 +23,7 @@ import numpy as np
 
 from data_io.dataset_types import SPLITS, Dataset
 from data_io.errors import DataError
-from data_io.vectors import VectorSamples, add_folds, vector_dataset
+from data_io.vector_seqs import VectorSamples, add_folds, vector_dataset
 
 
 @dataclass(frozen=True)

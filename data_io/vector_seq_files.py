@@ -26,7 +26,7 @@ from data_io.folds import grouped_split
 from data_io.staging import check_output_dir, staged_dir
 from data_io.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, column, read_frame
 from data_io.targets import facts_at, target_kind
-from data_io.vectors import Events, VectorParams, VectorSamples, add_folds, events_dataset, fingerprint, take, vector_dataset
+from data_io.vector_seqs import Events, VectorParams, VectorSamples, add_folds, events_dataset, fingerprint, take, vector_dataset
 
 REQUIRED = ("x", "lengths", "group", "target", "sample_id")
 SPLIT_NAMES = {"train": 0, "val": 1, "test": 2}

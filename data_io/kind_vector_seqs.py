@@ -1,6 +1,6 @@
-"""The category and vector tasks' data kinds: sequences of given D-dim vectors (`vectors`),
-stored as .npz splits (`vector_io`), their targets per kind (`targets`), from files, events, the
-Geolife-derived presets (`geolife_derived`) or the chain generators (`synthetic_vectors`)."""
+"""The category and vector tasks' data kinds: sequences of given D-dim vectors (`vector_seqs`),
+stored as .npz splits (`vector_seq_files`), their targets per kind (`targets`), from files, events, the
+Geolife-derived presets (`geolife_derived`) or the chain generators (`synthetic_vector_seqs`)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from data_io.errors import DataError
 from data_io.geolife_derived import DerivedParams, geolife_category, geolife_vector
 from data_io.kinds import DataKind
 from data_io.staging import check_output_dir
-from data_io.synthetic_vectors import CategorySynthParams, VectorSynthParams, synthetic_category, synthetic_vector
+from data_io.synthetic_vector_seqs import CategorySynthParams, VectorSynthParams, synthetic_category, synthetic_vector
 from data_io.targets import facts_at, target_kind
-from data_io.vector_io import load_vector_dataset, write_vector_dataset
+from data_io.vector_seq_files import load_vector_dataset, write_vector_dataset
 
 
 class VectorsKind(DataKind):
