@@ -17,7 +17,10 @@ import numpy as np
 from data_io.errors import DataError
 
 SPLITS = ("train", "val", "test")
-FORMAT_VERSION = 1
+# 2: category datasets may carry each history step's class (seq "cls", history_classes); the
+# vector task's bank row of each history step (seq "row") is stored. Version 1 still reads.
+FORMAT_VERSION = 2
+READS = (1, 2)
 INFO_FILE = "dataset.json"
 
 
@@ -40,6 +43,7 @@ class DatasetInfo:
     target_dim: int = 0  # vector: dimension of the target vectors
     classes: list[str] = field(default_factory=list)  # category: label of each class id
     n_folds: int = 0  # grouped cross-validation folds over train + val (0 = none)
+    history_classes: bool = False  # category: each history step's class is known (seq "cls": class + 1, 0 = unknown)
 
     @property
     def n_classes(self) -> int:
@@ -69,7 +73,9 @@ class SplitArrays:
     user: np.ndarray  # [N] user / group code (0 = none)
     target: np.ndarray  # [N] class ids, or float32 [N, target_dim] for the vector task
     lengths: np.ndarray  # [N]
-    seq: dict[str, np.ndarray]  # each [N, L] (codes), or {"vec": float32 [N, L, D]}
+    # each [N, L] (codes), or {"vec": float32 [N, L, D]} plus, for the vector kinds, "cls"
+    # (category: class + 1 of each step, 0 = unknown) or "row" (vector: bank row + 1, 0 = none)
+    seq: dict[str, np.ndarray]
     target_id: np.ndarray | None = None  # vector task: row of the target in the split's bank
     fold: np.ndarray | None = None  # train / val: the sample's grouped CV fold (0..n_folds-1)
 
@@ -98,6 +104,7 @@ def read_info(path: str | Path) -> DatasetInfo:
         info = DatasetInfo.from_dict(raw)
     except (ValueError, TypeError) as exc:
         raise DataError(f"{info_file}: unreadable dataset info ({exc}); prepare the dataset again") from None
-    if info.format_version != FORMAT_VERSION:
-        raise DataError(f"{info_file}: format version {info.format_version}, this nextsweep reads {FORMAT_VERSION}; prepare the dataset again")
+    if info.format_version not in READS:
+        raise DataError(f"{info_file}: format version {info.format_version}, this nextsweep reads "
+                        f"{', '.join(map(str, READS))}; prepare the dataset again")
     return info  # its task is checked against the registered kinds by data_io.kinds.read_info

@@ -74,7 +74,13 @@ def fold_view(ds: Dataset, fold: int) -> Dataset:
     pool = _concat(ds["train"], ds["val"])
     banks = dict(ds.banks)
     if "train" in ds.banks:
-        bank, pool.target_id = _union_bank(ds.banks["train"], ds.banks["val"], ds["train"], ds["val"])
+        bank, new_row = _union_bank(ds.banks["train"], ds.banks["val"])
+        offset = len(ds.banks["train"])  # val's rows follow train's in the concatenation new_row maps
+        pool.target_id = new_row[np.concatenate([ds["train"].target_id, ds["val"].target_id + offset])]
+        if "row" in pool.seq:  # history steps' bank rows + 1 (0 = none), moved to the union bank
+            n_train, hist = len(ds["train"]), pool.seq["row"]
+            shifted = np.where(np.arange(len(hist))[:, None] < n_train, hist - 1, hist - 1 + offset)
+            pool.seq["row"] = np.where(hist > 0, new_row[np.maximum(shifted, 0)] + 1, 0)
         banks["train"] = banks["val"] = bank
     inside = pool.fold == fold
     splits = {"train": _take(pool, ~inside), "val": _take(pool, inside), "test": ds["test"]}
@@ -99,9 +105,9 @@ def _take(s: SplitArrays, rows: np.ndarray) -> SplitArrays:
                        None if s.target_id is None else s.target_id[rows], s.fold[rows])
 
 
-def _union_bank(train: np.ndarray, val: np.ndarray, a: SplitArrays, b: SplitArrays) -> tuple[np.ndarray, np.ndarray]:
-    """One bank for train + val, and each pooled sample's row in it."""
+def _union_bank(train: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One bank for train + val, and the row in it of each row of the two banks concatenated."""
     if np.array_equal(train, val):  # the usual case (e.g. all item vectors): keep the rows as they are
-        return train, np.concatenate([a.target_id, b.target_id])
+        return train, np.r_[np.arange(len(train)), np.arange(len(val))]
     bank, row = np.unique(np.concatenate([train, val]), axis=0, return_inverse=True)
-    return bank, row.ravel()[np.concatenate([a.target_id, b.target_id + len(train)])]
+    return bank, row.ravel()

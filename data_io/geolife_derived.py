@@ -18,6 +18,8 @@ geolife-category: the target is the region of the next place: k-means (fixed see
 coordinates of ALL locations (not learned from the splits). Coordinates span the world while most
 places lie in Beijing, so k-means runs on per-axis quantile coordinates (raw coordinates give one
 region holding 96% of targets); regions without a train target are merged into the nearest one.
+Each history place's region is carried too (the class of each step, history_classes), for every
+place including those never seen in train: a place's region is a fact of the locations file.
 geolife-vector: the target is the next place's embedding; the bank (every split) is the zero
 vector plus every train location's row, so Hit@5 compares with a classifier's Acc@5.
 Both have grouped CV folds by user over train + val.
@@ -98,6 +100,7 @@ class _Base:
     samples: dict[str, Samples]  # the next-location samples (location codes 0 pad, 1 unseen, 2..)
     table: np.ndarray  # [n_codes, D]: the embedding of each location code (0 and 1: zero)
     target_location: dict[str, np.ndarray]  # raw location id of each target
+    history_location: dict[str, np.ndarray]  # raw location id of each history record (flat, as Samples.seq)
 
 
 def _base(staypoints: Path, valid_ids: Path, p: DerivedParams) -> _Base:
@@ -108,26 +111,31 @@ def _base(staypoints: Path, valid_ids: Path, p: DerivedParams) -> _Base:
     table = np.vstack([np.zeros((2, p.dim), np.float32), emb])
     by_id = np.argsort(sp.id, kind="stable")
     target_location = {k: sp.location[by_id[np.searchsorted(sp.id[by_id], v.sample_id)]] for k, v in samples.items()}
-    return _Base(samples, table, target_location)
+    ordered = _sorted(sp).location  # history_rows index the staypoints sorted as build_samples sorts them
+    history_location = {k: ordered[v.history_rows] for k, v in samples.items()}
+    return _Base(samples, table, target_location, history_location)
 
 
-def _inputs(s: Samples, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Right-padded history embeddings [N, L, D] and lengths (padding code 0 = zero vector)."""
+def _padded(s: Samples, flat: np.ndarray) -> np.ndarray:
+    """A flat per-history-record column as a right-padded [N, L] matrix (padding 0)."""
     lengths = np.diff(s.offsets)
     rows = np.repeat(np.arange(len(lengths)), lengths)
     cols = np.arange(len(rows)) - np.repeat(s.offsets[:-1], lengths)
-    codes = np.zeros((len(lengths), int(lengths.max())), dtype=np.int64)
-    codes[rows, cols] = s.seq["loc"]
-    return table[codes], lengths.astype(np.int64)
+    out = np.zeros((len(lengths), int(lengths.max())), dtype=np.int64)
+    out[rows, cols] = flat
+    return out
 
 
-def _splits(b: _Base, targets: dict[str, np.ndarray], p: DerivedParams, where: str) -> dict[str, VectorSamples]:
+def _splits(b: _Base, targets: dict[str, np.ndarray], p: DerivedParams, where: str,
+            step_class: dict[str, np.ndarray] | None = None) -> dict[str, VectorSamples]:
     """The vector-task splits, aligned with the next-location samples (sample_id = staypoint id),
-    with grouped folds by user over train + val."""
+    with grouped folds by user over train + val; history embeddings by location code (padding
+    code 0 = zero vector) and, given `step_class` (flat, class + 1), each step's class."""
     out = {}
     for name, s in b.samples.items():
-        x, lengths = _inputs(s, b.table)
-        out[name] = VectorSamples(x, lengths, s.user, targets[name], sample_id=s.sample_id)
+        x, lengths = b.table[_padded(s, s.seq["loc"])], np.diff(s.offsets).astype(np.int64)
+        history_class = None if step_class is None else _padded(s, step_class[name])
+        out[name] = VectorSamples(x, lengths, s.user, targets[name], sample_id=s.sample_id, history_class=history_class)
     add_folds(out, p.n_folds, p.seed, where)
     return out
 
@@ -226,7 +234,8 @@ def geolife_category(staypoints: str | Path, valid_ids: str | Path, locations: s
 
     regions = {k: region_of(v) for k, v in b.target_location.items()}
     cls = _region_classes(region, centres, regions["train"])
-    splits = _splits(b, {k: cls[r] for k, r in regions.items()}, p, str(files["staypoints"]))
+    step_class = {k: cls[region_of(v)] + 1 for k, v in b.history_location.items()}  # every place has a region
+    splits = _splits(b, {k: cls[r] for k, r in regions.items()}, p, str(files["staypoints"]), step_class)
     params, source = _meta(files, p, ("dim", "regions", "n_folds", "seed"))
     classes = [f"region_{i}" for i in range(int(cls.max()) + 1)]
     return vector_dataset("geolife-category", "category", splits, classes=classes, n_folds=p.n_folds,

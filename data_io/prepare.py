@@ -54,6 +54,7 @@ class Samples:
     target: np.ndarray  # encoded location class
     offsets: np.ndarray  # [N + 1]: history of sample i is rows offsets[i]:offsets[i+1]
     seq: dict[str, np.ndarray]  # each flat, one value per history record
+    history_rows: np.ndarray | None = None  # flat, the row of each history record in the time-sorted staypoints
 
     def __len__(self) -> int:
         return len(self.target)
@@ -118,7 +119,7 @@ def build_split(sp: Staypoints, rows: np.ndarray, loc_code: np.ndarray, user_cod
         "dur": (duration // params.dur_minutes).astype(np.int64),
         "days_before": np.repeat(sp.day[target_rows], lengths) - sp.day[hist],
     }
-    return Samples(sp.id[target_rows], user_code[target_rows], loc_code[target_rows], offsets, seq)
+    return Samples(sp.id[target_rows], user_code[target_rows], loc_code[target_rows], offsets, seq, hist)
 
 
 def build_samples(sp: Staypoints, params: PrepareParams, valid_ids: np.ndarray | None = None,

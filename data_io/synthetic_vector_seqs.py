@@ -108,11 +108,14 @@ def _vectors(table: np.ndarray, items: np.ndarray) -> np.ndarray:
 
 
 def _build(p: ChainParams, task: str, chain: np.ndarray, emb: np.ndarray, target_of, rng: np.random.Generator,
-           **kw) -> Dataset:
+           item_class: np.ndarray | None = None, **kw) -> Dataset:
+    """`item_class` (category): each item's class, carried per history step as class + 1."""
     splits = {}
     for name, (g, t, length) in _samples(p, rng).items():
         items, target = _histories(chain, g, t, length, p.length)
-        splits[name] = VectorSamples(_vectors(emb, items), length.astype(np.int64), g + 1, target_of(target))
+        steps = None if item_class is None else np.where(items >= 0, item_class[np.maximum(items, 0)] + 1, 0)
+        splits[name] = VectorSamples(_vectors(emb, items), length.astype(np.int64), g + 1, target_of(target),
+                                     history_class=steps)
     add_folds(splits, p.n_folds, p.seed, "synthetic")
     params = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(p).items()}
     return vector_dataset(f"synthetic-{task}", task, splits, n_folds=p.n_folds, params=params,
@@ -161,7 +164,7 @@ def synthetic_category(p: CategorySynthParams = CategorySynthParams()) -> Datase
                               [cls[:, t - 1], rule_last[cls[:, t - 1]], rule_prev[cls[:, t - 2]]], _draw(taste, rng))
     members = (item_class[None, :] == np.arange(k)[:, None]).astype(np.float64)  # [k, items]
     chain = _draw(members[cls.ravel()], rng).reshape(cls.shape)  # an item of each step's class
-    return _build(p, "category", chain, emb, lambda items: item_class[items], rng,
+    return _build(p, "category", chain, emb, lambda items: item_class[items], rng, item_class,
                   classes=[f"class_{i}" for i in range(k)])
 
 

@@ -91,6 +91,9 @@ class CategoryTargets:
     def load_banks(self, path: Path) -> dict[str, np.ndarray]:
         return {}
 
+    def complete(self, arrays: dict[str, SplitArrays], banks: dict[str, np.ndarray]) -> None:
+        pass  # history classes cannot be derived: a dataset without them loads without them
+
     def facts(self, ds: Dataset) -> dict:
         return self._counts({s: ds[s].target for s in SPLITS})
 
@@ -180,10 +183,17 @@ class VectorTargets:
             given = banks is not None and split in banks
             out[split] = _check_bank(banks[split], arr, split, where) if given else _distinct(arr.target)
             arr.target_id = _rows_in_bank(arr.target, out[split], split, where)
+            arr.seq["row"] = history_rows(arr, out[split])
         return out
 
     def load_banks(self, path: Path) -> dict[str, np.ndarray]:
         return {s: load_npy(path / f"bank_{s}.npy") for s in SPLITS}
+
+    def complete(self, arrays: dict[str, SplitArrays], banks: dict[str, np.ndarray]) -> None:
+        """A dataset from before format 2 has no bank rows of its history steps: match them now."""
+        for split, arr in arrays.items():
+            if "row" not in arr.seq:
+                arr.seq["row"] = history_rows(arr, banks[split])
 
     def facts(self, ds: Dataset) -> dict:
         return {"banks": {s: len(b) for s, b in ds.banks.items()}}
@@ -231,14 +241,32 @@ def _check_bank(bank: np.ndarray, arr: SplitArrays, split: str, where: str) -> n
 
 
 def _rows_in_bank(targets: np.ndarray, bank: np.ndarray, split: str, where: str) -> np.ndarray:
-    """Each target's row in the bank (exact match), vectorised through a byte view of the rows."""
+    """Each target's row in the bank (exact match)."""
+    row, found = _match(bank, targets)
+    if not found.all():
+        raise DataError(f"{where}: {split}: {int((~found).sum())} target vectors are not in the bank; "
+                        "the bank must hold every target vector (or leave it out to use the targets themselves)")
+    return row
+
+
+def history_rows(arr: SplitArrays, bank: np.ndarray) -> np.ndarray:
+    """int64 [N, L]: the bank row + 1 of each history step's vector (exact match), 0 for padding,
+    a vector the bank lacks, or the all-zero vector (an unknown place: nothing to point at)."""
+    x = arr.seq["vec"]
+    real = (np.arange(x.shape[1])[None, :] < arr.lengths[:, None]) & np.any(x != 0, axis=-1)
+    out = np.zeros(x.shape[:2], dtype=np.int64)
+    if x.shape[-1] == bank.shape[1] and real.any():
+        row, found = _match(bank, x[real])
+        out[real] = np.where(found, row + 1, 0)
+    return out
+
+
+def _match(bank: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row of each vector in the bank, whether it is there), vectorised through a byte view."""
     def as_key(a: np.ndarray) -> np.ndarray:  # + 0.0 turns -0.0 into 0.0, which np.unique treats as equal
         a = np.ascontiguousarray(np.asarray(a, dtype=np.float32) + np.float32(0.0))
         return a.view(np.dtype((np.void, a.shape[1] * 4))).ravel()
     keys, first = np.unique(as_key(bank), return_index=True)
-    pos = np.minimum(np.searchsorted(keys, as_key(targets)), len(keys) - 1)
-    found = keys[pos] == as_key(targets)
-    if not found.all():
-        raise DataError(f"{where}: {split}: {int((~found).sum())} target vectors are not in the bank; "
-                        "the bank must hold every target vector (or leave it out to use the targets themselves)")
-    return first[pos].astype(np.int64)
+    want = as_key(vectors)
+    pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+    return first[pos].astype(np.int64), keys[pos] == want

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from data_io.columns import (VECTOR_SUFFIXES, check_finite, check_lengths, comparable, file_kind, last_padded, load_npy,
-                             load_npz, matrix, read_parquet, read_vectors, scalars, sequences)
+                             is_list, last_steps, list_lengths, load_npz, matrix, read_parquet, read_vectors, scalars,
+                             sequences)
 from data_io.dataset_types import INFO_FILE, SPLITS, Dataset, DatasetInfo, SplitArrays, read_info
 from data_io.errors import DataError
 from data_io.folds import grouped_split
@@ -49,15 +51,21 @@ def write_vector_dataset(out: str | Path, ds: Dataset, overwrite: bool = False) 
     return info
 
 
+OPTIONAL_SEQ = {"x_class": "cls", "x_row": "row"}  # stored array -> SplitArrays.seq key (format 2)
+
+
 def _split_dict(a: SplitArrays) -> dict[str, np.ndarray]:
     arrays = {"x": a.seq["vec"], "lengths": a.lengths, "group": a.user, "target": a.target, "sample_id": a.sample_id}
-    optional = {"target_id": a.target_id, "fold": a.fold}
+    optional = {"target_id": a.target_id, "fold": a.fold} | {k: a.seq.get(v) for k, v in OPTIONAL_SEQ.items()}
     return arrays | {k: v for k, v in optional.items() if v is not None}
 
 
 def load_vector_dataset(path: Path, info: DatasetInfo) -> Dataset:
     splits = {s: _load_split(path / f"{s}.npz") for s in SPLITS}
-    return Dataset(info, splits, path, target_kind(info.task, str(path)).load_banks(path))
+    kind = target_kind(info.task, str(path))
+    banks = kind.load_banks(path)
+    kind.complete(splits, banks)
+    return Dataset(info, splits, path, banks)
 
 
 def _load_split(file: Path) -> SplitArrays:
@@ -65,8 +73,8 @@ def _load_split(file: Path) -> SplitArrays:
     missing = [k for k in REQUIRED if k not in z]
     if missing:
         raise DataError(f"{file}: no array {missing[0]!r}; prepare the dataset again")
-    return SplitArrays(z["sample_id"], z["group"], z["target"], z["lengths"], {"vec": z["x"]},
-                       z.get("target_id"), z.get("fold"))
+    seq = {"vec": z["x"]} | {key: z[name] for name, key in OPTIONAL_SEQ.items() if name in z}
+    return SplitArrays(z["sample_id"], z["group"], z["target"], z["lengths"], seq, z.get("target_id"), z.get("fold"))
 
 
 def vector_facts(source: Dataset | str | Path) -> dict:
@@ -93,6 +101,7 @@ class VectorColumns:
     lengths: str = "lengths"  # .npz only, optional: steps of each right-padded sequence
     dim: int | None = None  # floats per step of a flat list<float> sequence column
     max_history: int | None = None  # keep each sequence's last N steps (None: all)
+    step_class: str | None = None  # category, optional: each history step's label (list column / [N, L] array)
 
 
 @dataclass
@@ -105,6 +114,7 @@ class _Raw:
     group: np.ndarray
     target: np.ndarray
     split: np.ndarray | None
+    step_labels: np.ndarray | None = None  # [N, L] labels of the history steps (None = padding)
 
 
 def vectors_from_files(task: str, files: list[str | Path], cols: VectorColumns, params: VectorParams,
@@ -120,6 +130,8 @@ def vectors_from_files(task: str, files: list[str | Path], cols: VectorColumns, 
         raise DataError(f"--max-history {cols.max_history}: must be >= 1 (steps kept per sequence)")
     kind = target_kind(task)
     kind.refuse_bank(bank)
+    if cols.step_class and task != "category":
+        raise DataError(f"--step-class-col {cols.step_class}: history classes are for the category task; drop it")
     where = " / ".join(str(f) for f in files)
     params.check(where)
     raws = [_read_samples(f, cols, kind) for f in files]
@@ -127,7 +139,8 @@ def vectors_from_files(task: str, files: list[str | Path], cols: VectorColumns, 
     group = _codes(np.concatenate([r.group for r in raws]))
     target, classes = kind.encode(np.concatenate([r.target for r in raws]))
     edges = np.cumsum([0] + [len(r.x) for r in raws])
-    per_file = [VectorSamples(r.x, r.lengths, group[a:b], target[a:b], sample_id=np.arange(a, b))
+    per_file = [VectorSamples(r.x, r.lengths, group[a:b], target[a:b], sample_id=np.arange(a, b),
+                              history_class=_class_steps(r.step_labels, classes))
                 for r, a, b in zip(raws, edges[:-1], edges[1:])]
     if len(files) == 3:
         splits, how = dict(zip(SPLITS, per_file)), "files"
@@ -155,12 +168,14 @@ def _read_samples(file: Path, cols: VectorColumns, kind) -> _Raw:
     x, lengths = sequences(table.column(cols.seq).combine_chunks(), file, cols.seq, cols.dim, cols.max_history)
     target = kind.read_column(table.column(cols.target), file, cols.target)
     split = scalars(table.column(cols.split), file, cols.split) if cols.split else None
-    return _Raw(file, x, lengths, scalars(table.column(cols.group), file, cols.group), target, split)
+    steps = _step_label_column(table, file, cols) if cols.step_class else None
+    return _Raw(file, x, lengths, scalars(table.column(cols.group), file, cols.group), target, split, steps)
 
 
 def _read_npz_samples(file: Path, cols: VectorColumns, kind) -> _Raw:
     z = load_npz(file)
     keys = {"seq": cols.seq, "group": cols.group, "target": cols.target, "split": cols.split}
+    keys["step-class"] = cols.step_class
     for what, key in keys.items():
         if key is not None and key not in z:
             raise DataError(f"{file}: no array '{key}' (arrays: {', '.join(z)}); name the right one with "
@@ -177,12 +192,57 @@ def _read_npz_samples(file: Path, cols: VectorColumns, kind) -> _Raw:
             raise DataError(f"{file}: array '{key}' has shape {z[key].shape}, '{cols.seq}' has {n} samples; give one "
                             "value per sample")
     check_lengths(lengths, file, cols.seq, width)
+    steps = _step_label_array(z, file, cols, x.shape[:2]) if cols.step_class else None
     if cols.max_history is not None:
+        if steps is not None:
+            steps = last_padded(steps[:, :, None], lengths, cols.max_history)[0][:, :, 0]
         x, lengths = last_padded(x, lengths, cols.max_history)
         width = x.shape[1]
     x = np.where(np.arange(width)[None, :, None] < lengths[:, None, None], x, 0).astype(np.float32)  # padding may be NaN
     check_finite(x.reshape(n, -1), file, cols.seq)
-    return _Raw(file, x, lengths, z[cols.group], z[cols.target], z[cols.split] if cols.split else None)
+    return _Raw(file, x, lengths, z[cols.group], z[cols.target], z[cols.split] if cols.split else None, steps)
+
+
+def _step_label_array(z: dict, file: Path, cols: VectorColumns, shape: tuple[int, int]) -> np.ndarray:
+    steps = z[cols.step_class]
+    if steps.shape != shape:
+        raise DataError(f"{file}: array '{cols.step_class}' has shape {steps.shape}; give one label per step of "
+                        f"'{cols.seq}', shape {shape}")
+    return steps
+
+
+def _step_label_column(table: pa.Table, file: Path, cols: VectorColumns) -> np.ndarray:
+    """The list column of step labels as a right-padded [N, L] object array, cut as the inputs are."""
+    if cols.step_class not in table.column_names:
+        raise DataError(f"{file}: column '{cols.step_class}' not found (columns: {', '.join(table.column_names[:12])}); "
+                        "name the right one with --step-class-col")
+    arr = table.column(cols.step_class).combine_chunks()
+    seq = table.column(cols.seq).combine_chunks()
+    if not is_list(arr.type) or arr.null_count:
+        raise DataError(f"{file}: column '{cols.step_class}' must hold a list of labels per row, none missing")
+    lengths = list_lengths(arr)
+    want = list_lengths(seq) // (cols.dim or 1) if not is_list(seq.type.value_type) else list_lengths(seq)
+    if (lengths != want).any():
+        row = int(np.argmax(lengths != want))
+        raise DataError(f"{file}: column '{cols.step_class}' row {row} has {lengths[row]} labels for {want[row]} steps "
+                        f"of '{cols.seq}'; give one label per step")
+    flat = arr.flatten().to_numpy(zero_copy_only=False).astype(object)
+    if cols.max_history is not None:
+        flat, lengths = last_steps(flat, lengths, cols.max_history)
+    out = np.full((len(lengths), max(1, int(lengths.max(initial=0)))), None, dtype=object)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    out[rows, np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)] = flat
+    return out
+
+
+def _class_steps(steps: np.ndarray | None, classes: list[str] | None) -> np.ndarray | None:
+    """Step labels -> class + 1 in the targets' classes; labels no target has (and padding) -> 0."""
+    if steps is None:
+        return None
+    index = {name: i + 1 for i, name in enumerate(classes or [])}
+    uniq, inverse = np.unique(steps.astype(str).ravel(), return_inverse=True)  # padding (None) is zeroed later
+    code = np.array([index.get(u, 0) for u in uniq], dtype=np.int64)
+    return code[inverse].reshape(steps.shape)
 
 
 def _check_same_dims(raws: list[_Raw], cols: VectorColumns, kind) -> None:

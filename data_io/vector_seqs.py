@@ -32,6 +32,7 @@ class VectorSamples:
     target: np.ndarray  # int64 [N] class ids, or float32 [N, Dt]
     fold: np.ndarray | None = None  # int64 [N] grouped CV fold (train / val only)
     sample_id: np.ndarray | None = None  # int64 [N], e.g. the input row (default 0..N-1)
+    history_class: np.ndarray | None = None  # category: int64 [N, L] class + 1 of each step, 0 = unknown / padding
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -96,6 +97,7 @@ def vector_dataset(name: str, task: str, splits: dict[str, VectorSamples], *, cl
     arrays = {k: _split_arrays(v, max_hist, kind) for k, v in splits.items()}
     out_banks = kind.banks(arrays, banks, where)
     first = splits["train"]
+    classes_known = first.history_class is not None
     n_groups = int(max(int(s.group.max()) for s in splits.values()))
     params = params or {}
     info = DatasetInfo(
@@ -104,7 +106,7 @@ def vector_dataset(name: str, task: str, splits: dict[str, VectorSamples], *, cl
         split_sizes={k: len(v) for k, v in splits.items()}, max_history=max_hist, params=params,
         source=source or {}, task=task, input_dim=int(first.x.shape[2]),
         target_dim=kind.dim(first.target),
-        classes=list(classes or []), n_folds=n_folds)
+        classes=list(classes or []), n_folds=n_folds, history_classes=classes_known)
     info.fingerprint = fingerprint(arrays, out_banks, params, info.classes)
     return Dataset(info, arrays, banks=out_banks)
 
@@ -126,6 +128,15 @@ def _check_inputs(splits: dict[str, VectorSamples], where: str) -> None:
             raise DataError(f"{where}: {s}: empty sequences; every sample needs at least one step")
         if (v.group < 1).any():
             raise DataError(f"{where}: {s}: group codes must be >= 1 (0 is reserved)")
+        _check_history_class(v, splits["train"].history_class is not None, s, where)
+
+
+def _check_history_class(v: VectorSamples, expected: bool, split: str, where: str) -> None:
+    if (v.history_class is not None) != expected:
+        raise DataError(f"{where}: {split}: history classes are given for some splits only; give them for all or none")
+    if v.history_class is not None and (v.history_class.shape[:2] != v.x.shape[:2] or v.history_class.min() < 0):
+        raise DataError(f"{where}: {split}: history classes must be int [N, L] like the inputs' steps, class + 1 "
+                        "(0 = unknown)")
 
 
 def _split_arrays(v: VectorSamples, max_hist: int, kind) -> SplitArrays:
@@ -138,10 +149,23 @@ def _split_arrays(v: VectorSamples, max_hist: int, kind) -> SplitArrays:
         cols = (v.lengths[cut] - max_hist)[:, None] + np.arange(width)[None, :]
         x[cut] = np.take_along_axis(v.x[cut], cols[:, :, None], axis=1)
     x[np.arange(width)[None, :] >= lengths[:, None]] = 0  # padding is zero whatever the input held
+    seq = {"vec": x}
+    if v.history_class is not None:
+        seq["cls"] = _latest_steps(v.history_class.astype(np.int64), v.lengths, lengths, cut, max_hist)
     target = kind.as_array(v.target)
     sample_id = np.arange(len(v), dtype=np.int64) if v.sample_id is None else v.sample_id.astype(np.int64)
     return SplitArrays(sample_id, v.group.astype(np.int64), target, lengths,
-                       {"vec": x}, fold=None if v.fold is None else v.fold.astype(np.int64))
+                       seq, fold=None if v.fold is None else v.fold.astype(np.int64))
+
+
+def _latest_steps(a: np.ndarray, full: np.ndarray, lengths: np.ndarray, cut: np.ndarray, max_hist: int) -> np.ndarray:
+    """[N, L] per-step codes cut as the input cube is: the latest max_hist steps, padding 0."""
+    width = max(1, int(lengths.max()))
+    out = np.array(a[:, :width])
+    if len(cut):
+        out[cut] = np.take_along_axis(a[cut], (full[cut] - max_hist)[:, None] + np.arange(width)[None, :], axis=1)
+    out[np.arange(width)[None, :] >= lengths[:, None]] = 0
+    return out
 
 
 def fingerprint(arrays: dict[str, SplitArrays], banks: dict[str, np.ndarray], params: dict,
@@ -154,7 +178,7 @@ def fingerprint(arrays: dict[str, SplitArrays], banks: dict[str, np.ndarray], pa
     for split in SPLITS:
         a = arrays[split]
         fields = (("x", a.seq["vec"]), ("lengths", a.lengths), ("group", a.user), ("target", a.target),
-                  ("fold", a.fold))
+                  ("fold", a.fold), ("cls", a.seq.get("cls")))
         for key, value in fields:
             if value is None:
                 continue
@@ -167,7 +191,8 @@ def fingerprint(arrays: dict[str, SplitArrays], banks: dict[str, np.ndarray], pa
 
 def take(v: VectorSamples, rows: np.ndarray) -> VectorSamples:
     pick = lambda a: None if a is None else a[rows]
-    return VectorSamples(v.x[rows], v.lengths[rows], v.group[rows], v.target[rows], pick(v.fold), pick(v.sample_id))
+    return VectorSamples(v.x[rows], v.lengths[rows], v.group[rows], v.target[rows], pick(v.fold), pick(v.sample_id),
+                         pick(v.history_class))
 
 
 def add_folds(splits: dict[str, VectorSamples], k: int, seed: int, where: str = "data") -> None:
@@ -194,17 +219,19 @@ def events_dataset(name: str, task: str, events: Events, items: np.ndarray, para
     if len(targets) == 0:
         raise DataError(f"{where}: no sample: no group has more than --min-history {params.min_history} events "
                         "in one split; lower --min-history or add data")
+    label = None if events.label is None else events.label[order]
     try:
-        target_of, classes = kind.event_targets(None if events.label is None else events.label[order], classes,
-                                                items, item, targets)
+        target_of, target_classes = kind.event_targets(label, classes, items, item, targets)
     except DataError as exc:
         raise DataError(f"{where}: {exc}") from None
+    step_class = None if label is None or not target_classes else _class_codes(classes, target_classes)[label]
+    classes = target_classes
     splits = {}
     for i, s in enumerate(SPLITS):
         t = targets[split[targets] == i]
         lengths = np.minimum(pos[t], params.window)
         splits[s] = VectorSamples(_histories(items, item, t, lengths), lengths, group[t], target_of(t),
-                                  sample_id=order[t])
+                                  sample_id=order[t], history_class=_step_values(step_class, t, lengths))
     add_folds(splits, params.folds, params.seed, where)
     return vector_dataset(name, task, splits, classes=classes, banks=kind.event_banks(items, bank), n_folds=params.folds,
                           params=params.to_dict(), source=source, where=where)
@@ -226,6 +253,23 @@ def _run_start(group: np.ndarray, split: np.ndarray) -> np.ndarray:
     the location protocol (a val target's history holds val events only)."""
     new = np.r_[True, (group[1:] != group[:-1]) | (split[1:] != split[:-1])]
     return np.maximum.accumulate(np.where(new, np.arange(len(group)), 0))
+
+
+def _class_codes(names: list[str], kept: list[str]) -> np.ndarray:
+    """Event class id -> its target class + 1 (0 where no target has that class: unknown)."""
+    index = {name: i + 1 for i, name in enumerate(kept)}
+    return np.array([index.get(n, 0) for n in names], dtype=np.int64)
+
+
+def _step_values(values: np.ndarray | None, targets: np.ndarray, lengths: np.ndarray) -> np.ndarray | None:
+    """Right-padded [N, L] of an event column over the `lengths` events before each target row."""
+    if values is None:
+        return None
+    steps = np.arange(max(1, int(lengths.max(initial=0))))
+    mask = steps[None, :] < lengths[:, None]
+    out = np.zeros((len(targets), len(steps)), dtype=np.int64)
+    out[mask] = values[((targets - lengths)[:, None] + steps)[mask]]
+    return out
 
 
 def _histories(items: np.ndarray, item: np.ndarray, targets: np.ndarray, lengths: np.ndarray) -> np.ndarray:

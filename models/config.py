@@ -49,6 +49,9 @@ class ModelConfig:
     l_cycles: int = 2  # hrm: fast low-level steps per cycle
     delta: bool = False  # vector task: predict the change from the last input vector
     copy: bool = False  # vector task: gate in an attention-weighted sum of the history's input vectors
+    bank_pointer: bool = False  # vector task: score the bank as a gated mix of a softmax and a pointer at history rows
+    history_classes: bool = False  # category: add an embedding of each history step's class (0 = unknown) to the input
+    class_copy: bool = False  # category: gate in an attention-weighted distribution over the history's classes
 
     @property
     def emb(self) -> int:

@@ -18,14 +18,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from data_io import DatasetInfo
+from models.bank_pointer import BankPointer, PointerOutput
+from models.class_copy import ClassCopy
 from models.config import ModelConfig
 from models.layers import Dropout
 from models.networks import make_body
 
 
 class VectorEncoder(nn.Module):
-    """Projection of the D-dim inputs to the model width, plus optional group (user) and
-    position embeddings, summed, normalised."""
+    """Projection of the D-dim inputs to the model width, plus optional group (user), position
+    and (history_classes) history-step class embeddings, summed, normalised."""
 
     def __init__(self, cfg: ModelConfig, info: DatasetInfo):
         super().__init__()
@@ -37,6 +39,7 @@ class VectorEncoder(nn.Module):
         for emb in (self.user, self.position):
             if emb is not None:
                 nn.init.normal_(emb.weight, std=0.02)
+        self.cls = _class_embedding(len(info.classes), d) if cfg.history_classes else None
         self.norm = nn.LayerNorm(d)
         self.drop = Dropout(cfg.dropout)
 
@@ -47,7 +50,17 @@ class VectorEncoder(nn.Module):
         if self.position is not None:  # steps back from the end: 0 = the latest step
             steps = lengths[:, None] - 1 - torch.arange(x.shape[1], device=x.device)[None, :]
             x = x + self.position(steps.clamp(0, self.n_pos - 1))
+        if self.cls is not None:  # class + 1 of each step; 0 (unknown, padding) adds nothing
+            x = x + self.cls(seq["cls"])
         return self.drop(self.norm(x))
+
+
+def _class_embedding(n_classes: int, d: int) -> nn.Embedding:
+    emb = nn.Embedding(n_classes + 1, d, padding_idx=0)
+    nn.init.normal_(emb.weight, std=0.02)
+    with torch.no_grad():
+        emb.weight[0].zero_()
+    return emb
 
 
 class ClassHead(nn.Module):
@@ -100,12 +113,19 @@ class VectorInputModel(nn.Module):
         self.out_norm = nn.LayerNorm(cfg.d_model) if cfg.family in ("gru", "lstm") else nn.Identity()
         self.head = head
         self.copy = VectorCopy(cfg.d_model) if copy else None
+        self.bank_pointer = BankPointer(cfg.d_model) if cfg.bank_pointer else None  # last: no RNG use moves
+        self.class_copy = ClassCopy(cfg.d_model) if cfg.class_copy else None
 
-    def forward(self, seq: dict[str, torch.Tensor], user: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, seq: dict[str, torch.Tensor], user: torch.Tensor,
+                lengths: torch.Tensor) -> torch.Tensor | PointerOutput:
         pad = torch.arange(seq["vec"].shape[1], device=lengths.device)[None, :] >= lengths[:, None]
         h = self.body(self.encoder(seq, user, lengths), pad)
         last = self.out_norm(h[torch.arange(len(lengths), device=h.device), lengths - 1])
         out = self.head(last, seq, lengths)
         if self.copy is not None:
             out = self.copy(out, h, last, seq["vec"], pad)
+        if self.bank_pointer is not None:  # the task scores a bank with it (models.bank_pointer)
+            out = self.bank_pointer(out, h, last, pad, seq)
+        if self.class_copy is not None:
+            out = self.class_copy(out, h, last, seq["cls"], pad)
         return out

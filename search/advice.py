@@ -14,6 +14,7 @@ import statistics
 import optuna
 from optuna.trial import FrozenTrial
 
+from search.baselines import beats_bar, margin_line
 from search.outcomes import tally
 from search.ranking import ranked
 from search.study_record import read
@@ -35,6 +36,7 @@ def sweep_warnings(study: optuna.Study) -> list[str]:
     sig = meta.signature
     out = _rejections(tally(trials))
     top = ranked(study)[:TOP_K]
+    out += _below_bar(meta.baselines or {}, meta.metric, ranked(study, use_confirmed=False))
     if len(top) < MIN_TOP:
         return out
     max_epochs, grace = (sig.get("asha") or (None, None))[:2]
@@ -44,6 +46,15 @@ def sweep_warnings(study: optuna.Study) -> list[str]:
     for name, decl in (sig.get("params") or {}).items():
         out += _edge(name, decl, top, budget, name == sig.get("width"))
     return out
+
+
+def _below_bar(baselines: dict, metric: str, complete: list[FrozenTrial]) -> list[str]:
+    """The searched models lose to (or tie) a rule that needs no search: say it first and plainly."""
+    if not complete or beats_bar(baselines, metric, complete) is not False:
+        return []
+    return [margin_line(baselines, metric, complete) + ": no searched model is better than that rule on validation; "
+            "search the options that read the user's history (history_classes and class_copy for category, "
+            "bank_pointer for vector, the pointer family for location), or train longer"]
 
 
 def _most(k: int, n: int) -> bool:

@@ -42,6 +42,16 @@ def best_baseline(baselines: dict[str, dict[str, float]], metric: str) -> tuple[
     return pick(scored, key=lambda nv: nv[1])
 
 
+def beats_bar(baselines: dict[str, dict[str, float]], metric: str, complete: list[FrozenTrial]) -> bool | None:
+    """Whether the best complete trial is strictly better than every baseline on the objective
+    (None without baselines that report it)."""
+    bar = best_baseline(baselines, metric)
+    if bar is None:
+        return None
+    sign = 1 if metric_mode(metric) == "max" else -1
+    return bool(complete) and max(sign * t.value for t in complete) > sign * bar[1]
+
+
 def margin_line(baselines: dict[str, dict[str, float]], metric: str, complete: list[FrozenTrial]) -> str | None:
     """How far the best complete trial is past the best baseline on the objective (signed so that
     positive is better), or a plain statement that no trial beats it; None without baselines."""
@@ -54,7 +64,7 @@ def margin_line(baselines: dict[str, dict[str, float]], metric: str, complete: l
         return f"no trial beats the best no-search baseline {name} ({metric} {value:.4f}): no trial completed"
     best = max(complete, key=lambda t: sign * t.value)
     gap = sign * (best.value - value)
-    if gap <= 0:
+    if not beats_bar(baselines, metric, complete):
         return (f"no trial beats the best no-search baseline {name} ({metric} {value:.4f}): the best, trial "
                 f"{best.number}, has {best.value:.4f} ({sign * gap:+.4f})")
     rel = f" ({100 * gap / abs(value):.1f}%)" if value else ""

@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial
 
 from search.advice import sweep_warnings
 from search.asha import asha_text, rungs  # ASHA's rungs, computed as the sweep checkpoints at them
+from search.baselines import beats_bar, margin_line
 from search.outcomes import outcome, tally
 from search.ranking import pareto_front, ranked
 from search.report_html import Page, duration, esc, num, shown, table
@@ -92,6 +93,11 @@ def build_html(study: optuna.Study, storage: str, retrained: dict[int, dict], to
     done = ranked(study)
     p = Page()
     p.add(f"<h1>Sweep report: {esc(study.study_name)}</h1>")
+    verdict = margin_line(meta.baselines or {}, metric, done)
+    if verdict:  # first: a model is only better than the rules that need no search when it beats them
+        p.section("Against the no-search baselines")
+        beaten = beats_bar(meta.baselines or {}, metric, done)
+        p.add(f'<p class="{"note" if beaten else "warn"}">{esc(verdict)}</p>')
     p.section("Settings")
     p.add(table(["setting", "value"], _settings(study, meta, storage, trials)))
     p.section("Warnings")

@@ -37,10 +37,14 @@ def retrain(path: str | Path, seeds: int, out: str | Path | None, force: bool = 
         _runtime_notice(doc)
         runs, best = _train_seeds(doc, data, base, seeds)
     report = {"export": str(path), "task": doc.get("task", "location"), "n_params": doc.get("n_params"),
+              "metric": doc["config"].get("metric", "val_hit5"),
               "seeds": [r["seed"] for r in runs], "folds": len(best[1]) if len(best[1]) > 1 else 0,
               "test": _summary(runs, "test"), "runs": runs, "fingerprint": data.info.fingerprint}
     if "test_fold_mean" in runs[0]:
         report["test_fold_mean"] = _summary(runs, "test_fold_mean")
+    task = get_task(data.info.task)
+    report["baselines_test"] = {name: {k: v for k, v in m.items() if k in report["test"]}
+                                for name, m in task.baselines_on(data, "test").items()}
     (out / "retrain.json").write_text(json.dumps(report, indent=2) + "\n")
     saved = {"state_dict": best[1][0], "config": best[2], "seed": best[0]["seed"]}
     if len(best[1]) > 1:  # predict serves the folds' ensemble, the predictor retrain measured
@@ -125,6 +129,38 @@ def _print_figures(summary: dict, task: str | None) -> None:
         print(f"  {labels.get(k, k):<9} {scale * s['mean']:6.2f} +- {scale * s['std']:.2f}")
 
 
+def _print_against_baselines(report: dict) -> None:
+    """The no-search baselines on the same test split, and whether the model's mean beats the best."""
+    baselines, metric = report.get("baselines_test"), report.get("metric", "")
+    key = metric.removeprefix("val_")
+    if not baselines or key not in report["test"]:
+        return
+    labels = {**LABELS, **(TASKS[report["task"]].metric_labels if report.get("task") in TASKS else {})}
+    print(f"\nno-search baselines on the same test split (fitted on train), by {labels.get(key, key)}")
+    for name, m in sorted(baselines.items(), key=lambda nm: -_signed(nm[1].get(key), metric)):
+        print(f"  {name:<16} {_figure(m.get(key), key)}")
+    scored = [(name, m[key]) for name, m in baselines.items() if key in m]
+    if scored:
+        name, bar = max(scored, key=lambda nm: _signed(nm[1], metric))
+        mine = report["test"][key]["mean"]
+        gap = _signed(mine, metric) - _signed(bar, metric)
+        verdict = "beats" if gap > 0 else "does NOT beat"
+        print(f"  the model's mean {verdict} the best baseline, {name}, by {_figure(gap, key, signed=True)}")
+
+
+def _signed(value: float | None, metric: str) -> float:
+    if value is None:
+        return float("-inf")
+    return value if metric_mode(metric) == "max" else -value
+
+
+def _figure(v: float | None, key: str, signed: bool = False) -> str:
+    if v is None:
+        return "-"
+    scale = 1 if key in UNSCALED else 100
+    return f"{scale * v:+.2f}" if signed else f"{scale * v:6.2f}"
+
+
 def print_retrain(report: dict, out: Path) -> None:
     folds = report.get("folds", 0)
     served = f", the ensemble of the {folds} fold models (what predict serves)" if folds else ""
@@ -133,6 +169,7 @@ def print_retrain(report: dict, out: Path) -> None:
     if "test_fold_mean" in report:
         print(f"each fold model alone (mean over the {folds} folds, then over seeds)")
         _print_figures(report["test_fold_mean"], report.get("task"))
+    _print_against_baselines(report)
     per_class = report["runs"][0].get("per_class")
     if per_class:  # minority over-calling shows as predicted >> support with low precision
         print(f"\nper class (seed {report['runs'][0]['seed']}, test)   support  predicted  precision  recall     F1")

@@ -46,10 +46,11 @@ def print_summary(study: optuna.Study, storage_url: str, top: int = 5) -> None:
         print(f"\nbest       trial {best.number}: {metric} {best.value:.4f}{then_text(best, then, metric)} with "
               f"{best.user_attrs.get('n_params', 0):,} parameters, best epoch {best.user_attrs.get('best_epoch')}")
         print("config     " + ", ".join(f"{k}={short(v)}" for k, v in json.loads(best.user_attrs["config"]).items()))
-        print(f"export     nextsweep export {_storage_arg(storage_url)} --study {name} --top 3 --out exports/")
     margin = margin_line(meta.baselines or {}, metric, done)
-    if margin:
+    if margin:  # right under the winner: whether it beats the rules that need no search
         print(f"baseline   {margin}")
+    if done:
+        print(f"export     nextsweep export {_storage_arg(storage_url)} --study {name} --top 3 --out exports/")
     print(f"dashboard  nextsweep dashboard {_storage_arg(storage_url)}")
     print(f"report     nextsweep report {_storage_arg(storage_url)} --study {name} --out report.html")
     print_warnings(study)

@@ -41,6 +41,7 @@ class ParamCounter:
         self.widest: dict[tuple, int] = {}  # widest_fit's answers, by the structure without its width
         self.calls = 0  # exact counts (a model built on the meta device)
         self.hits = 0
+        self.last_refusal = ""  # the engine's reason for the last config it could not build
 
     def __call__(self, config: dict) -> int:
         model = ModelConfig(**{k: v for k, v in config.items() if k in MODEL_KEYS})
@@ -54,10 +55,12 @@ class ParamCounter:
         return self.cache[key]
 
     def safe(self, config: dict) -> float:
-        """Count, or infinity for a config the engine cannot build (e.g. heads not dividing width)."""
+        """Count, or infinity for a config the engine cannot build (e.g. heads not dividing width);
+        the last such refusal is kept, for the error when no config can be built."""
         try:
             return self(config)
-        except ModelError:
+        except ModelError as exc:
+            self.last_refusal = str(exc)
             return math.inf
 
 
@@ -177,7 +180,8 @@ def check_feasible(space: Space, count: ParamCounter) -> tuple[float, dict]:
     """Raise SpaceError before any sweep when even the smallest configuration is over budget."""
     (n_min, cfg), _ = count_range(space, count)
     if math.isinf(n_min):
-        raise SpaceError(f"{space.path}: params: no configuration of the space can be built; check heads vs d_model")
+        why = count.last_refusal or "check heads vs d_model"
+        raise SpaceError(f"{space.path}: params: no configuration of the space can be built ({why})")
     if space.max_params is not None and n_min > space.max_params:
         parts = ", ".join(f"{name} {n:,}" for name, n in param_breakdown(cfg, count.info)[:3])
         shown = ", ".join(f"{k}={v}" for k, v in cfg.items() if k in MODEL_KEYS)

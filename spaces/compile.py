@@ -16,6 +16,7 @@ import optuna
 
 from data_io import DatasetInfo
 from models import ModelConfig, ModelError
+from models.bank_pointer import loss_problem
 from models.tasks import TASKS
 from models.config import MODEL_KEYS
 from spaces.budget import ParamCounter, widest_fit, width_grid
@@ -81,6 +82,10 @@ class CompiledSpace:
         rule = forbidden_by(self.space.forbid, config)
         if rule is not None:  # never trained, and no count needed
             return Proposal(config, -1, FORBIDDEN, time.perf_counter() - start, 0.0, {"error": f"{FORBIDDEN} by {rule}"})
+        problem = loss_problem(bool(config.get("bank_pointer")), config.get("loss"))
+        if problem:  # a model key that fixes the loss: never trained, like a config the engine cannot build
+            return Proposal(config, -1, UNBUILDABLE, time.perf_counter() - start, 0.0,
+                            {"error": f"{UNBUILDABLE}: {problem}"})
         extra = self._fit_width(trial, config) if self.fit_width else {}
         counting = time.perf_counter()
         n = extra.pop("n_min", None) or self.count.safe(config)

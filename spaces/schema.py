@@ -31,6 +31,8 @@ from typing import Any, Sequence
 
 import yaml
 
+from models.bank_pointer import LOSS as POINTER_LOSS, loss_problem
+from models.class_copy import CLASS_KEYS
 from models.config import FAMILIES, LOSSES, SAMPLERS, SCHEDULES, ModelConfig, TrainConfig, metric_mode
 from data_io.kinds import KINDS
 from models.tasks import TASKS
@@ -298,6 +300,8 @@ def parse_space(raw: Any, path: Path) -> Space:
         declared[name] = _parse_param(c, name, spec, declared)
     space.params = list(declared.values())
     _check_task_values(c, space)
+    _check_bank_pointer(c, space)
+    _check_class_keys(c, space)
     space.folds = c.number("folds", top.get("folds", 0), int, 0)
     if space.folds == 1:
         raise c.fail("folds", "1 fold is no cross-validation; use 0 (the train/val split) or >= 2")
@@ -331,6 +335,30 @@ def _check_task_values(c: _Checker, space: Space) -> None:
             if v not in allowed:
                 raise c.fail(f"params.{name}", f"{v!r} is not available for the {space.task} task; "
                              f"use {', '.join(allowed)}")
+
+
+def _check_bank_pointer(c: _Checker, space: Space) -> None:
+    """bank_pointer: true only for a task that points over a bank (the vector task), and only
+    with its loss among the space's losses (proposals pairing it with another loss are unbuildable)."""
+    p = space.param("bank_pointer")
+    if p is None or True not in p.values():
+        return
+    if not TASKS[space.task].copies_history:
+        raise c.fail("params.bank_pointer", f"true is not available for the {space.task} task (only the vector task "
+                     "points over a candidate bank); set it false or remove it")
+    loss = space.param("loss")
+    losses = loss.values() if loss is not None else [TASKS[space.task].default_loss]
+    if POINTER_LOSS not in losses:
+        raise c.fail("params.bank_pointer", loss_problem(True, losses[0]))
+
+
+def _check_class_keys(c: _Checker, space: Space) -> None:
+    """history_classes / class_copy: true only for a task that reads each history step's class."""
+    for key in CLASS_KEYS:
+        p = space.param(key)
+        if p is not None and True in p.values() and not TASKS[space.task].reads_history_classes:
+            raise c.fail(f"params.{key}", f"true is not available for the {space.task} task (only the category "
+                         "task reads the history's classes); set it false or remove it")
 
 
 def _parse_forbid(c: _Checker, raw, declared: dict[str, ParamSpec]) -> list[dict[str, list]]:

@@ -107,6 +107,60 @@ def test_category_logreg_beats_most_frequent(category_data):
     assert task.baselines(category_data) == b  # deterministic
 
 
+# --- category: the user's own history (each step's class known) ----------------------------------
+def history_class_data(seed: int = 11) -> Dataset:
+    """4 classes with distinct train shares; histories of 1-6 steps, some steps unknown (0)."""
+    rng = np.random.default_rng(seed)
+
+    def split(n: int, shares) -> VectorSamples:
+        lengths = rng.integers(1, 7, n)
+        cls = rng.choice(5, size=(n, 6), p=[0.1, 0.4, 0.2, 0.2, 0.1])  # 0 = unknown
+        cls[np.arange(6)[None, :] >= lengths[:, None]] = 0
+        return VectorSamples(rng.normal(size=(n, 6, 3)).astype(np.float32), lengths, rng.integers(1, 5, n),
+                             rng.choice(4, n, p=shares), history_class=cls)
+    splits = {"train": split(200, [0.4, 0.3, 0.2, 0.1]), "val": split(150, [0.25] * 4), "test": split(10, [0.25] * 4)}
+    return vector_dataset("hist", "category", splits, classes=list("abcd"))
+
+
+def ranked_reference(orders: list[list[int]], targets: np.ndarray, n_classes: int) -> dict:
+    """Acc@1 and macro-F1 (over the classes that are targets or predicted) of full rankings given
+    one sample at a time."""
+    rank = np.array([order.index(int(t)) + 1 for order, t in zip(orders, targets)])
+    top = np.array([order[0] for order in orders])
+    f1 = []
+    for c in sorted(set(targets.tolist()) | set(top.tolist())):
+        tp, pred, true = np.sum((top == c) & (targets == c)), np.sum(top == c), np.sum(targets == c)
+        f1.append(2 * tp / (pred + true) if pred + true else 0.0)
+    return {"val_acc1": np.mean(rank == 1), "val_f1": np.mean(f1)}  # the category task's metrics
+
+
+def test_history_mode_and_last_class_by_brute_force():
+    data = history_class_data()
+    b = get_task("category").baselines(data)
+    train, val = data["train"], data["val"]
+    prior = np.bincount(train.target, minlength=4)
+    assert len(set(prior.tolist())) == 4  # distinct: the prior leaves no tie
+    mode, last = [], []
+    for i in range(len(val)):
+        steps = [int(c) - 1 for c in val.seq["cls"][i, :val.lengths[i]]]  # -1 = unknown
+        latest = {c: t for t, c in enumerate(steps)}
+        key = lambda c: (steps.count(c), latest.get(c, -1), prior[c])
+        mode.append(sorted(range(4), key=key, reverse=True))
+        first = [steps[-1]] if steps[-1] >= 0 else []
+        last.append(first + sorted((c for c in range(4) if c not in first), key=lambda c: prior[c], reverse=True))
+    for name, orders in (("history_mode", mode), ("last_class", last)):
+        want = ranked_reference(orders, val.target, 4)
+        assert {k: b[name][k] for k in want} == pytest.approx(want, abs=1e-9), name
+    assert "val_loss" not in b["history_mode"]
+
+
+def test_history_baselines_need_the_history_classes():
+    data = history_class_data()
+    for s in data.splits.values():
+        del s.seq["cls"]
+    assert set(get_task("category").baselines(data)) == {"most_frequent", "logreg"}
+
+
 # --- next vector: persistence and the history's sum, retrieved from the bank ---------------------------------------
 def vector_data() -> Dataset:
     rng = np.random.default_rng(5)
@@ -151,6 +205,30 @@ def test_vector_persistence_and_most_frequent_by_brute_force():
     summed = np.array([sum(unit(val.seq["vec"][i, t]) for t in range(val.lengths[i])) for i in range(len(val))])
     assert b["history_sum"] == pytest.approx(retrieval_reference(summed, val.target, bank), abs=1e-6)
     assert {6, 7} & set(val.target_id.tolist())  # targets with a parallel twin: ties counted against them
+
+
+def test_vector_history_items_by_brute_force():
+    """The history's own bank rows by count, ties to the most recent, then the rest of the bank by
+    cosine to the history's summed unit vectors; ties (the parallel twins 6 and 7 outside the
+    history) count against the target."""
+    data = vector_data()
+    got = get_task("vector").baselines(data)["history_items"]
+    val, bank = data["val"], data.banks["val"]
+    unit = lambda v: v / np.linalg.norm(v) if np.linalg.norm(v) > 0 else v
+    ranks = []
+    for i in range(len(val)):
+        steps = [int(np.flatnonzero((bank == val.seq["vec"][i, t]).all(1))[0]) for t in range(val.lengths[i])]
+        summed = unit(sum(unit(val.seq["vec"][i, t]) for t in range(val.lengths[i])))
+        latest = {r: t for t, r in enumerate(steps)}
+        key = lambda r: (steps.count(r), latest.get(r, -1), float(summed @ unit(bank[r])))
+        keys = [key(r) for r in range(len(bank))]
+        true = keys[int(val.target_id[i])]
+        ahead = sum(k[:2] > true[:2] or (k[:2] == true[:2] and k[2] >= true[2] - 1e-6) for k in keys)
+        ranks.append(ahead)
+    ranks = np.array(ranks)
+    want = {"val_hit1": np.mean(ranks <= 1), "val_hit5": np.mean(ranks <= 5), "val_hit10": np.mean(ranks <= 10),
+            "val_mrr": np.mean(1 / ranks)}
+    assert got == pytest.approx(want, abs=1e-9)
 
 
 # --- the summary's margin line ----------------------------------------------------------------
@@ -223,3 +301,50 @@ def test_sweep_stores_prints_and_measures_against_baselines(tmp_path, capsys):
         assert "no trial beats the best no-search baseline markov" in line
     json.dumps(stored)  # plain JSON in the study
     yaml.safe_dump(stored)
+
+
+PLANTED = """
+name: planted
+task: category
+data:
+  synthetic: {groups: 40, steps: 60, dim: 8, items: 40, n_folds: 0, seed: 3, p_stay: 0.9, p_last: 0.05, p_prev: 0.0,
+              noise: 3.0}
+objective: {metric: val_f1, mode: max}
+budget: {max_params: 5000}
+asha: {max_epochs: 1, grace_period: 1, reduction_factor: 2}
+params:
+  family: gru
+  d_model: {type: int, low: 8, high: 16, step: 8}
+  lr: {type: float, low: 1.0e-4, high: 2.0e-4, log: true}
+  batch_size: 256
+"""
+
+
+@pytest.mark.ray
+def test_a_sweep_that_loses_to_the_history_says_so_first(tmp_path, capsys):
+    """Planted rule: the next class is the last step's (90%). One epoch of a tiny model at a low
+    learning rate cannot learn it; the summary, the warnings and the report say the winner loses
+    to last_class, with the margin, and the report says it before anything else."""
+    from search.report import write_report
+    from search.sweep import SweepOptions, run_sweep
+    path = tmp_path / "space.yaml"
+    path.write_text(PLANTED)
+    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    study = run_sweep(SweepOptions(space=str(path), study="p", samples=2, dir=str(tmp_path), seed=0, storage=db))
+    out = capsys.readouterr().out
+    stored = study.user_attrs["baselines"]
+    assert {"history_mode", "last_class"} <= set(stored) and stored["last_class"]["val_f1"] > 0.8
+    best = max((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and "config" in t.user_attrs),
+               key=lambda t: t.value)
+    summary = out.split("\nstudy ", 1)[1]
+    margin = f"({best.value - stored['last_class']['val_f1']:+.4f})"
+    line = next(x for x in summary.splitlines() if x.startswith("baseline"))
+    assert line.startswith("baseline   no trial beats the best no-search baseline last_class") and margin in line
+    assert summary.index("baseline   ") < summary.index("export     ")  # right under the winner
+    warnings = summary.split("warnings (the sweep may be mis-set)", 1)[1]
+    assert "no searched model is better than that rule on validation" in warnings
+    write_report(db, "p", tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    first = html.index("<h2")  # the first section
+    assert "Against the no-search baselines" in html[first:first + 120]
+    assert "no trial beats the best no-search baseline last_class" in html

@@ -191,6 +191,27 @@ def test_geolife_category_regions(geo_category, geo_vector):
 
 
 @pytest.mark.geolife
+def test_geolife_category_carries_each_history_places_region(geo_category, next_location):
+    """Every real history step has its place's region (class + 1), unseen places included, and a
+    place has the class it has as a target wherever it occurs in a history."""
+    assert geo_category.info.history_classes
+    region_of_code = {}
+    for split in ("train", "val", "test"):
+        ref, s = next_location[split], geo_category[split]
+        region_of_code.update(zip(ref.target.tolist(), s.target.tolist()))
+    for split in ("train", "val", "test"):
+        ref, cls, lengths = next_location[split], geo_category[split].seq["cls"], geo_category[split].lengths
+        real = np.arange(cls.shape[1])[None, :] < lengths[:, None]
+        assert (cls[real] > 0).all() and (cls[~real] == 0).all()
+        whole = np.diff(ref.offsets) == lengths  # histories longer than train's longest are cut: skip them
+        steps = cls[real & whole[:, None]] - 1
+        codes = ref.seq["loc"][np.repeat(whole, np.diff(ref.offsets))]  # both in sample order, step order
+        known = np.array([c in region_of_code and c > 1 for c in codes.tolist()])
+        assert known.mean() > 0.5
+        np.testing.assert_array_equal(steps[known], [region_of_code[c] for c in codes[known].tolist()])
+
+
+@pytest.mark.geolife
 def test_geolife_embedding_ignores_val_and_test(geolife_paths):
     from data_io.geolife import GEOLIFE_COLUMNS, GEOLIFE_PARAMS
     from data_io.geolife_derived import _sorted, location_embedding

@@ -27,6 +27,8 @@ params:
   d_model: {type: int, low: 16, high: 48, step: 8}
   loss: {type: categorical, choices: [weighted_ce, focal]}
   sampler: {type: categorical, choices: [uniform, balanced]}
+  history_classes: {type: categorical, choices: [true, false]}
+  class_copy: {type: categorical, choices: [true, false]}
   batch_size: 128
 """
 
@@ -40,7 +42,8 @@ params:
   family: {type: categorical, choices: [gru, transformer]}
   heads: {type: categorical, choices: [2, 4], when: {family: transformer}}
   d_model: {type: int, low: 16, high: 48, step: 8}
-  loss: {type: categorical, choices: [cosine, infonce, mix]}
+  loss: {type: categorical, choices: [cosine, infonce, mix, bank_nce]}
+  bank_pointer: {type: categorical, choices: [true, false]}
   delta: {type: categorical, choices: [true, false]}
   batch_size: 128
 """
@@ -71,5 +74,9 @@ def test_task_sweep_export_and_retrain(tmp_path, text, metric):
     assert report["runs"][0]["val"][metric] == best.value  # the trial, reproduced exactly
     key = metric.removeprefix("val_")
     assert 0 <= report["test"][key]["mean"] <= 1
+    # the same baselines the sweep's bar holds, scored on the test split beside the model
+    history = {"val_f1": {"history_mode", "last_class"}, "val_hit5": {"history_items", "history_sum"}}[metric]
+    assert history <= set(report["baselines_test"]) <= set(study.user_attrs["baselines"])
+    assert all(0 <= m[key] <= 1 for m in report["baselines_test"].values())
     if metric == "val_f1":
         assert set(report["runs"][0]["per_class"]) == {f"class_{k}" for k in range(5)}

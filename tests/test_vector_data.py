@@ -15,6 +15,7 @@ import pytest
 
 from data_io import (DataError, Events, VectorParams, VectorSamples, events_dataset, fold_view, grouped_folds,
                      grouped_split, load_dataset, read_info, vector_dataset, write_vector_dataset)
+from models.tasks import get_task
 from search.cli import main
 
 D = 4
@@ -51,8 +52,9 @@ def _same_arrays(a, b):
             assert (u is None) == (v is None), name
             if u is not None:
                 assert u.dtype == v.dtype and np.array_equal(u, v), (split, name)
-        assert x.seq.keys() == y.seq.keys() == {"vec"}
-        assert x.seq["vec"].dtype == np.float32 and np.array_equal(x.seq["vec"], y.seq["vec"])
+        assert x.seq.keys() == y.seq.keys() and "vec" in x.seq
+        assert x.seq["vec"].dtype == np.float32
+        assert all(x.seq[k].dtype == y.seq[k].dtype and np.array_equal(x.seq[k], y.seq[k]) for k in x.seq)
     assert a.banks.keys() == b.banks.keys()
     for split in a.banks:
         assert np.array_equal(a.banks[split], b.banks[split])
@@ -186,7 +188,7 @@ def _reference(ev, items, p, task):
             for pos in range(p.min_history, len(run), p.stride):
                 hist = run[max(0, pos - p.window):pos]
                 out[int(run[pos])] = (s, items[ev.item[hist]], ev.label[run[pos]] if task == "category"
-                                      else items[ev.item[run[pos]]])
+                                      else items[ev.item[run[pos]]], hist)
     return out
 
 
@@ -201,9 +203,13 @@ def test_event_windows_match_a_slow_reference(task):
     for i, split in enumerate(("train", "val", "test")):
         a = ds[split]
         for k, sid in enumerate(a.sample_id):
-            s, hist, target = want[int(sid)]
+            s, hist, target, events = want[int(sid)]
             assert s == i
             assert np.array_equal(a.seq["vec"][k, :a.lengths[k]], hist)
+            # each step's class + 1 (category), or its item's bank row + 1 (the bank is every item)
+            steps = ev.label[events] + 1 if task == "category" else ev.item[events] + 1
+            key = "cls" if task == "category" else "row"
+            assert np.array_equal(a.seq[key][k, :a.lengths[k]], steps) and not a.seq[key][k, a.lengths[k]:].any()
             assert not a.seq["vec"][k, a.lengths[k]:].any()
             assert np.array_equal(a.target[k], target)
             assert a.user[k] == ev.group[sid]
@@ -218,6 +224,58 @@ def test_event_windows_match_a_slow_reference(task):
     for f in range(3):  # time split: the same groups in train and val, but folds keep them whole
         view = fold_view(ds, f)
         assert not set(view["train"].user) & set(view["val"].user)
+
+
+def _rows_point_at_their_vectors(ds, every: bool) -> None:
+    """seq "row" (bank row + 1, 0 = none) names each history step's own vector in its split's
+    bank; with `every`, each real non-zero step has one (the bank holds every item)."""
+    for split, a in ds.splits.items():
+        real = (np.arange(a.seq["vec"].shape[1])[None, :] < a.lengths[:, None]) & a.seq["vec"].any(-1)
+        row = a.seq["row"]
+        assert (row[~real] == 0).all() and (not every or (row[real] > 0).all())
+        assert np.array_equal(ds.banks[split][row[row > 0] - 1], a.seq["vec"][row > 0])
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_history_rows_survive_fold_views_and_a_reload(tmp_path, shared):
+    ev, items = _events(np.random.default_rng(4))
+    items[3] = 0  # an unknown place: a zero vector is never pointed at
+    ds = events_dataset("ev", "vector", ev, items, VectorParams(window=5, min_history=2, split_by="time", folds=3))
+    if not shared:  # banks of each split's distinct targets: train and val differ, fold views unite them
+        ds = vector_dataset("ev", "vector", {s: VectorSamples(a.seq["vec"], a.lengths, a.user, a.target, a.fold)
+                                             for s, a in ds.splits.items()}, n_folds=3)
+        assert not np.array_equal(ds.banks["train"], ds.banks["val"])
+    _rows_point_at_their_vectors(ds, every=shared)
+    for f in range(3):
+        _rows_point_at_their_vectors(fold_view(ds, f), every=False)
+    write_vector_dataset(tmp_path / "ds", ds)
+    back = load_dataset(tmp_path / "ds")
+    assert all(np.array_equal(back[s].seq["row"], ds[s].seq["row"]) for s in ds.splits)
+
+
+def test_a_format_1_dataset_still_loads(tmp_path):
+    """Written before history classes and bank rows were stored: it loads, the vector task's rows
+    are matched at load, and a category set has no history classes."""
+    import json
+    for task in ("category", "vector"):
+        ds = events_dataset("ev", task, *_events(np.random.default_rng(5)), VectorParams(window=4), classes=["x", "y", "z"])
+        out = tmp_path / task
+        write_vector_dataset(out, ds)
+        for split in ("train", "val", "test"):
+            with np.load(out / f"{split}.npz") as z:
+                old = {k: z[k] for k in z.files if k not in ("x_class", "x_row")}
+            np.savez(out / f"{split}.npz", **old)
+        info = json.loads((out / "dataset.json").read_text())
+        info["format_version"] = 1
+        info.pop("history_classes")
+        (out / "dataset.json").write_text(json.dumps(info))
+        back = load_dataset(out)
+        assert back.info.format_version == 1 and not back.info.history_classes
+        if task == "vector":
+            assert all(np.array_equal(back[s].seq["row"], ds[s].seq["row"]) for s in ds.splits)
+        else:
+            assert "cls" not in back["val"].seq and get_task("category").reference_scores(back).keys() == {
+                "most_frequent", "logreg"}
 
 
 def test_events_split_by_group_keeps_each_group_in_one_split():
@@ -299,6 +357,40 @@ def test_prepare_vectors_parquet_category(tmp_path, files, capsys):
     train, val, test = (ds[s].target for s in ("train", "val", "test"))
     bus = f"{(train == 0).sum():,} / {(val == 0).sum():,} / {(test == 0).sum():,}"
     assert "bus" in info_out and bus in info_out and "groups       15" in info_out
+
+
+def test_prepare_vectors_step_classes_parquet_and_npz_agree(tmp_path, files, capsys):
+    """--step-class-col: each step's label as class + 1 in the targets' classes; a label no target
+    has ("boat") is unknown (0); --max-history cuts the labels as it cuts the steps."""
+    table = pq.read_table(files["cat"]).to_pydict()
+    rng = np.random.default_rng(7)
+    steps = [list(rng.choice(["walk", "bus", "car", "boat"], len(x))) for x in table["x"]]
+    _write(tmp_path / "steps.parquet", table | {"steps": steps})
+    n, lengths = len(steps), np.array([len(x) for x in table["x"]])
+    x = np.zeros((n, lengths.max(), D), dtype=np.float32)
+    labels = np.full((n, lengths.max()), "", dtype=object)
+    for i, (seq, st) in enumerate(zip(table["x"], steps)):
+        x[i, :len(seq)], labels[i, :len(st)] = seq, st
+    np.savez(tmp_path / "steps.npz", x=x, lengths=lengths, group=np.array(table["group"]),
+             target=np.array(table["target"]), steps=labels.astype(str))
+    got = []
+    for src in ("steps.parquet", "steps.npz"):
+        out = tmp_path / src.replace(".", "_")
+        assert _prepare("vectors", tmp_path / src, out, "--task", "category", "--step-class-col", "steps",
+                        "--max-history", "4") == 0
+        got.append(load_dataset(out))
+    code = {"bus": 1, "car": 2, "walk": 3, "boat": 0}
+    for ds in got:
+        assert ds.info.history_classes and ds.info.format_version == 2
+        a = ds["train"]
+        for k in range(len(a)):
+            want = [code[v] for v in steps[int(a.sample_id[k])][-4:]]
+            assert list(a.seq["cls"][k, :a.lengths[k]]) == want and not a.seq["cls"][k, a.lengths[k]:].any()
+    assert all(np.array_equal(got[0][s].seq["cls"], got[1][s].seq["cls"]) for s in ("train", "val", "test"))
+    _write(tmp_path / "short.parquet", table | {"steps": [st[:-1] for st in steps]})
+    assert _prepare("vectors", tmp_path / "short.parquet", tmp_path / "bad", "--task", "category",
+                    "--step-class-col", "steps") == 2
+    assert "column 'steps' row 0 has" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_prepare_vectors_formats_agree(tmp_path, files):

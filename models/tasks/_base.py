@@ -18,6 +18,7 @@ from torch import nn
 from data_io import Dataset, DatasetInfo, SplitArrays
 from data_io.batches import Batch, iter_batches
 from data_io.folds import fold_view
+from models.class_copy import CLASS_KEYS
 from models.config import FAMILIES, ModelConfig, ModelError, TrainConfig
 from models.metrics import RankMetrics
 
@@ -35,6 +36,7 @@ class Task(ABC):
     balanced_sampler: bool = True  # class targets, so the class-balanced sampler means something
     ties_head: bool = False  # has an input embedding of its targets that tied_head=True can share
     copies_history: bool = False  # its model can copy a history vector (copy=True)
+    reads_history_classes: bool = False  # its model can read each history step's class (CLASS_KEYS)
     metric_labels: dict[str, str] = {}  # printed names of its metrics where they differ from the usual (retrain)
 
     def check_model(self, mcfg: ModelConfig) -> None:
@@ -46,6 +48,13 @@ class Task(ABC):
         if mcfg.copy and not self.copies_history:
             raise ModelError(f"copy=True: only the vector task copies history vectors (the location task's copy is "
                              f"family pointer); set it false for the {self.name} task")
+        if mcfg.bank_pointer and not self.copies_history:
+            raise ModelError(f"bank_pointer=True: only the vector task points over a candidate bank; set it false for "
+                             f"the {self.name} task")
+        for key in CLASS_KEYS:
+            if getattr(mcfg, key) and not self.reads_history_classes:
+                raise ModelError(f"{key}=True: only the category task reads the history's classes; "
+                                 f"set it false for the {self.name} task")
 
     def check_train(self, tcfg: TrainConfig) -> None:
         """Training settings this task allows."""
@@ -103,6 +112,14 @@ class Task(ABC):
         return {name: {f"val_{k}": float(np.mean([v[name][k] for v in per_view])) for k in scores
                        if f"val_{k}" in self.metrics}  # the keys a trial's best_metrics has
                 for name, scores in per_view[0].items()}
+
+    def baselines_on(self, data: Dataset, split: str = "test") -> dict[str, dict[str, float]]:
+        """The baselines fitted on train and scored on `split` (no val_ prefix): the bar beside a
+        retrained model's test figures."""
+        pick = {"train": "train", "val": split, "test": split}
+        view = Dataset(data.info, {k: data[s] for k, s in pick.items()}, data.path,
+                       {k: data.banks[s] for k, s in pick.items() if s in data.banks})
+        return self.reference_scores(view)
 
     @abstractmethod
     def reference_scores(self, data: Dataset) -> dict[str, dict[str, float]]:

@@ -11,9 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from data_io import Dataset, DatasetInfo
-from models.config import ModelConfig, TrainConfig
+from models.class_copy import CLASS_KEYS
+from models.config import ModelConfig, ModelError, TrainConfig
 from models.metrics import RankMetrics, unique_top1
-from models.tasks._base import LossFn, Task, check_k, class_top_k, last_step, most_frequent, outputs, rank_scores
+from models.tasks._base import (LossFn, Task, check_k, class_counts, class_top_k, last_step, most_frequent,
+                               outputs, rank_scores)
 from models.tasks.location import class_loss
 from models.vector_seq_nets import ClassHead, VectorInputModel
 
@@ -24,8 +26,13 @@ class CategoryTask(Task):
     metrics = ("val_f1", "val_acc1", "val_loss")
     objective = "val_f1"
     default_loss = "weighted_ce"
+    reads_history_classes = True
 
     def build(self, mcfg: ModelConfig, info: DatasetInfo) -> nn.Module:
+        for key in CLASS_KEYS:
+            if getattr(mcfg, key) and not info.history_classes:
+                raise ModelError(f"{key}=True: the dataset has no class per history step; prepare it with "
+                                 f"history classes (e.g. nextsweep data prepare geolife-category) or set {key} false")
         return VectorInputModel(mcfg, info, ClassHead(mcfg.d_model, len(info.classes)))
 
     def loss(self, tcfg: TrainConfig, data: Dataset) -> LossFn:
@@ -39,10 +46,18 @@ class CategoryTask(Task):
         return {"f1": m["f1"], "acc1": m["acc1"], "loss": m["loss"]}
 
     def reference_scores(self, data: Dataset) -> dict[str, dict[str, float]]:
+        """The train's most frequent class, a logistic regression on the last step's vector and,
+        where each history step's class is known, the user's own history: its most frequent class
+        (history_mode) and its last step's class (last_class)."""
         train, val, k = data["train"], data["val"], len(data.info.classes)
         logp = logistic_regression(last_step(train, "vec"), train.target, k)(last_step(val, "vec"))
-        return {"most_frequent": most_frequent(train.target, val.target, k),
-                "logreg": rank_scores([(logp, val.target)], k, log_probs=True)}
+        out = {"most_frequent": most_frequent(train.target, val.target, k),
+               "logreg": rank_scores([(logp, val.target)], k, log_probs=True)}
+        if "cls" in val.seq:
+            prior = class_counts(train.target, k) / len(train.target)
+            out["history_mode"] = rank_scores([(history_mode_scores(val.seq["cls"], prior), val.target)], k)
+            out["last_class"] = rank_scores([(last_class_scores(val.seq["cls"], val.lengths, prior), val.target)], k)
+        return out
 
     def top_k(self, model, data: Dataset, split: str, k: int, batch_size: int = 512) -> dict[str, np.ndarray]:
         """Class labels (DatasetInfo.classes); scores: log-probs."""
@@ -66,6 +81,27 @@ class CategoryTask(Task):
             out[name] = {"support": n_true, "predicted": n_pred, "precision": round(p, 4), "recall": round(r, 4),
                          "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0}
         return {"per_class": out}
+
+
+def history_mode_scores(cls: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """[N, C] scores ranking each history's classes by count, ties to the most recent, then the
+    classes it lacks by the train prior. `cls`: class + 1 per step, 0 = unknown or padding."""
+    n, width = cls.shape
+    counts, latest = np.zeros((n, len(prior) + 1)), np.zeros((n, len(prior) + 1))
+    rows = np.repeat(np.arange(n), width)
+    np.add.at(counts, (rows, cls.ravel()), 1.0)
+    np.maximum.at(latest, (rows, cls.ravel()), np.tile(np.arange(1, width + 1), n))  # 1 + last position
+    score = 4.0 * (width + 1) * counts + 2.0 * latest  # count first, then recency: each step outweighs the next term
+    return score[:, 1:] + prior[None, :]  # prior < 1 orders the classes the history lacks
+
+
+def last_class_scores(cls: np.ndarray, lengths: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """[N, C] scores: the last step's class first (when known), then the train prior."""
+    last = cls[np.arange(len(cls)), lengths - 1]
+    score = np.tile(prior, (len(cls), 1))
+    known = last > 0
+    score[np.flatnonzero(known), last[known] - 1] += 2.0
+    return score
 
 
 def logistic_regression(x: np.ndarray, y: np.ndarray, n_classes: int, steps: int = 300,

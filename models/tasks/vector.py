@@ -13,6 +13,7 @@ from torch import nn
 
 from data_io import Dataset, DatasetInfo
 from data_io.batches import Batch
+from models.bank_pointer import BankScored, PointerEnsemble, loss_problem
 from models.config import ModelConfig, ModelError, TrainConfig
 from models.metrics import pessimistic_rank
 from models.tasks._base import LossFn, Task, check_k, split_order, last_step, outputs, row_chunks
@@ -33,48 +34,63 @@ class VectorTask(Task):
     metric_labels = {"hit5": "Hit@5", "hit10": "Hit@10"}  # it ranks a bank, not classes
 
     def build(self, mcfg: ModelConfig, info: DatasetInfo) -> nn.Module:
-        for key, what in (("delta", "no last input to add a change to"), ("copy", "no history vector to copy")):
+        for key, what in (("delta", "no last input to add a change to"), ("copy", "no history vector to copy"),
+                          ("bank_pointer", "no history vector to point at in the bank")):
             if getattr(mcfg, key) and info.target_dim != info.input_dim:
                 raise ModelError(f"{key}=True: targets ({info.target_dim}-dim) and inputs ({info.input_dim}-dim) differ, "
                                  f"so there is {what}; set {key} false")
         return VectorInputModel(mcfg, info, VectorHead(mcfg.d_model, info.target_dim, mcfg.delta), mcfg.copy)
 
     def loss(self, tcfg: TrainConfig, data: Dataset) -> LossFn:
+        bank = F.normalize(torch.from_numpy(data.banks["train"]), dim=-1)
         if tcfg.loss == "bank_nce":
-            bank = F.normalize(torch.from_numpy(data.banks["train"]), dim=-1)
-            return lambda pred, batch: bank_nce(pred, batch.target_id, bank.to(pred.device), tcfg.temperature)
-        return lambda pred, batch: vector_loss(tcfg, pred, batch)
+            plain = lambda pred, b: bank_nce(pred, b.target_id, bank.to(pred.device), tcfg.temperature)  # noqa: E731
+        else:
+            plain = lambda pred, batch: vector_loss(tcfg, pred, batch)  # noqa: E731
+        # a bank pointer's output is known by its type only: the task never sees the model config here
+        return lambda out, batch: (pointer_nll(out, batch.target_id, bank.to(out.pred.device), tcfg.loss)
+                                   if isinstance(out, BankScored) else plain(out, batch))
 
+    @torch.no_grad()  # a bank pointer's output is scored here, outside the model's forward
     def evaluate(self, model, data: Dataset, split: str, loss: LossFn | None = None,
                  batch_size: int = 512) -> dict[str, float]:
         bank = F.normalize(torch.from_numpy(data.banks[split]), dim=-1)
-        ranks, cos, loss_sum, n = [], [], 0.0, 0
+        ranks, cos, loss_sum, n, pointer = [], [], 0.0, 0, False
         for pred, b in outputs(model, data[split], batch_size):
-            rank, c = retrieve(pred, b.target, b.target_id, bank.to(pred.device))
+            if isinstance(pred, BankScored):  # ranked by p; its loss, -log p, over this split's own bank
+                rank, c, nll = pointer_retrieve(pred, b.target, b.target_id, bank.to(pred.pred.device))
+                loss_sum, pointer = loss_sum + float(nll.sum()), True
+            else:
+                rank, c = retrieve(pred, b.target, b.target_id, bank.to(pred.device))
+                if loss is not None:
+                    loss_sum += float(loss(pred, b)) * len(b)
             ranks.append(rank)
             cos.append(c)
-            if loss is not None:
-                loss_sum += float(loss(pred, b)) * len(b)
             n += len(b)
         out = retrieval_metrics(torch.cat(ranks), torch.cat(cos))
-        out["loss"] = loss_sum / n if loss is not None else out["loss"]
+        out["loss"] = loss_sum / n if loss is not None or pointer else out["loss"]
         return out
 
+    @torch.no_grad()
     def top_k(self, model, data: Dataset, split: str, k: int, batch_size: int = 512) -> dict[str, np.ndarray]:
-        """Rows of the split's candidate bank (target: the target's row); scores: cosine similarity."""
+        """Rows of the split's candidate bank (target: the target's row); scores: cosine similarity
+        (bank_pointer: log p)."""
         bank = F.normalize(torch.from_numpy(data.banks[split]), dim=-1)
         check_k(k, len(bank), "candidates of the bank")
         rows, ids, scores = [], [], []
         for pred, b in outputs(model, data[split], batch_size):
-            top = (F.normalize(pred, dim=-1) @ bank.to(pred.device).T).topk(k, dim=1)
+            top = bank_scores(pred, bank).topk(k, dim=1)
             rows.append(b.index)
             ids.append(top.indices)
             scores.append(top.values.float())
         return {"target": data[split].target_id, "pred": split_order(rows, ids), "score": split_order(rows, scores)}
 
-    def combine(self, outs: list[torch.Tensor]) -> torch.Tensor:
+    def combine(self, outs: list) -> torch.Tensor | PointerEnsemble:
         """The mean of the unit vectors: it ranks the bank by the models' mean cosine, and no model's
-        output norm outweighs the others'."""
+        output norm outweighs the others'. Bank pointers: the mean of their p over the bank, once
+        the task gives it a bank (PointerEnsemble)."""
+        if isinstance(outs[0], BankScored):
+            return PointerEnsemble(list(outs))
         return torch.stack([F.normalize(o, dim=-1) for o in outs]).mean(0)
 
     def reference_scores(self, data: Dataset) -> dict[str, dict[str, float]]:
@@ -90,6 +106,8 @@ class VectorTask(Task):
             last = last_step(val, "vec")
             out["persistence"] = predicted_vectors(lambda rows: last[rows], data)
             out["history_sum"] = predicted_vectors(lambda rows: history_sum(val.seq["vec"][rows], val.lengths[rows]), data)
+            out["history_items"] = scored_bank(lambda rows, bank: history_item_scores(
+                val.seq["row"][rows], history_sum(val.seq["vec"][rows], val.lengths[rows]), bank), data)
         return out
 
 
@@ -101,6 +119,35 @@ def history_sum(vec: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return (unit * real).sum(axis=1)
 
 
+def history_item_scores(rows: np.ndarray, summed: np.ndarray, unit_bank: torch.Tensor) -> torch.Tensor:
+    """[N, M] float64 scores of the bank: the history's own items first (seq "row": bank row + 1,
+    0 = none), by count, ties to the most recent, then every other row by its cosine to the
+    history's summed unit vectors (history_sum)."""
+    n, width = rows.shape
+    counts = np.zeros((n, unit_bank.shape[0] + 1))
+    latest = np.zeros_like(counts)
+    at = (np.repeat(np.arange(n), width), rows.ravel())
+    np.add.at(counts, at, 1.0)
+    np.maximum.at(latest, at, np.tile(np.arange(1, width + 1), n))  # 1 + the last position of each row
+    cos = F.normalize(torch.from_numpy(summed).double(), dim=-1) @ unit_bank.double().T  # in [-1, 1]
+    order = 4.0 * (width + 1) * counts[:, 1:] + 4.0 * latest[:, 1:]  # each term outweighs the next
+    return torch.from_numpy(order) + cos
+
+
+def scored_bank(score: Callable[[np.ndarray, torch.Tensor], torch.Tensor], data: Dataset, split: str = "val",
+                chunk: int = 512) -> dict[str, float]:
+    """Hit@K and MRR of bank scores given without a model (`score(rows, unit bank)` -> [rows, M]);
+    ties count against the target, as for the models."""
+    s, bank = data[split], F.normalize(torch.from_numpy(data.banks[split]), dim=-1)
+    ranks = []
+    for rows in row_chunks(len(s), chunk):
+        scores = score(rows, bank)
+        target_id = torch.from_numpy(s.target_id[rows])
+        ranks.append(pessimistic_rank(scores, scores.gather(1, target_id[:, None]), TIE_ATOL).double())
+    out = retrieval_metrics(torch.cat(ranks), torch.zeros(len(s), dtype=torch.float64))
+    return {k: v for k, v in out.items() if k not in ("cos", "loss")}  # no predicted vector: no cosine
+
+
 def retrieve(pred: torch.Tensor, target: torch.Tensor, target_id: torch.Tensor,
              unit_bank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(rank of the true target among the bank by cosine, ties against it; cosine to the target)."""
@@ -108,6 +155,23 @@ def retrieve(pred: torch.Tensor, target: torch.Tensor, target_id: torch.Tensor,
     scores = unit @ unit_bank.T  # [B, bank]
     rank = pessimistic_rank(scores, scores.gather(1, target_id[:, None]), TIE_ATOL).double()
     return rank, (unit * F.normalize(target, dim=-1)).sum(-1).double()
+
+
+def bank_scores(out, unit_bank: torch.Tensor) -> torch.Tensor:
+    """[B, M] scores of a bank of unit vectors: cosine to a predicted vector, or a bank pointer's log p."""
+    unit_bank = unit_bank.to(out.pred.device if isinstance(out, BankScored) else out.device)
+    return out.log_p(unit_bank) if isinstance(out, BankScored) else F.normalize(out, dim=-1) @ unit_bank.T
+
+
+def pointer_retrieve(out, target: torch.Tensor, target_id: torch.Tensor,
+                     unit_bank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A bank pointer's (rank of the target by p, ties against it; cosine of its generated vector to
+    the target; -log p of the target)."""
+    logp = out.log_p(unit_bank)
+    true = logp.gather(1, target_id[:, None])
+    rank = pessimistic_rank(logp, true, TIE_ATOL).double()
+    cos = (F.normalize(out.pred, dim=-1) * F.normalize(target, dim=-1)).sum(-1).double()
+    return rank, cos, -true.squeeze(1).double()
 
 
 def retrieval_metrics(rank: torch.Tensor, cos: torch.Tensor) -> dict[str, float]:
@@ -147,6 +211,14 @@ def bank_nce(pred: torch.Tensor, target_id: torch.Tensor, unit_bank: torch.Tenso
     prediction, the target's row the right answer. It trains the ranking that Hit@K measures,
     against every candidate rather than a batch's few."""
     return F.cross_entropy(F.normalize(pred, dim=-1) @ unit_bank.T / temperature, target_id)
+
+
+def pointer_nll(out, target_id: torch.Tensor, unit_bank: torch.Tensor, loss: str) -> torch.Tensor:
+    """A bank pointer's loss: -log p of the target's row over the (train) bank."""
+    problem = loss_problem(True, loss)
+    if problem:
+        raise ModelError(problem)
+    return -out.log_p(unit_bank).gather(1, target_id[:, None]).mean()
 
 
 def info_nce(pred: torch.Tensor, target: torch.Tensor, target_id: torch.Tensor | None, temperature: float):

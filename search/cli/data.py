@@ -72,6 +72,9 @@ def _register_vectors(prep: argparse._SubParsersAction) -> None:
     v.add_argument("--group-col", default="group", help="group (user / chain) column (default group)")
     v.add_argument("--target-col", default="target", help="label (category) or target vector (vector) column (default target)")
     v.add_argument("--split-col", help="column holding train / val / test (default: split by groups)")
+    v.add_argument("--step-class-col", help="category: a list column (.npz: [N, L] array) with the class of each "
+                                            "history step, in the target's labels; models can read and copy "
+                                            "them (unknown or unlisted labels count as unknown)")
     v.add_argument("--max-history", type=int, help="keep the last N steps of each sequence (default: all); one "
                                                    "long sequence otherwise sizes every sample and the model")
     vector_split_options(v)
@@ -181,7 +184,7 @@ def cmd_prepare_vectors(a: argparse.Namespace) -> int:
     from data_io.vector_seq_files import VectorColumns, vectors_from_files
     from data_io.vector_seqs import VectorParams
     cols = VectorColumns(seq=a.seq_col, group=a.group_col, target=a.target_col, split=a.split_col, dim=a.dim,
-                         max_history=a.max_history)
+                         max_history=a.max_history, step_class=a.step_class_col)
     params = VectorParams(val_frac=a.val_frac, test_frac=a.test_frac, folds=a.folds, seed=a.seed)
     files = [a.input, *(f for f in (a.val, a.test) if f)]
     return _write_vectors(a, lambda: vectors_from_files(a.task, files, cols, params, a.bank, a.bank_col, a.name))
