@@ -36,6 +36,7 @@ from data_io.dataset_types import SPLITS, Dataset
 from data_io.errors import DataError
 from data_io.geolife import GEOLIFE_COLUMNS, GEOLIFE_PARAMS
 from data_io.prepare import Samples, build_samples, split_labels
+from data_io.staging import check_output_dir, staged_dir
 from data_io.tables import Staypoints, integer_column, number_column, read_frame, read_id_list, read_staypoints
 from data_io.vector_seqs import VectorSamples, add_folds, vector_dataset
 
@@ -240,3 +241,35 @@ def geolife_category(staypoints: str | Path, valid_ids: str | Path, locations: s
     classes = [f"region_{i}" for i in range(int(cls.max()) + 1)]
     return vector_dataset("geolife-category", "category", splits, classes=classes, n_folds=p.n_folds,
                           params=params, source=source, where=str(files["staypoints"]))
+
+
+def geolife_events(staypoints: str | Path, locations: str | Path, out: str | Path, p: DerivedParams = DerivedParams(),
+                   overwrite: bool = False) -> dict[str, int]:
+    """Geolife as the tables a user's own check-ins come in (for `data prepare events`):
+    `events.csv` (user, time = minutes since day 0, place, region: one row per stay) and
+    `items.parquet` (id, vector: the train-fitted embedding of each place, zero for places never
+    seen in the protocol's train days). Written atomically; returns the row counts."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    files = geolife_files(staypoints=staypoints, locations=locations)
+    out = Path(out)
+    check_output_dir(out, overwrite)
+    sp = read_staypoints(files["staypoints"], GEOLIFE_COLUMNS)
+    ids, region, _ = location_regions(files["locations"], p.regions, p.seed)
+    pos = np.minimum(np.searchsorted(ids, sp.location, sorter=np.argsort(ids)), len(ids) - 1)
+    at = np.argsort(ids)[pos]
+    if (ids[at] != sp.location).any():
+        raise DataError(f"{files['locations']}: location id {int(sp.location[ids[at] != sp.location][0])} of "
+                        f"{files['staypoints']} is not in its id column; give the locations file of the same dataset")
+    events = pd.DataFrame({"user": sp.user, "time": sp.day.astype(np.int64) * 1440 + sp.minute, "place": sp.location,
+                           "region": [f"region_{r}" for r in region[at]]})
+    vocab, emb = location_embedding(sp, p.dim, p.seed)
+    places = np.unique(sp.location)
+    vectors = np.zeros((len(places), p.dim), dtype=np.float32)
+    seen = np.isin(places, vocab)
+    vectors[seen] = emb[np.searchsorted(vocab, places[seen])]
+    with staged_dir(out) as tmp:
+        events.to_csv(tmp / "events.csv", index=False)
+        pq.write_table(pa.table({"id": places, "vector": list(vectors)}), tmp / "items.parquet")
+    return {"events": len(events), "items": len(places), "unseen_items": int((~seen).sum())}

@@ -55,7 +55,8 @@ class VectorsKind(DataKind):
         return [f"dataset      {info.name}",
                 f"task         {info.task}",
                 f"samples      train {s['train']:,} / val {s['val']:,} / test {s['test']:,}",
-                f"inputs       vectors of dimension {info.input_dim}, up to {info.max_history} steps",
+                f"inputs       vectors of dimension {info.input_dim}, up to {info.max_history} steps"
+                + ("; each step's class known (history_classes)" if info.history_classes else ""),
                 *target_kind(info.task).describe(info, facts),
                 f"groups       {info.n_groups:,}",
                 f"folds        {f'{info.n_folds} grouped folds over train + val' if info.n_folds else 'none'}",

@@ -244,6 +244,35 @@ def test_cli_geolife_category(tmp_path, geolife_paths, geo_category, capsys):
     np.testing.assert_array_equal(ds["test"].target, geo_category["test"].target)
 
 
+@pytest.mark.geolife
+def test_geolife_events_then_prepare_events_carries_each_places_region(tmp_path, geolife_paths, capsys):
+    """`data geolife-events` writes the check-in form; `data prepare events` on it gives samples
+    whose history steps carry their place's region, as the events table says."""
+    import pandas as pd
+    raw, ds_dir = tmp_path / "raw", tmp_path / "cat"
+    geolife = str(geolife_paths["staypoints"].parent)
+    assert main(["data", "geolife-events", "--geolife", geolife, "--out", str(raw)]) == 0
+    assert "data prepare events" in capsys.readouterr().out
+    events = pd.read_csv(raw / "events.csv")
+    assert list(events.columns) == ["user", "time", "place", "region"] and len(events) == 16600
+    assert events.groupby("place")["region"].nunique().max() == 1  # a place sits in one region
+    assert main(["data", "prepare", "events", str(raw / "events.csv"), "--items", str(raw / "items.parquet"),
+                 "--task", "category", "--group-col", "user", "--time-col", "time", "--item-col", "place",
+                 "--category-col", "region", "--window", "9", "--out", str(ds_dir)]) == 0
+    assert "each step's class known" in capsys.readouterr().out
+    ds = load_dataset(ds_dir)
+    region_of = dict(zip(events["place"], events["region"]))
+    order = events.sort_values(["user", "time"], kind="stable").index.to_numpy()
+    test = ds["test"]
+    for k in range(0, len(test), 97):  # the events before each target, in time order
+        row = int(np.flatnonzero(order == test.sample_id[k])[0])
+        places = events["place"].to_numpy()[order[row - test.lengths[k]:row]]
+        want = [ds.info.classes.index(region_of[p]) + 1 if region_of[p] in ds.info.classes else 0 for p in places]
+        assert list(test.seq["cls"][k, :test.lengths[k]]) == want
+    assert main(["data", "geolife-events", "--geolife", str(tmp_path), "--out", str(tmp_path / "none")]) == 2
+    assert "file not found" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+
 def test_missing_files_name_the_file_and_fix(tmp_path, capsys):
     from data_io.geolife_derived import geolife_vector
     with pytest.raises(DataError, match=r"dataSet_geolife.csv: file not found; give --staypoints"):

@@ -22,6 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_vectors(prep)
     _register_events(prep)
     _register_synth(data)
+    ge = data.add_parser("geolife-events", help="write Geolife as an events table + item vectors (the form of your "
+                                                "own check-ins), for `data prepare events`",
+                         description="events.csv: user, time (minutes), place, region (k-means over all location "
+                                     "coordinates); items.parquet: id, vector (the place embedding fitted on the "
+                                     "protocol's train days; zero for places never seen there).")
+    geolife_derived_options(ge, locations=True, valid_ids=False)
+    ge.set_defaults(func=cmd_geolife_events)
     i = data.add_parser("info", help="print a dataset's DatasetInfo")
     i.add_argument("path", help="dataset directory")
     i.set_defaults(func=cmd_info)
@@ -158,6 +165,19 @@ def cmd_prepare_geolife_category(a: argparse.Namespace) -> int:
     f = geolife_files(a.geolife, staypoints=a.staypoints, valid_ids=a.valid_ids, locations=a.locations)
     p = DerivedParams(dim=a.dim, regions=a.regions, n_folds=a.folds, seed=a.seed)
     return _write_vectors(a, lambda: geolife_category(f["staypoints"], f["valid_ids"], f["locations"], p))
+
+
+def cmd_geolife_events(a: argparse.Namespace) -> int:
+    from data_io.geolife_derived import DerivedParams, geolife_events, geolife_files
+    f = geolife_files(a.geolife, staypoints=a.staypoints, locations=a.locations)
+    t = time.perf_counter()
+    n = geolife_events(f["staypoints"], f["locations"], a.out, DerivedParams(dim=a.dim, regions=a.regions, seed=a.seed),
+                       a.overwrite)
+    print(f"wrote {a.out}/events.csv ({n['events']:,} stays) and {a.out}/items.parquet ({n['items']:,} places, "
+          f"{n['unseen_items']:,} never seen in train: zero vectors) in {time.perf_counter() - t:.2f} s")
+    print(f"next: nextsweep data prepare events {a.out}/events.csv --items {a.out}/items.parquet --task category "
+          "--group-col user --time-col time --item-col place --category-col region --out DIR")
+    return 0
 
 
 def cmd_prepare_geolife_vector(a: argparse.Namespace) -> int:

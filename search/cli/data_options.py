@@ -46,15 +46,17 @@ def table_columns(a: argparse.Namespace) -> Columns:
                    end_minute=a.end_minute_col, weekday=a.weekday_col, id=a.id_col)
 
 
-def geolife_derived_options(p: argparse.ArgumentParser, locations: bool) -> None:
+def geolife_derived_options(p: argparse.ArgumentParser, locations: bool, valid_ids: bool = True) -> None:
     p.add_argument("--geolife", help="folder holding the Geolife files (default for the file options below)")
     p.add_argument("--staypoints", help="dataSet_geolife.csv (default: in --geolife)")
-    p.add_argument("--valid-ids", help="valid_ids_geolife.csv (default: in --geolife)")
+    if valid_ids:
+        p.add_argument("--valid-ids", help="valid_ids_geolife.csv (default: in --geolife)")
     if locations:
         p.add_argument("--locations", help="locations_geolife.csv with id, lon, lat (default: in --geolife)")
         p.add_argument("--regions", type=int, default=10, help="k-means regions over all locations (default 10)")
     p.add_argument("--dim", type=int, default=64, help="dimension of the location embeddings (default 64)")
-    p.add_argument("--folds", type=int, default=5, help="grouped K-fold by user over train + val (default 5, 0 = none)")
+    if valid_ids:  # the samples of the protocol: folds over them
+        p.add_argument("--folds", type=int, default=5, help="grouped K-fold by user over train + val (default 5, 0 = none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the embedding, the k-means and the folds (default 0)")
     p.add_argument("--out", required=True, help="dataset directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
