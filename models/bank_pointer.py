@@ -5,8 +5,11 @@ of their history's places. As the location task's pointer family copies ids, ban
     p_j = g softmax_j(cos(pred, bank_j) / tau) + (1 - g) sum_t attn_t [row_t == j + 1],
 a gated mix of a generated distribution (learned temperature tau) and attention over the history
 steps whose vectors are bank rows (seq "row": row + 1, 0 = none). A sample with no such step
-keeps the generated distribution alone (g = 1). The bank differs per split, so the model cannot
-hold it: forward returns a PointerOutput that the task scores against a given bank.
+keeps the generated distribution alone (g = 1). A bank row that is the all-zero vector (a place
+unseen in train, as Geolife's bank holds it: the location task's "unseen" class) has no cosine;
+its generated logit is a learned function of the last state instead (`novel`), so the model can
+say "somewhere new", as a next-location classifier scores its unseen class. The bank differs per
+split, so the model cannot hold it: forward returns a PointerOutput the task scores against a bank.
 """
 
 from __future__ import annotations
@@ -32,13 +35,16 @@ class PointerOutput:
     attn: torch.Tensor  # [B, T] attention over history steps, 0 at steps not in the bank
     rows: torch.Tensor  # [B, T] bank row + 1 of each step, 0 = none
     log_tau: torch.Tensor  # scalar, log of the generated softmax's temperature
+    novel: torch.Tensor  # [B, 1] generated logit of the bank's all-zero rows (an unseen place)
 
     def probs(self, unit_bank: torch.Tensor) -> torch.Tensor:
         """[B, M] probabilities of the rows of a bank of unit vectors."""
         if self.rows.numel() and int(self.rows.max()) > len(unit_bank):
             raise ModelError(f"bank_pointer: a history step points at bank row {int(self.rows.max()) - 1}, the bank "
                              f"has {len(unit_bank)} rows; seq 'row' must index this split's bank: prepare the data again")
-        gen = (F.normalize(self.pred, dim=-1) @ unit_bank.T / self.log_tau.exp()).softmax(-1)
+        logits = F.normalize(self.pred, dim=-1) @ unit_bank.T / self.log_tau.exp()
+        zero = (unit_bank == 0).all(-1)  # normalised zero rows stay zero: no direction to compare
+        gen = torch.where(zero[None, :], self.novel.to(logits.dtype), logits).softmax(-1)
         copied = gen.new_zeros(len(gen), len(unit_bank) + 1).scatter_add_(1, self.rows, self.attn.to(gen.dtype))
         return self.gate * gen + (1 - self.gate) * copied[:, 1:]
 
@@ -76,6 +82,7 @@ class BankPointer(nn.Module):
         self.key = nn.Linear(d, d)
         self.gate = nn.Linear(d, 1)
         self.log_tau = nn.Parameter(torch.full((), math.log(TAU0)))
+        self.novel = nn.Linear(d, 1)
 
     def forward(self, pred, h, last, pad, seq: dict[str, torch.Tensor]) -> PointerOutput:
         if "row" not in seq:
@@ -86,7 +93,7 @@ class BankPointer(nn.Module):
         # a finite fill: a sample with no copyable step gets a uniform softmax, zeroed here, not NaN
         attn = scores.masked_fill(~copyable, torch.finfo(scores.dtype).min).softmax(-1) * copyable
         g = torch.where(copyable.any(-1, keepdim=True), torch.sigmoid(self.gate(last)), 1.0)
-        return PointerOutput(pred, g, attn, seq["row"] * copyable, self.log_tau)
+        return PointerOutput(pred, g, attn, seq["row"] * copyable, self.log_tau, self.novel(last))
 
 
 LOSS = "bank_nce"  # the loss name a bank pointer trains with: its NLL over the train bank

@@ -52,6 +52,7 @@ class ModelConfig:
     bank_pointer: bool = False  # vector task: score the bank as a gated mix of a softmax and a pointer at history rows
     history_classes: bool = False  # category: add an embedding of each history step's class (0 = unknown) to the input
     class_copy: bool = False  # category: gate in an attention-weighted distribution over the history's classes
+    unknown_flag: bool = False  # category / vector: a learned input vector marks history steps whose vector is all zero
 
     @property
     def emb(self) -> int:

@@ -27,7 +27,8 @@ from models.networks import make_body
 
 class VectorEncoder(nn.Module):
     """Projection of the D-dim inputs to the model width, plus optional group (user), position
-    and (history_classes) history-step class embeddings, summed, normalised."""
+    and (history_classes) history-step class embeddings and (unknown_flag) a learned vector on
+    steps whose input is all zero, summed, normalised."""
 
     def __init__(self, cfg: ModelConfig, info: DatasetInfo):
         super().__init__()
@@ -42,6 +43,8 @@ class VectorEncoder(nn.Module):
         self.cls = _class_embedding(len(info.classes), d) if cfg.history_classes else None
         self.norm = nn.LayerNorm(d)
         self.drop = Dropout(cfg.dropout)
+        # an all-zero input vector is a place with no known vector (e.g. unseen in train): mark it
+        self.unknown = nn.Parameter(0.02 * torch.randn(d)) if cfg.unknown_flag else None
 
     def forward(self, seq: dict[str, torch.Tensor], user: torch.Tensor, lengths: torch.Tensor):
         x = self.proj(seq["vec"])
@@ -52,6 +55,8 @@ class VectorEncoder(nn.Module):
             x = x + self.position(steps.clamp(0, self.n_pos - 1))
         if self.cls is not None:  # class + 1 of each step; 0 (unknown, padding) adds nothing
             x = x + self.cls(seq["cls"])
+        if self.unknown is not None:
+            x = x + (seq["vec"] == 0).all(-1, keepdim=True) * self.unknown
         return self.drop(self.norm(x))
 
 

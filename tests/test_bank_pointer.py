@@ -14,6 +14,7 @@ from data_io.vector_seqs import VectorSamples, vector_dataset
 from models import ModelError, build_model, count_params, fit
 from models.bank_pointer import PointerOutput
 from models.build import FoldEnsemble
+from models.config import split_config
 from models.tasks import get_task
 from spaces import CompiledSpace, SpaceError, parse_space
 
@@ -50,7 +51,8 @@ def test_count_is_exact_and_plain_models_are_untouched():
     info = places(n=30).info
     cfg, d = {**SMALL, "bank_pointer": True}, SMALL["d_model"]
     assert count_params(cfg, info) == sum(p.numel() for p in build_model(cfg, info).parameters())
-    assert count_params(cfg, info) - count_params(SMALL, info) == 2 * (d * d + d) + (d + 1) + 1  # query, key, gate, tau
+    # query, key, gate, tau, and the novel-place logit
+    assert count_params(cfg, info) - count_params(SMALL, info) == 2 * (d * d + d) + (d + 1) + 1 + (d + 1)
     torch.manual_seed(3)
     plain = build_model(SMALL, info)
     torch.manual_seed(3)
@@ -176,3 +178,38 @@ def test_spaces_know_bank_pointer(tmp_path):
         assert (p.rejected == "cannot be built") == mismatched, p
         assert not mismatched or "set loss bank_nce" in p.extra["error"]
     assert any(p.feasible and p.config["bank_pointer"] for p in proposals)
+
+
+def test_an_all_zero_bank_row_scores_by_the_novel_logit():
+    """Geolife's bank holds the zero vector (a place unseen in train): no cosine, so its generated
+    logit is the learned `novel` (here a constant) instead of 0 / tau."""
+    bank = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
+    x = np.array([[bank[1], bank[2]]], np.float32)
+    samples = VectorSamples(x, np.array([2]), np.array([1]), bank[[0]])
+    data = vector_dataset("zero", "vector", {s: samples for s in SPLITS}, banks={s: bank for s in SPLITS})
+    gen = torch.tensor([1.0, 0.0, 0.0])
+    model = hand_model(data.info, 50.0, gen, 0.5)  # g ~ 1: the generated distribution alone
+    with torch.no_grad():
+        model.bank_pointer.novel.weight.zero_(), model.bank_pointer.novel.bias.fill_(3.0)
+        seq = {"vec": torch.from_numpy(x), "row": torch.from_numpy(exact_rows(x, samples.lengths, bank))}
+        p = model(seq, torch.tensor([1]), torch.tensor([2])).probs(F.normalize(torch.from_numpy(bank), dim=-1))
+    logits = np.array([3.0, 1 / 0.5, 0.0])
+    np.testing.assert_allclose(p[0].numpy(), np.exp(logits) / np.exp(logits).sum(), rtol=1e-5)
+    assert seq["row"].tolist() == [[2, 3]]  # history rows are never the zero row
+
+
+def test_unknown_flag_marks_only_all_zero_steps():
+    info = places(n=30).info
+    torch.manual_seed(0)
+    model = build_model({**SMALL, "unknown_flag": True}, info).eval()
+    assert count_params({**SMALL, "unknown_flag": True}, info) - count_params(SMALL, info) == SMALL["d_model"]
+    enc = model.encoder
+    x = torch.zeros(1, 2, info.input_dim)
+    x[0, 0, 0] = 1.0
+    with torch.no_grad():
+        marked = enc({"vec": x}, torch.tensor([1]), torch.tensor([2]))
+        enc.unknown.zero_()
+        plain = enc({"vec": x}, torch.tensor([1]), torch.tensor([2]))
+    assert torch.equal(marked[0, 0], plain[0, 0]) and not torch.allclose(marked[0, 1], plain[0, 1])
+    with pytest.raises(ModelError, match="unknown_flag=True: only tasks with vector inputs"):
+        get_task("location").check_model(split_config({"unknown_flag": True})[0])

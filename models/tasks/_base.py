@@ -37,6 +37,7 @@ class Task(ABC):
     ties_head: bool = False  # has an input embedding of its targets that tied_head=True can share
     copies_history: bool = False  # its model can copy a history vector (copy=True)
     reads_history_classes: bool = False  # its model can read each history step's class (CLASS_KEYS)
+    reads_vectors: bool = False  # its inputs are given vectors (unknown_flag marks the all-zero ones)
     metric_labels: dict[str, str] = {}  # printed names of its metrics where they differ from the usual (retrain)
 
     def check_model(self, mcfg: ModelConfig) -> None:
@@ -51,6 +52,9 @@ class Task(ABC):
         if mcfg.bank_pointer and not self.copies_history:
             raise ModelError(f"bank_pointer=True: only the vector task points over a candidate bank; set it false for "
                              f"the {self.name} task")
+        if mcfg.unknown_flag and not self.reads_vectors:
+            raise ModelError(f"unknown_flag=True: only tasks with vector inputs mark unknown (all-zero) steps; set it "
+                             f"false for the {self.name} task")
         for key in CLASS_KEYS:
             if getattr(mcfg, key) and not self.reads_history_classes:
                 raise ModelError(f"{key}=True: only the category task reads the history's classes; "

@@ -27,6 +27,7 @@ class CategoryTask(Task):
     objective = "val_f1"
     default_loss = "weighted_ce"
     reads_history_classes = True
+    reads_vectors = True
 
     def build(self, mcfg: ModelConfig, info: DatasetInfo) -> nn.Module:
         for key in CLASS_KEYS:

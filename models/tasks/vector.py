@@ -31,6 +31,7 @@ class VectorTask(Task):
     default_loss = "cosine"
     balanced_sampler = False
     copies_history = True
+    reads_vectors = True
     metric_labels = {"hit5": "Hit@5", "hit10": "Hit@10"}  # it ranks a bank, not classes
 
     def build(self, mcfg: ModelConfig, info: DatasetInfo) -> nn.Module:
