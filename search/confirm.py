@@ -21,7 +21,7 @@ from models.native import runtime_facts, runtime_notice
 from search.ranking import confirmation, ranked, then_value
 from search.errors import SearchError
 from search.storage import load_study, set_finished_trial_attr
-from search.study_record import read
+from search.study_record import read, refuse_simulated
 from search.summary import config_text, confirmed_text, num_text
 from spaces.data import load_data
 
@@ -75,6 +75,7 @@ def run_confirm(opts: ConfirmOptions) -> ConfirmResult:
         raise SearchError(f"--top {opts.top} --seeds {opts.seeds}: both must be >= 1")
     study = load_study(opts.storage, opts.study)
     meta = read(study)
+    refuse_simulated(meta, study.study_name, "confirm")
     metric, then = meta.metric, list(meta.then)
     top = ranked(study, use_confirmed=False)[:opts.top]  # the sweep's own order: a new better trial gets in
     if not top:

@@ -59,6 +59,8 @@ def export_top(storage_url: str, study_name: str | None, top: int, out: str | Pa
             "config": json.loads(t.user_attrs["config"]),
             "params": t.params,  # Optuna's own values: what `sweep --enqueue` puts first in a new sweep
         }
+        if meta.simulated:  # retrain and predict refuse it: a stand-in curve is not a result
+            doc = {"simulated": True, **doc}
         if confirmation(t, meta.metric):  # validation mean +- std over new seeds
             doc["confirmed"] = {k: v for k, v in t.user_attrs["confirmed"].items() if k != "runs"}
         path = out / name(t)
@@ -81,6 +83,12 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def refuse_simulated_export(doc: dict, path: Path, command: str) -> None:
+    if doc.get("simulated"):
+        raise SearchError(f"{path}: exported from a simulated sweep (sweep --simulate): its trial trained nothing, so "
+                          f"there is nothing to {command}; export a trial of a real sweep")
 
 
 def read_export(path: str | Path) -> dict:

@@ -14,7 +14,7 @@ import torch
 from models import build_predictor
 from models.tasks import get_task
 from search.errors import SearchError
-from search.export import read_export
+from search.export import read_export, refuse_simulated_export
 from search.retrain import torch_threads
 from spaces.data import load_data
 
@@ -32,6 +32,7 @@ def predict(export: str | Path, out: str | Path, model_path: str | Path | None =
     export, out = Path(export), Path(out)
     model_path = Path(model_path) if model_path else default_model(export)
     doc = read_export(export)
+    refuse_simulated_export(doc, export, "predict")
     if not model_path.is_file():
         raise SearchError(f"{model_path}: model file not found; run `nextsweep retrain {export}` first or pass --model PATH")
     task = get_task(doc.get("task", "location"))

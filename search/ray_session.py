@@ -9,7 +9,8 @@ import os
 
 
 def init_ray(opts) -> None:
-    """Join `opts.address` (a cluster), or start a local Ray sized to this machine where it is None."""
+    """Join `opts.address` (a cluster), or start a local Ray where it is None: sized to this
+    machine, or to `opts.local_cpus` where set."""
     import ray
     if ray.is_initialized():
         return
@@ -17,8 +18,9 @@ def init_ray(opts) -> None:
         from search.trainable import HOLD_ENV
         hold = {"env_vars": {HOLD_ENV: os.environ[HOLD_ENV]}} if HOLD_ENV in os.environ else None
         ray.init(address=opts.address, log_to_driver=False, runtime_env=hold)
-    else:
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    else:  # --local-cpus declares more (or fewer) CPUs than the machine has: sleeping simulated trials need none
+        cpus = getattr(opts, "local_cpus", None) or os.cpu_count()
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
 
 
 def quiet_ray(local: bool) -> None:

@@ -15,7 +15,7 @@ from models import build_predictor, fit, metric_mode
 from models.native import runtime_notice
 from models.tasks import TASKS, get_task
 from search.errors import SearchError
-from search.export import read_export
+from search.export import read_export, refuse_simulated_export
 from spaces.data import load_data
 
 LABELS = {"acc1": "Acc@1", "hit1": "Hit@1", "hit5": "Acc@5", "hit10": "Acc@10", "mrr": "MRR", "ndcg10": "NDCG@10",
@@ -26,6 +26,7 @@ UNSCALED = ("loss", "cos")  # printed as they are; the other figures are rates, 
 def retrain(path: str | Path, seeds: int, out: str | Path | None, force: bool = False) -> dict:
     path = Path(path)
     doc = read_export(path)
+    refuse_simulated_export(doc, path, "retrain")
     data = load_data(doc["data"], path, doc.get("task", "location"))  # paths were made absolute by the sweep
     if doc.get("fingerprint") and data.info.fingerprint != doc["fingerprint"] and not force:
         raise SearchError(f"{path}: fingerprint: the data now differs from the sweep's ({data.info.fingerprint[:12]} vs "

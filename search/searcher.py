@@ -30,7 +30,7 @@ MAX_REJECTIONS_IN_A_ROW = 1000
 class BudgetSearcher(Searcher):
     def __init__(self, study: optuna.Study, compiled: CompiledSpace, asha: RecordingASHA, *,
                  seed: int, cpus: float, attrs: dict, orphans: list[optuna.trial.FrozenTrial],
-                 checkpoint_at: list[int] | None = None):
+                 checkpoint_at: list[int] | None = None, extra: dict | None = None):
         # Tune (and ASHA, unless asha.rank_by is epoch) ranks trials on the best epoch so far (what
         # the study records as the value), so one bad epoch at a rung does not prune a trial whose
         # best is competitive.
@@ -51,6 +51,8 @@ class BudgetSearcher(Searcher):
         self.budget_s: list[float] = []
         self.distributions: dict | None = None  # each parameter's distribution as the study stores it
         self.waiting: int | None = None  # enqueued trials not yet handed out
+        self.extra = dict(extra or {})  # more keys of every trainable config (a simulated trial's settings)
+        self.n_params: dict[str, int] = {}  # the budget check's count of each handed-out trial
 
     # --- Tune's calls -------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict | None:
@@ -61,13 +63,15 @@ class BudgetSearcher(Searcher):
             config = json.loads(frozen.user_attrs["config"])
             steps = set(frozen.intermediate_values)  # reported before the driver was killed
             set_trial_attrs(trial, {"ray_trial_id": trial_id})
+            self.n_params[trial_id] = frozen.user_attrs.get("n_params", 0)
         else:
             trial, config = self._ask_feasible(trial_id)
         self.live[trial_id] = trial
         self.started[trial_id] = time.time()
         self.optuna_ids[trial_id] = trial._trial_id
         self.steps[trial_id] = steps
-        return {"engine": config, "cpus": self.cpus, "checkpoint_at": self.checkpoint_at}
+        return {"engine": config, "cpus": self.cpus, "checkpoint_at": self.checkpoint_at,
+                "n_params": self.n_params.pop(trial_id, 0), **self.extra}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         trial = self.live.get(trial_id)
@@ -145,6 +149,7 @@ class BudgetSearcher(Searcher):
             elif attrs:
                 set_trial_attrs(trial, attrs(trial.number))  # one transaction, not one per attribute
             if proposal.feasible:
+                self.n_params[trial_id] = proposal.n_params
                 break
             self.study.tell(trial, state=TrialState.PRUNED)
             self.rejected[REJECTIONS[proposal.rejected]] += 1

@@ -7,7 +7,7 @@ from search.storage import load_study, redact
 from search.outcomes import tally
 from search.ranking import confirmation, ranked
 from search.study_record import read
-from search.summary import confirmed_text, tally_line, then_text
+from search.summary import SIMULATED_LINE, confirmed_text, tally_line, then_text
 
 
 def print_status(storage_url: str, study_name: str | None) -> None:
@@ -17,6 +17,8 @@ def print_status(storage_url: str, study_name: str | None) -> None:
     cpu = sum(t.user_attrs.get("cpu_s", 0.0) for t in study.get_trials(deepcopy=False))
     print(f"study      {study.study_name}  ({redact(storage_url)})")
     print(f"space      {meta.space_name}  task {meta.task}  budget {meta.budget or 'none'}")
+    if meta.simulated:
+        print(SIMULATED_LINE)
     print("trials     " + tally_line(c))
     print(f"cpu time   {cpu / 60:.1f} CPU-minutes in trials")
     top = ranked(study)  # the ranking export uses: confirmed means and `then` tie-breaks included

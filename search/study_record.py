@@ -24,6 +24,7 @@ import optuna
 
 from models.tasks import get_task
 from search.asha import asha_signature, asha_text
+from search.errors import SearchError
 from search.storage import redact
 from spaces.schema import DEFAULT_TOLERANCE
 
@@ -54,6 +55,7 @@ class StudyMeta:
     command: str | None = None  # the command that (re)runs the sweep, without passwords
     started: str | None = None  # ISO time of the first start (a resume keeps it)
     baselines: dict | None = None  # name -> metrics of the no-search predictors (search.baselines)
+    simulated: bool = False  # `sweep --simulate`: the trials trained nothing (search.simulate)
 
     @property
     def signature(self) -> dict:
@@ -72,6 +74,13 @@ class StudyMeta:
     @property
     def mode(self) -> str:
         return self.signature.get("mode", "max")
+
+
+def refuse_simulated(meta: StudyMeta, study_name: str, command: str) -> None:
+    """`command` (retrain, confirm, predict) never works on a simulated study's trials."""
+    if meta.simulated:
+        raise SearchError(f"study '{study_name}' is a simulated sweep (sweep --simulate): its trials trained nothing, "
+                          f"so there is nothing to {command}; run the sweep without --simulate")
 
 
 def read(study: optuna.Study) -> StudyMeta:
@@ -126,7 +135,8 @@ def sweep_meta(opts, space, fingerprint: str) -> StudyMeta:
         fingerprint=fingerprint, budget=space.max_params, metric=space.metric, then=tuple(space.then),
         tolerance=space.tolerance, space_signature=space_signature(space), samples=opts.samples,
         sampler=opts.sampler, startup_trials=opts.startup_trials, seed=opts.seed, code_version=code_version(),
-        command=sweep_command(opts), started=datetime.now().astimezone().isoformat(timespec="seconds"))
+        command=sweep_command(opts), started=datetime.now().astimezone().isoformat(timespec="seconds"),
+        simulated=bool(opts.simulate))
 
 
 def space_signature(space) -> dict:
@@ -165,6 +175,8 @@ def sweep_command(opts) -> str:
     if opts.address:
         parts.append(f"--address {opts.address}")
     parts += [f"--set {shlex.quote(kv)}" for kv in opts.overrides] + [f"--enqueue {e}" for e in opts.enqueue]
+    parts += [f"--simulate --epoch-seconds {opts.epoch_seconds:g}"] if opts.simulate else []
+    parts += [f"--local-cpus {opts.local_cpus}"] if opts.local_cpus else []
     parts += ["--resume"] if opts.resume else []
     return " ".join(parts) + f" --storage '{redact(opts.storage)}'"
 
@@ -185,5 +197,7 @@ def study_note(study: optuna.Study) -> str:
     if m.width:
         rows.append((m.width, f"the width each trial trained, fitted to the budget: user attribute `{m.width}` "
                               f"(the parameter `{m.width}_frac` is the sampler's position in the range)"))
+    if m.simulated:  # first: nothing in it may be read as a result
+        rows.insert(0, ("SIMULATED", "`sweep --simulate`: the trials trained nothing; their values are a stand-in curve"))
     table = "\n".join(f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows)
     return f"## nextsweep sweep `{study.study_name}`\n\n| | |\n|---|---|\n{table}\n"

@@ -19,6 +19,9 @@ from search.storage import has_password, redact
 from search.study_record import read
 
 
+SIMULATED_LINE = "simulated  the trials trained nothing (sweep --simulate): their values are a stand-in curve"
+
+
 def tally_line(counts: dict[str, int]) -> str:
     return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
 
@@ -27,10 +30,12 @@ def print_summary(study: optuna.Study, storage_url: str, top: int = 5) -> None:
     print()
     print(f"study      {study.study_name}")
     print(f"storage    {redact(storage_url)}")
+    meta = read(study)
+    if meta.simulated:
+        print(SIMULATED_LINE)
     print("trials     " + tally_line(tally(study.get_trials(deepcopy=False))))
     name = shlex.quote(study.study_name)  # the commands below are pasted into a shell
     done = ranked(study)
-    meta = read(study)
     metric, then = meta.metric, list(meta.then)
     confirmed = any(confirmation(t, metric) for t in done[:top])
     if done:

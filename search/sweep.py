@@ -48,10 +48,26 @@ class SweepOptions:
     max_failures: int = 0  # Tune retries of a trial whose worker died
     enqueue: list[str] = field(default_factory=list)  # exports whose params are tried first (--enqueue)
     overrides: list[str] = field(default_factory=list)  # KEY=VALUE fields of the space (--set)
+    simulate: bool = False  # trials sleep and report a stand-in curve (search.simulate): trains nothing
+    epoch_seconds: float = 0.1  # --simulate: seconds each simulated epoch sleeps
+    local_cpus: int | None = None  # CPUs the local Ray declares (None: this machine's)
 
 
-def _check_resumable(study: optuna.Study, space) -> None:
+def _check_resources(opts: SweepOptions) -> None:
+    if opts.local_cpus is not None and opts.address:
+        raise SearchError(f"--local-cpus {opts.local_cpus}: declares the CPUs of a local Ray; a cluster (--address) "
+                          "declares its own with `ray start --num-cpus N`; drop one of them")
+    if opts.local_cpus is not None and opts.local_cpus < 1:
+        raise SearchError(f"--local-cpus {opts.local_cpus}: must be >= 1")
+    if opts.epoch_seconds < 0:
+        raise SearchError(f"--epoch-seconds {opts.epoch_seconds:g}: must be >= 0")
+
+
+def _check_resumable(study: optuna.Study, space, simulate: bool) -> None:
     meta = read(study)
+    if meta.simulated != simulate:
+        raise SearchError(f"--resume: study '{study.study_name}' is {'a simulated' if meta.simulated else 'a real'} "
+                          f"sweep; resume it {'with' if meta.simulated else 'without'} --simulate")
     name = meta.space_name
     if name != space.name:
         raise SearchError(f"--resume: study '{study.study_name}' was made from space '{name}', not '{space.name}'")
@@ -78,7 +94,7 @@ def open_study(opts: SweepOptions, space, storage) -> optuna.Study:
         if opts.study not in names:
             raise SearchError(f"--resume: study '{opts.study}' not found in {url}; it holds: {', '.join(names) or 'none'}")
         study = optuna.load_study(study_name=opts.study, storage=storage)
-        _check_resumable(study, space)
+        _check_resumable(study, space, opts.simulate)
         n_trials = len(study.get_trials(deepcopy=False))
         study.sampler = make_sampler(opts.sampler, resumed_seed(opts.sampler, opts.seed, n_trials), opts.startup_trials,
                                      rounds_seed=opts.seed)
@@ -97,6 +113,7 @@ def run_sweep(opts: SweepOptions) -> optuna.Study:
         raise SearchError(f"--samples {opts.samples}: must be >= 1")
     if opts.resume and not opts.study:
         raise SearchError("--resume needs --study NAME (the study to continue)")
+    _check_resources(opts)
     check_startup(opts.sampler, opts.startup_trials)  # before any storage is made
     opts.study = opts.study or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}"
     opts.storage = opts.storage or default_storage(Path(opts.dir))
@@ -170,6 +187,7 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
 
     from search.progress import Progress
     from search.searcher import BudgetSearcher
+    from search.simulate import simulate_trial
     from search.trainable import train_trial
 
     init_ray(opts)
@@ -178,11 +196,13 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
     attrs = {"fingerprint": data.info.fingerprint, "code_version": code_version(), "cpus": cpus}
     # Checkpoints every epoch only where a retry resumes from them; else where ASHA may stop a trial.
     checkpoint_at = None if opts.max_failures else rung_epochs(asha)
+    extra = {"epoch_seconds": opts.epoch_seconds, "minimized": space.mode == "min"} if opts.simulate else None
     searcher = BudgetSearcher(study, compiled, asha, seed=opts.seed * 100_003, cpus=cpus, attrs=attrs, orphans=orphans,
-                              checkpoint_at=checkpoint_at)
+                              checkpoint_at=checkpoint_at, extra=extra)
     progress = Progress(searcher, study, todo)
-    trainable = tune.with_resources(tune.with_parameters(train_trial, data=data),
-                                    {"cpu": cpus, "gpu": float(opts.gpus_per_trial)})
+    # a simulated trial sleeps instead of fit(): it needs neither the data nor torch in its worker
+    trainable = simulate_trial if opts.simulate else tune.with_parameters(train_trial, data=data)
+    trainable = tune.with_resources(trainable, {"cpu": cpus, "gpu": float(opts.gpus_per_trial)})
     sweep_dir = (Path(opts.dir) / file_stem(opts.study)).resolve()  # a name with '/' stays inside --dir
     sweep_dir.mkdir(parents=True, exist_ok=True)
     sweep_dir.chmod(0o700)  # Tune pickles the searcher, storage URL (and password) included

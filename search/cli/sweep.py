@@ -34,6 +34,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--dir", default="runs", help="sweep directory: SQLite study, Ray results, checkpoints (default runs)")
     w.add_argument("--max-failures", type=int, default=0, help="retries of a trial whose worker died (default 0)")
     set_option(w)
+    sim = w.add_argument_group("dry runs and scale (nothing is trained)")
+    sim.add_argument("--simulate", action="store_true",
+                     help="replace training by a seeded stand-in that sleeps --epoch-seconds per epoch and reports "
+                          "a learning curve computed from the config: the whole sweep (searcher, budget check, "
+                          "study, ASHA, checkpoints, summary) runs, and the study is marked simulated (retrain, "
+                          "confirm and predict refuse it). A cluster's dry run, or a scale test")
+    sim.add_argument("--epoch-seconds", type=float, default=0.1, help="--simulate: seconds per epoch (default 0.1)")
+    sim.add_argument("--local-cpus", type=int, metavar="N",
+                     help="the local Ray declares N CPUs (default: this machine's); sleeping simulated trials need "
+                          "none, so N may be far above the real cores")
     w.add_argument("--enqueue", action="append", default=[], metavar="EXPORT.yaml",
                    help="warm start: train the Optuna parameters of this `nextsweep export` file first, before the "
                         "sampler proposes anything (repeatable, in order; they count toward --samples and still "
@@ -49,8 +59,8 @@ def cmd_sweep(a: argparse.Namespace) -> int:
                         gpus_per_trial=a.gpus_per_trial,
                         time_budget_s=parse_duration(a.time_budget) if a.time_budget else None,
                         sampler=a.sampler, startup_trials=a.startup_trials, seed=a.seed, resume=a.resume, dir=a.dir,
-                        max_failures=a.max_failures,
-                        enqueue=a.enqueue, overrides=a.overrides)
+                        max_failures=a.max_failures, enqueue=a.enqueue, overrides=a.overrides,
+                        simulate=a.simulate, epoch_seconds=a.epoch_seconds, local_cpus=a.local_cpus)
     run_sweep(opts)
     return 0
 
