@@ -61,7 +61,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("optuna").setLevel(logging.WARNING)
-    kwargs = {"connect_args": _connect_args(url)}
+    kwargs = {"connect_args": _connect_args(url), **_pool_args(url)}
     for attempt in range(3):
         try:
             return _rdb_storage(url, kwargs)
@@ -121,12 +121,25 @@ class _WalSQLite(sqlite3.Connection):
         self.execute("PRAGMA synchronous=NORMAL")
 
 
+APP_NAME = "nextsweep"  # how PostgreSQL's pg_stat_activity names our connections
+PG_POOL = 4  # connections one nextsweep process keeps to PostgreSQL, at most (README "Capacity")
+
+
+def _pool_args(url: str) -> dict:
+    """PostgreSQL: only the driver (or one results command) talks to the database, never the
+    workers, so a small fixed pool whatever the cluster's size (far under max_connections = 100),
+    and connections checked before use: a restarted server costs a reconnect, not a failed write."""
+    if url.startswith("postgresql"):
+        return {"pool_size": PG_POOL, "max_overflow": 0, "pool_pre_ping": True}
+    return {}
+
+
 def _connect_args(url: str) -> dict:
     """Driver options: fail fast on an unreachable server, and commits that do not wait for the
     disk (PostgreSQL's synchronous_commit=off for these sessions only: a server crash may lose
     the last ~0.6 s of commits, never consistency)."""
     if url.startswith("postgresql"):
-        return {"connect_timeout": 5, "options": "-c synchronous_commit=off"}
+        return {"connect_timeout": 5, "options": "-c synchronous_commit=off", "application_name": APP_NAME}
     if url.startswith("sqlite:///"):
         return {"factory": _WalSQLite}
     return {}

@@ -118,3 +118,27 @@ def test_insert_trials_stores_what_add_trials_stores(tmp_path, db, request):
     fields = lambda t: (t.number, t.state, t.values, t.params, t.distributions, t.user_attrs, t.system_attrs,  # noqa: E731
                         t.intermediate_values, t.datetime_start, t.datetime_complete)
     assert [fields(t) for t in ours.trials] == [fields(t) for t in by_optuna.trials]
+
+
+def test_postgres_connections_are_a_small_fixed_pool(postgres_url):
+    """Only the driver talks to the database (workers never do): at most PG_POOL connections per
+    process, whatever the cluster's size. Many writes through one storage never open more."""
+    import sqlalchemy
+
+    from search.storage import APP_NAME, PG_POOL, open_storage
+    probe = sqlalchemy.create_engine(postgres_url, poolclass=sqlalchemy.pool.NullPool)
+
+    def ours() -> int:  # earlier tests' idle pools stay as they are while this one runs
+        with probe.connect() as c:
+            return c.execute(sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :a"),
+                             {"a": APP_NAME}).scalar()
+    before = ours()
+    storage = open_storage(postgres_url)
+    assert storage.engine.pool.size() == PG_POOL
+    study = optuna.create_study(storage=storage, study_name=f"pool-{time.time_ns()}")
+    for _ in range(20):
+        t = study.ask()
+        t.set_user_attr("k", 1)
+        study.tell(t, 1.0)
+    assert 1 <= ours() - before <= PG_POOL
+    storage.engine.dispose()
