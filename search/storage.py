@@ -126,9 +126,8 @@ PG_POOL = 4  # connections one nextsweep process keeps to PostgreSQL, at most (R
 
 
 def _pool_args(url: str) -> dict:
-    """PostgreSQL: only the driver (or one results command) talks to the database, never the
-    workers, so a small fixed pool whatever the cluster's size (far under max_connections = 100),
-    and connections checked before use: a restarted server costs a reconnect, not a failed write."""
+    """PostgreSQL: only the driver (or a results command) connects, never the workers: a small
+    fixed pool whatever the cluster's size, each connection checked before use."""
     if url.startswith("postgresql"):
         return {"pool_size": PG_POOL, "max_overflow": 0, "pool_pre_ping": True}
     return {}
