@@ -14,8 +14,8 @@ class Progress(Callback):
     """Counts are read from the study once, then kept up to date from each finished trial, so a
     line costs one trial's read, not a scan of the whole study (5,000 trials: 5,000 scans)."""
 
-    def __init__(self, searcher, study: optuna.Study, todo: int):
-        self.searcher, self.study, self.todo = searcher, study, todo
+    def __init__(self, searcher, study: optuna.Study, todo: int, open_ended: bool = False):
+        self.searcher, self.study, self.todo, self.open_ended = searcher, study, todo, open_ended
         self.start = time.time()
         self.seen = 0
         trials = study.get_trials(deepcopy=False)
@@ -56,7 +56,8 @@ class Progress(Callback):
             value = f" {frozen.value:.4f}" if frozen.value is not None else ""
             what = (f"trial {frozen.number} {frozen.state.name}{value}, "
                     f"{frozen.user_attrs.get('n_params', 0):,} params, {frozen.user_attrs.get('epochs_run', 0)} epochs; ")
-        print(f"[{time.time() - self.start:6.0f}s] {self.seen}/{self.todo} {what}"
+        total = "" if self.open_ended else f"/{self.todo}"  # open-ended: the time budget decides
+        print(f"[{time.time() - self.start:6.0f}s] {self.seen}{total} {what}"
               f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed, {c['running']} running, "
               f"{c['over_budget']} over budget, {c['unbuildable']} unbuildable, {c['forbidden']} forbidden; {best}", flush=True)
 

@@ -29,6 +29,9 @@ from search.warm_start import check_enqueued, enqueue, read_enqueued
 from spaces import OVER_BUDGET, UNBUILDABLE, CompiledSpace, check_feasible, load_space, load_space_data
 
 
+UNTIL_BUDGET = 100_000  # --samples when only --time-budget is given: the budget decides how many
+
+
 @dataclass
 class SweepOptions:
     space: str
@@ -199,7 +202,7 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
     extra = {"epoch_seconds": opts.epoch_seconds, "minimized": space.mode == "min"} if opts.simulate else None
     searcher = BudgetSearcher(study, compiled, asha, seed=opts.seed * 100_003, cpus=cpus, attrs=attrs, orphans=orphans,
                               checkpoint_at=checkpoint_at, extra=extra)
-    progress = Progress(searcher, study, todo)
+    progress = Progress(searcher, study, todo, open_ended=opts.samples >= UNTIL_BUDGET and bool(opts.time_budget_s))
     # a simulated trial sleeps instead of fit(): it needs neither the data nor torch in its worker
     trainable = simulate_trial if opts.simulate else tune.with_parameters(train_trial, data=data)
     trainable = tune.with_resources(trainable, {"cpu": cpus, "gpu": float(opts.gpus_per_trial)})

@@ -99,3 +99,16 @@ def test_simulated_studies_are_never_taken_for_results(tmp_path, capsys):
         ray.shutdown()
     assert main(["sweep", str(space), "--local-cpus", "8", "--address", "auto", *db]) == 2
     assert "--local-cpus 8: declares the CPUs of a local Ray" in capsys.readouterr().err
+
+
+def test_a_time_budget_without_samples_runs_until_the_budget(monkeypatch, tmp_path):
+    """`--time-budget 30m` alone means "use the 30 minutes", not "stop after 20 trials"."""
+    import search.sweep
+    seen = []
+    monkeypatch.setattr(search.sweep, "run_sweep", lambda opts: seen.append(opts))
+    space = tmp_path / "sim.yaml"
+    space.write_text(SPACE)
+    for extra, want in ((["--time-budget", "30m"], search.sweep.UNTIL_BUDGET), ([], 20),
+                        (["--time-budget", "30m", "--samples", "7"], 7)):
+        assert main(["sweep", str(space), *extra]) == 0
+        assert seen[-1].samples == want

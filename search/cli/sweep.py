@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--address", help="Ray cluster to join: 'auto' or ray://HOST:PORT (default: start a local Ray)")
     storage_options(w)
     w.add_argument("--study", help="study name (default: SPACE-NAME-YYYYmmdd-HHMMSS); an existing name needs --resume")
-    w.add_argument("--samples", type=int, default=20, help="trials to train in total, resumes included (default 20); "
+    w.add_argument("--samples", type=int, help="trials to train in total, resumes included (default 20; with "
+                                              "--time-budget, as many as the budget allows); "
                                                           "budget rejections do not count")
     w.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the CPUs allow)")
     w.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
@@ -53,11 +54,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_sweep(a: argparse.Namespace) -> int:
-    from search.sweep import SweepOptions, run_sweep
-    opts = SweepOptions(space=a.space, address=a.address, storage=storage(a), study=a.study, samples=a.samples,
+    from search.sweep import UNTIL_BUDGET, SweepOptions, run_sweep
+    budget = parse_duration(a.time_budget) if a.time_budget else None
+    samples = a.samples if a.samples is not None else (UNTIL_BUDGET if budget else 20)
+    opts = SweepOptions(space=a.space, address=a.address, storage=storage(a), study=a.study, samples=samples,
                         max_concurrent=a.max_concurrent, cpus_per_trial=a.cpus_per_trial,
                         gpus_per_trial=a.gpus_per_trial,
-                        time_budget_s=parse_duration(a.time_budget) if a.time_budget else None,
+                        time_budget_s=budget,
                         sampler=a.sampler, startup_trials=a.startup_trials, seed=a.seed, resume=a.resume, dir=a.dir,
                         max_failures=a.max_failures, enqueue=a.enqueue, overrides=a.overrides,
                         simulate=a.simulate, epoch_seconds=a.epoch_seconds, local_cpus=a.local_cpus)
