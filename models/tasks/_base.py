@@ -175,6 +175,18 @@ def last_step(split: SplitArrays, feature: str) -> np.ndarray:
     return split.seq[feature][np.arange(len(split)), split.lengths - 1]
 
 
+def history_order(codes: np.ndarray, n: int) -> np.ndarray:
+    """[N, n] float64 scores of codes 1..n (0 = none) by how often each history holds them, ties
+    to the most recent; codes a history lacks score 0. Adjacent scores differ by >= 4, so a
+    tie-breaker in [-1, 1] (a prior, a cosine) orders only what the history does not."""
+    rows, width = codes.shape
+    counts, latest = np.zeros((rows, n + 1)), np.zeros((rows, n + 1))
+    at = (np.repeat(np.arange(rows), width), codes.ravel())
+    np.add.at(counts, at, 1.0)
+    np.maximum.at(latest, at, np.tile(np.arange(1, width + 1), rows))  # 1 + the last position of each code
+    return (4.0 * (width + 1) * counts + 4.0 * latest)[:, 1:]  # a count outweighs any recency
+
+
 def class_counts(targets: np.ndarray, n_classes: int) -> np.ndarray:
     """How often each class is a target (float64, for score matrices)."""
     return np.bincount(targets, minlength=n_classes).astype(np.float64)

@@ -14,7 +14,7 @@ from data_io import Dataset, DatasetInfo
 from models.class_copy import CLASS_KEYS
 from models.config import ModelConfig, ModelError, TrainConfig
 from models.metrics import RankMetrics, unique_top1
-from models.tasks._base import (LossFn, Task, check_k, class_counts, class_top_k, last_step, most_frequent,
+from models.tasks._base import (LossFn, Task, check_k, class_counts, class_top_k, history_order, last_step, most_frequent,
                                outputs, rank_scores)
 from models.tasks.location import class_loss
 from models.vector_seq_nets import ClassHead, VectorInputModel
@@ -87,13 +87,7 @@ class CategoryTask(Task):
 def history_mode_scores(cls: np.ndarray, prior: np.ndarray) -> np.ndarray:
     """[N, C] scores ranking each history's classes by count, ties to the most recent, then the
     classes it lacks by the train prior. `cls`: class + 1 per step, 0 = unknown or padding."""
-    n, width = cls.shape
-    counts, latest = np.zeros((n, len(prior) + 1)), np.zeros((n, len(prior) + 1))
-    rows = np.repeat(np.arange(n), width)
-    np.add.at(counts, (rows, cls.ravel()), 1.0)
-    np.maximum.at(latest, (rows, cls.ravel()), np.tile(np.arange(1, width + 1), n))  # 1 + last position
-    score = 4.0 * (width + 1) * counts + 2.0 * latest  # count first, then recency: each step outweighs the next term
-    return score[:, 1:] + prior[None, :]  # prior < 1 orders the classes the history lacks
+    return history_order(cls, len(prior)) + prior[None, :]  # prior < 1 orders the classes the history lacks
 
 
 def last_class_scores(cls: np.ndarray, lengths: np.ndarray, prior: np.ndarray) -> np.ndarray:

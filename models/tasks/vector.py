@@ -16,7 +16,7 @@ from data_io.batches import Batch
 from models.bank_pointer import BankScored, PointerEnsemble, loss_problem
 from models.config import ModelConfig, ModelError, TrainConfig
 from models.metrics import pessimistic_rank
-from models.tasks._base import LossFn, Task, check_k, split_order, last_step, outputs, row_chunks
+from models.tasks._base import LossFn, Task, check_k, history_order, split_order, last_step, outputs, row_chunks
 from models.vector_seq_nets import VectorHead, VectorInputModel
 
 
@@ -124,14 +124,8 @@ def history_item_scores(rows: np.ndarray, summed: np.ndarray, unit_bank: torch.T
     """[N, M] float64 scores of the bank: the history's own items first (seq "row": bank row + 1,
     0 = none), by count, ties to the most recent, then every other row by its cosine to the
     history's summed unit vectors (history_sum)."""
-    n, width = rows.shape
-    counts = np.zeros((n, unit_bank.shape[0] + 1))
-    latest = np.zeros_like(counts)
-    at = (np.repeat(np.arange(n), width), rows.ravel())
-    np.add.at(counts, at, 1.0)
-    np.maximum.at(latest, at, np.tile(np.arange(1, width + 1), n))  # 1 + the last position of each row
     cos = F.normalize(torch.from_numpy(summed).double(), dim=-1) @ unit_bank.double().T  # in [-1, 1]
-    order = 4.0 * (width + 1) * counts[:, 1:] + 4.0 * latest[:, 1:]  # each term outweighs the next
+    order = history_order(rows, unit_bank.shape[0])
     return torch.from_numpy(order) + cos
 
 
