@@ -85,6 +85,7 @@ class TrainConfig:
     focal_alpha: bool = False  # loss = focal: weight classes by their (clipped) inverse frequency
     temperature: float = 0.1  # loss = infonce / mix / bank_nce: softmax temperature over the candidates
     mix_weight: float = 0.1  # loss = mix: cosine + mix_weight x InfoNCE
+    novel_target: bool = False  # bank_pointer: train a target outside the history's bank rows as "somewhere new"
     weight_clip: float = 10.0  # loss = weighted_ce: class weights are clipped to this
     sampler: str = "uniform"
     lr: float = 1e-3

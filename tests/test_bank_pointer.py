@@ -213,3 +213,39 @@ def test_unknown_flag_marks_only_all_zero_steps():
     assert torch.equal(marked[0, 0], plain[0, 0]) and not torch.allclose(marked[0, 1], plain[0, 1])
     with pytest.raises(ModelError, match="unknown_flag=True: only tasks with vector inputs"):
         get_task("location").check_model(split_config({"unknown_flag": True})[0])
+
+
+def test_novel_target_trains_targets_outside_the_history_as_somewhere_new():
+    """Train has no target at a place unseen in train (the all-zero row), so the novel logit only
+    learns "never"; novel_target relabels every train target that is none of the history's rows as
+    that row. By hand on a batch; then a short fit on data whose held-out targets are all new places
+    retrieves them, where the same fit without it retrieves none."""
+    from data_io.batches import Batch
+    from models.tasks.vector import novel_relabel
+    bank = F.normalize(torch.tensor([[0.0, 0], [1, 0], [0, 1], [1, 1]]), dim=-1)
+    rows = torch.tensor([[2, 3], [3, 0], [4, 4]])  # bank rows + 1; 0 = none
+    batch = Batch(torch.arange(3), torch.ones(3, dtype=torch.long), torch.zeros(3), torch.tensor([2, 1, 2]),
+                  {"row": rows}, target_id=torch.tensor([2, 1, 3]))
+    assert novel_relabel(bank)(batch).tolist() == [2, 0, 3]
+    with pytest.raises(ModelError, match="no all-zero row"):
+        novel_relabel(bank[1:])
+    with pytest.raises(ModelError, match="novel_target=True: only the vector task"):
+        get_task("category").check_train(split_config({"novel_target": True, "loss": "ce", "metric": "val_f1"})[1])
+
+    data = places(n=600)
+    bank = np.concatenate([np.zeros((1, 8), np.float32), data.banks["train"]])
+    new = VectorSamples(data["val"].seq["vec"], data["val"].lengths, np.ones(len(data["val"]), np.int64),
+                        np.zeros((len(data["val"]), 8), np.float32))  # every held-out target a new place
+    train = data["train"]
+    half = np.arange(len(train)) % 2 == 0  # half the train targets are a place outside the history
+    outside = np.where(half[:, None], bank[1 + (train.target_id + 1) % 120], train.target)
+    ds = vector_dataset("new", "vector", {"train": VectorSamples(train.seq["vec"], train.lengths, np.ones(len(train), np.int64), outside),
+                                          "val": new, "test": new}, banks={s: bank for s in SPLITS})
+    for s in SPLITS:
+        ds[s].seq["row"] = exact_rows(ds[s].seq["vec"], ds[s].lengths, ds.banks[s])
+    cfg = {**SMALL, "lr": 1e-2, "batch_size": 32, "epochs": 4, "metric": "val_hit1", "seed": 0, "bank_pointer": True,
+           "loss": "bank_nce"}
+    assert fit({**cfg, "novel_target": True}, ds, device="cpu").best_metrics["val_hit5"] == 1.0
+    assert fit(cfg, ds, device="cpu").best_metrics["val_hit5"] == 0.0
+    with pytest.raises(ModelError, match="only a bank pointer can predict a new place"):
+        fit({**cfg, "bank_pointer": False, "novel_target": True}, ds, device="cpu")

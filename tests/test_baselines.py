@@ -162,10 +162,13 @@ def test_history_baselines_need_the_history_classes():
 
 
 # --- next vector: persistence and the history's sum, retrieved from the bank ---------------------------------------
-def vector_data() -> Dataset:
+def vector_data(unseen: int | None = None) -> Dataset:
+    """8 items, 6 and 7 parallel; item `unseen`, where given, an all-zero vector (a place unseen in train)."""
     rng = np.random.default_rng(5)
     items = rng.normal(size=(8, 3)).astype(np.float32)
     items[7] = 2 * items[6]  # parallel: the same cosine to everything, a tie in retrieval
+    if unseen is not None:
+        items[unseen] = 0
 
     def split(n: int, seed: int) -> VectorSamples:
         r = np.random.default_rng(seed)
@@ -348,3 +351,34 @@ def test_a_sweep_that_loses_to_the_history_says_so_first(tmp_path, capsys):
     first = html.index("<h2")  # the first section
     assert "Against the no-search baselines" in html[first:first + 120]
     assert "no trial beats the best no-search baseline last_class" in html
+
+
+def test_vector_history_or_new_by_brute_force():
+    """With an all-zero bank row (a place unseen in train), history_or_new ranks it after the
+    history's first four items (after all of them where it has fewer), then the rest by cosine;
+    the other baselines never retrieve it, and without such a row it is not offered."""
+    assert "history_or_new" not in get_task("vector").baselines(vector_data())
+    data = vector_data(unseen=2)  # place 2 has no vector: its targets are "somewhere new", its steps no bank row
+    bank = data.banks["val"]
+    got = get_task("vector").baselines(data)
+    val = data["val"]
+    assert (val.target_id == 2).sum() >= 2 and got["history_or_new"] != got["history_items"]
+    unit = lambda v: v / np.linalg.norm(v) if np.linalg.norm(v) > 0 else v
+    ranks = []
+    for i in range(len(val)):
+        steps = [int(np.flatnonzero((bank == val.seq["vec"][i, t]).all(1))[0]) for t in range(val.lengths[i])
+                 if val.seq["vec"][i, t].any()]
+        latest = {r: t for t, r in enumerate(steps)}
+        items = sorted(set(steps), key=lambda r: (steps.count(r), latest[r]), reverse=True)
+        summed = unit(sum(unit(val.seq["vec"][i, t]) for t in range(val.lengths[i])))
+        order = items[:4] + [2] + items[4:]
+        target = int(val.target_id[i])
+        if target in order:
+            ranks.append(order.index(target) + 1)
+        else:  # the rest of the bank by cosine, ties (the parallel twins) against the target
+            cos = {r: float(summed @ unit(bank[r])) for r in range(len(bank)) if r not in order}
+            ranks.append(len(order) + sum(c >= cos[target] - 1e-6 for c in cos.values()))
+    ranks = np.array(ranks)
+    want = {"val_hit1": np.mean(ranks <= 1), "val_hit5": np.mean(ranks <= 5), "val_hit10": np.mean(ranks <= 10),
+            "val_mrr": np.mean(1 / ranks)}
+    assert got["history_or_new"] == pytest.approx(want, abs=1e-9)

@@ -68,6 +68,9 @@ class Task(ABC):
             raise self._refuse("metric", tcfg.metric, self.metrics)
         if tcfg.sampler == "balanced" and not self.balanced_sampler:
             raise self._refuse("sampler", tcfg.sampler, ("uniform",))
+        if tcfg.novel_target and not self.copies_history:
+            raise ModelError(f"novel_target=True: only the vector task's bank pointer predicts a new place; set it "
+                             f"false for the {self.name} task")
 
     def _refuse(self, key: str, value, allowed) -> ModelError:
         return ModelError(f"{key}={value!r}: not available for the {self.name} task; use one of {', '.join(allowed)}")

@@ -48,9 +48,17 @@ class VectorTask(Task):
             plain = lambda pred, b: bank_nce(pred, b.target_id, bank.to(pred.device), tcfg.temperature)  # noqa: E731
         else:
             plain = lambda pred, batch: vector_loss(tcfg, pred, batch)  # noqa: E731
-        # a bank pointer's output is known by its type only: the task never sees the model config here
-        return lambda out, batch: (pointer_nll(out, batch.target_id, bank.to(out.pred.device), tcfg.loss)
-                                   if isinstance(out, BankScored) else plain(out, batch))
+        relabel = novel_relabel(bank) if tcfg.novel_target else lambda batch: batch.target_id
+
+        def loss(out, batch: Batch) -> torch.Tensor:
+            # a bank pointer's output is known by its type only: the task never sees the model config here
+            if isinstance(out, BankScored):
+                return pointer_nll(out, relabel(batch), bank.to(out.pred.device), tcfg.loss)
+            if tcfg.novel_target:
+                raise ModelError("novel_target=True: only a bank pointer can predict a new place; set bank_pointer "
+                                 "true or novel_target false")
+            return plain(out, batch)
+        return loss
 
     @torch.no_grad()  # a bank pointer's output is scored here, outside the model's forward
     def evaluate(self, model, data: Dataset, split: str, loss: LossFn | None = None,
@@ -98,7 +106,8 @@ class VectorTask(Task):
         """The most frequent train target vector for every sample; and, where inputs and targets
         live in one space, persistence (the last input vector) and history_sum (the sum of the
         history's unit vectors: it retrieves the places a history keeps returning to, a strong bar
-        on mobility data, where most next places are in the history)."""
+        on mobility data, where most next places are in the history), history_items (its own items
+        first) and, where the bank has an all-zero row, history_or_new (or_new)."""
         train, val = data["train"], data["val"]
         ids, counts = np.unique(train.target_id, return_counts=True)
         common = data.banks["train"][ids[counts.argmax()]]
@@ -107,8 +116,11 @@ class VectorTask(Task):
             last = last_step(val, "vec")
             out["persistence"] = predicted_vectors(lambda rows: last[rows], data)
             out["history_sum"] = predicted_vectors(lambda rows: history_sum(val.seq["vec"][rows], val.lengths[rows]), data)
-            out["history_items"] = scored_bank(lambda rows, bank: history_item_scores(
-                val.seq["row"][rows], history_sum(val.seq["vec"][rows], val.lengths[rows]), bank), data)
+            items = lambda rows, bank: history_item_scores(  # noqa: E731
+                val.seq["row"][rows], history_sum(val.seq["vec"][rows], val.lengths[rows]), bank)
+            out["history_items"] = scored_bank(items, data)
+            if (data.banks["val"] == 0).all(-1).any():
+                out["history_or_new"] = scored_bank(lambda rows, bank: or_new(items(rows, bank), bank), data)
         return out
 
 
@@ -127,6 +139,23 @@ def history_item_scores(rows: np.ndarray, summed: np.ndarray, unit_bank: torch.T
     cos = F.normalize(torch.from_numpy(summed).double(), dim=-1) @ unit_bank.double().T  # in [-1, 1]
     order = history_order(rows, unit_bank.shape[0])
     return torch.from_numpy(order) + cos
+
+
+NEW_RANK = 5  # history_or_new ranks "somewhere new" fifth: the Hit@5 objective's last slot
+
+
+def or_new(scores: torch.Tensor, unit_bank: torch.Tensor) -> torch.Tensor:
+    """history_or_new: history_item_scores with the bank's all-zero rows ("somewhere new", a place
+    unseen in train) ranked after the history's first NEW_RANK - 1 items (or after all of them,
+    where it has fewer). A bar for models that predict a new place (novel_target): the history
+    baselines alone never retrieve one, and such places are 22.8 % of Geolife's test targets."""
+    zero = (unit_bank == 0).all(-1)
+    k = min(NEW_RANK - 1, scores.shape[1])
+    floor = scores.masked_fill(zero[None, :], float("-inf")).topk(k, dim=1).values[:, -1:]  # the (k)th item's score
+    # history items sit >= 2 apart and >= 3 above every other row (history_item_scores): 1 below the
+    # (k)th item is above the next, or, if the (k)th is no history item, 2 is above every other row
+    at = torch.where(floor >= 3, floor - 1, torch.full_like(floor, 2.0))
+    return torch.where(zero[None, :], at, scores)
 
 
 def scored_bank(score: Callable[[np.ndarray, torch.Tensor], torch.Tensor], data: Dataset, split: str = "val",
@@ -214,6 +243,23 @@ def pointer_nll(out, target_id: torch.Tensor, unit_bank: torch.Tensor, loss: str
     if problem:
         raise ModelError(problem)
     return -out.log_p(unit_bank).gather(1, target_id[:, None]).mean()
+
+
+def novel_relabel(unit_bank: torch.Tensor) -> Callable[[Batch], torch.Tensor]:
+    """novel_target: a train target that is none of its history's bank rows counts as the bank's
+    all-zero row, "somewhere new". Held-out targets at places unseen in train are that row (22.8 %
+    of Geolife's test), and train has none of them, so without a stand-in the pointer's novel logit
+    only learns to say never; the places a history lacks are the nearest thing train holds."""
+    zero = (unit_bank == 0).all(-1).nonzero().flatten()
+    if not len(zero):
+        raise ModelError("novel_target=True: the train bank has no all-zero row (a place with no known vector) to "
+                         "stand for a new place; set novel_target false")
+    new = int(zero[0])
+
+    def relabel(batch: Batch) -> torch.Tensor:
+        inside = (batch.seq["row"] == batch.target_id[:, None] + 1).any(1)
+        return torch.where(inside, batch.target_id, torch.full_like(batch.target_id, new))
+    return relabel
 
 
 def info_nce(pred: torch.Tensor, target: torch.Tensor, target_id: torch.Tensor | None, temperature: float):
