@@ -10,6 +10,16 @@ local Ray (sleeping trials need no core). The minimum is trials x epoch / cpus; 
 whole `sweep --simulate` path, is <= 1.05 x the minimum. Memory: the driver's RSS, sampled
 every second, at 1,000 and at 10,000 finished trials (or the last tenth and the end for fewer):
 Ray #64231 is a driver that grows with every finished trial.
+
+    .venv/bin/python bench/scale.py study [--trials 50000] [--storage URL]
+
+study: one study grown to `--trials` finished trials (SQLite in a temporary folder, or the
+PostgreSQL `--storage`). A real `sweep --simulate` of 100 trials seeds it; copies of those trials
+(parameters, curves and attributes; values jittered) grow it (stored in bulk, search.storage.insert_trials); a
+`--resume` of 200 more simulated trials then measures the searcher's hand-out (Tune's request to
+the trial's config: sampler, budget check, study writes) at that size. Then the wall time of
+`status`, `export --top 10` and `report` (each a fresh process, as a user runs them), the report's
+size, and optuna-dashboard's study page and trial list in headless Chromium.
 """
 
 from __future__ import annotations
@@ -165,6 +175,106 @@ def bookkeeping(a: argparse.Namespace) -> None:
     Path(a.out).write_text(json.dumps(rows, indent=2) + "\n")
 
 
+def grow(storage: str, name: str, target: int, chunk: int = 2000) -> float:
+    """Copies of the study's finished trials until it holds `target` of them; seconds taken."""
+    import random
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from search.storage import insert_trials, open_storage
+    study = optuna.load_study(study_name=name, storage=open_storage(storage))
+    seeds = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    rng, start, have = random.Random(0), time.time(), len(study.get_trials(deepcopy=False))
+    while have < target:
+        batch = []
+        for i in range(min(chunk, target - have)):
+            t = seeds[(have + i) % len(seeds)]
+            batch.append(optuna.trial.create_trial(
+                state=t.state, value=None if t.value is None else t.value + rng.gauss(0, 0.01), params=t.params,
+                distributions=t.distributions, user_attrs=dict(t.user_attrs),
+                intermediate_values={k: v + rng.gauss(0, 0.01) for k, v in t.intermediate_values.items()}))
+        insert_trials(study, batch)  # one transaction per chunk (Optuna's add_trials: ~20 ms a trial)
+        have += len(batch)
+        print(f"  grown to {have:,} trials ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
+    return time.time() - start
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    if out.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def dashboard_load(storage: str, study_id: int) -> dict:
+    """Seconds until optuna-dashboard's study page shows the metric, and its trial list a trial."""
+    import socket
+    import urllib.request
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from browser import chromium_page
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "dashboard", "--storage", storage, "--port",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"{base}/api/studies", timeout=5)
+                break
+            except OSError:
+                time.sleep(0.1)
+        out = {}
+        with chromium_page() as (page, _errors):
+            for key, path, text in (("study_page_s", "", "val_hit5"), ("trial_list_s", "/trials", "User Attributes")):
+                start = time.perf_counter()
+                page.goto(f"{base}/dashboard/studies/{study_id}{path}")
+                page.get_by_text(text).first.wait_for()
+                out[key] = round(time.perf_counter() - start, 2)
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def large_study(a: argparse.Namespace) -> None:
+    import numpy as np
+    import optuna
+
+    from search.storage import open_storage
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "space.yaml").write_text(SPACE.replace("EPOCHS", "4"))
+        storage = a.storage or f"sqlite:///{tmp}/nextsweep.db"
+        cli = [sys.executable, "-m", "search.cli"]
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+        sweep = lambda n, resume: subprocess.run(  # noqa: E731
+            [*cli, "sweep", str(tmp / "space.yaml"), "--study", a.study, "--storage", storage, "--simulate", "--epoch-seconds",
+             "0", "--local-cpus", str(a.cpus), "--samples", str(n), *(["--resume"] if resume else [])],
+            capture_output=True, text=True, env=env, check=True)
+        sweep(100, False)
+        grow_s = grow(storage, a.study, a.trials - a.probe)
+        sweep(a.trials, True)
+        study = optuna.load_study(study_name=a.study, storage=open_storage(storage))
+        trials = study.get_trials(deepcopy=False)
+        probe = [t.user_attrs["handout_ms"] for t in trials[a.trials - a.probe:] if "handout_ms" in t.user_attrs]
+        where = ["--storage", storage, "--study", a.study]
+        row = {"storage": storage.split(":")[0], "trials": len(trials), "grow_s": round(grow_s, 1),
+               "handout_ms": {"n": len(probe), "median": round(float(np.median(probe)), 2),
+                              "p99": round(float(np.percentile(probe, 99)), 2)},
+               "status_s": round(timed([*cli, "status", *where]), 2),
+               "export_top10_s": round(timed([*cli, "export", *where, "--top", "10", "--out", str(tmp / "ex")]), 2),
+               "report_s": round(timed([*cli, "report", *where, "--out", str(tmp / "r.html")]), 2)}
+        row["report_mb"] = round((tmp / "r.html").stat().st_size / 2**20, 2)
+        row["dashboard"] = dashboard_load(storage, study._study_id)
+    print(json.dumps(row, indent=2))
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(row, indent=2) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -175,7 +285,16 @@ def main() -> None:
     b.add_argument("--epoch-seconds", type=float, default=1.0)
     b.add_argument("--side", choices=["nextsweep", "stock"], help=argparse.SUPPRESS)
     b.add_argument("--out", default="bench/out/scale_bookkeeping.json")
+    st = sub.add_parser("study", help="one study grown to --trials: hand-out latency, status/export/report, dashboard")
+    st.add_argument("--trials", type=int, default=50_000)
+    st.add_argument("--probe", type=int, default=200, help="simulated trials handed out at that size")
+    st.add_argument("--storage", help="a PostgreSQL URL (default: SQLite in a temporary folder)")
+    st.add_argument("--study", default="scale-study")
+    st.add_argument("--cpus", type=int, default=8)
+    st.add_argument("--out", default="bench/out/scale_study.json")
     a = ap.parse_args()
+    if a.figure == "study":
+        return large_study(a)
     if a.side:  # child process: one side, its figures as the last stdout line
         print(json.dumps(side(a.side, a.trials, a.cpus, a.epoch_seconds, epochs=1)))
         return

@@ -14,21 +14,20 @@ from pathlib import Path
 
 import optuna
 import yaml
-from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial
 
 from search.advice import sweep_warnings
 from search.asha import asha_text, rungs  # ASHA's rungs, computed as the sweep checkpoints at them
 from search.baselines import beats_bar, margin_line
-from search.outcomes import outcome, tally
-from search.ranking import pareto_front, ranked
+from search.outcomes import tally
+from search.ranking import ranked
 from search.report_html import Page, duration, esc, num, shown, table
+from search.report_plots import best_so_far, curves, importances, parallel, pareto, view_study
 from search.errors import SearchError
 from search.storage import load_study, redact
 from search.study_record import StudyMeta, read
 from search.summary import sampled_text
 
-COLOURS = {"complete": "#2a9d4b", "pruned": "#e8a33d", "failed": "#d62728", "stopped": "#7f7f7f", "running": "#1f77b4"}
 
 
 def write_report(storage_url: str, study_name: str | None, out: str | Path, exports: str | Path | None = None,
@@ -109,19 +108,16 @@ def build_html(study: optuna.Study, storage: str, retrained: dict[int, dict], to
     p.add(table(["outcome", "trials"], [(k.replace("_", " "), v) for k, v in counts.items()]
                  + [("total", sum(counts.values()))]))
     p.section("Best so far, with the reference baselines")
-    _best_so_far(p, study, meta.baselines, metric, done)
+    best_so_far(p, study, meta.baselines, metric, done)
     p.section("Learning curves (per-epoch objective) by outcome, with ASHA's rungs")
-    _curves(p, meta.asha, trials, metric)
+    curves(p, study, meta.asha, trials, metric)
     p.section("Objective against parameter count; the Pareto front (best model at each size)")
-    _pareto(p, study, meta.budget, metric, done)
-    view = _view_study(study, meta, done)
+    pareto(p, study, meta.budget, metric, done)
+    view = view_study(study, meta, done)
     p.section("Parameter importances")
-    _importances(p, view, metric, done)
+    importances(p, view, metric, done)
     p.section("Parallel coordinates")
-    if done:
-        p.figure(optuna.visualization.plot_parallel_coordinate(view, target_name=metric))
-    else:
-        p.note("no COMPLETE trial yet: nothing to draw")
+    parallel(p, view, metric, done)
     p.section(f"Top {min(top, len(done))} trials, ranked as `nextsweep export` ranks them")
     _top_table(p, meta.width, metric, done[:top], retrained)
     return p.document(f"nextsweep report: {study.study_name}")
@@ -146,98 +142,6 @@ def _settings(study: optuna.Study, m: StudyMeta, storage: str, trials: list[Froz
             ("started", shown(m.started)), ("command", shown(m.command)),
             ("wall time", f"{wall} from the first trial's start to the last one's end"),
             ("CPU time", f"{duration(cpu)} in trials ({cpu / 3600:.2f} CPU-hours)")]
-
-
-def _best_so_far(p: Page, study: optuna.Study, baselines: dict | None, metric: str, done: list[FrozenTrial]) -> None:
-    if done:
-        fig = optuna.visualization.plot_optimization_history(study, target_name=metric)
-        for name, figures in (baselines or {}).items():
-            if isinstance(figures, dict) and isinstance(figures.get(metric), (int, float)):
-                fig.add_hline(y=figures[metric], line_dash="dot", line_color="#555",
-                              annotation_text=f"{name} {figures[metric]:.4f}", annotation_position="top left")
-        p.figure(fig)
-    else:
-        p.note("no COMPLETE trial yet: nothing to draw")
-    if not baselines:
-        p.note("no reference baselines recorded on this study (studies from before baselines were added have none)")
-        return
-    keys = sorted({k for v in baselines.values() if isinstance(v, dict) for k in v})
-    p.add(table(["baseline", *keys], [(name, *(num(v.get(k)) for k in keys)) for name, v in baselines.items()
-                                       if isinstance(v, dict)]))
-
-
-def _curves(p: Page, asha: list | None, trials: list[FrozenTrial], metric: str) -> None:
-    import plotly.graph_objects as go
-    fig, shown = go.Figure(), set()
-    for t in trials:
-        kind = outcome(t)
-        if kind not in COLOURS or not t.intermediate_values:
-            continue
-        steps = sorted(t.intermediate_values)
-        fig.add_trace(go.Scatter(x=steps, y=[t.intermediate_values[s] for s in steps], mode="lines+markers",
-                                 name=kind, legendgroup=kind, showlegend=kind not in shown, opacity=0.75,
-                                 line={"color": COLOURS[kind], "width": 1.5}, marker={"size": 4},
-                                 hovertemplate=f"trial {t.number} ({kind})<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>"))
-        shown.add(kind)
-    if not shown:
-        p.note("no trial has reported an epoch yet: nothing to draw")
-        return
-    for k, epoch in enumerate(rungs(*asha[:4]) if asha else []):
-        fig.add_vline(x=epoch, line_dash="dash", line_color="#999", annotation_text=f"rung {k}")
-    fig.update_layout(xaxis_title="epoch", yaxis_title=metric)
-    p.figure(fig)
-
-
-def _pareto(p: Page, study: optuna.Study, budget: int | None, metric: str, done: list[FrozenTrial]) -> None:
-    import plotly.graph_objects as go
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    front = pareto_front(done, maximize)
-    if not front:
-        p.note("no COMPLETE trial with a parameter count yet: nothing to draw")
-        return
-    label = lambda ts: [f"trial {t.number}" for t in ts]
-    size = lambda ts: [t.user_attrs["n_params"] for t in ts]
-    others = [t for t in done if t not in front and t.user_attrs.get("n_params")]
-    fig = go.Figure([
-        go.Scatter(x=size(others), y=[t.value for t in others], mode="markers", name="complete trials",
-                   text=label(others), marker={"color": "#8fb3d9", "size": 8}),
-        go.Scatter(x=size(front), y=[t.value for t in front], mode="lines+markers", name="Pareto front",
-                   text=label(front), line={"color": "#d62728", "shape": "hv"}, marker={"size": 10})])
-    if budget:
-        fig.add_vline(x=budget, line_dash="dot", annotation_text="budget")
-    fig.update_layout(xaxis_title="parameters", yaxis_title=metric)
-    p.figure(fig)
-    p.add(table(["trial", "parameters", metric], [(t.number, f"{t.user_attrs['n_params']:,}", num(t.value))
-                                                   for t in front]))
-
-
-def _view_study(study: optuna.Study, meta: StudyMeta, done: list[FrozenTrial]) -> optuna.Study:
-    """The COMPLETE trials with the fitted width in place of its `<width>_frac` (the value people
-    read), in memory, for Optuna's importance and parallel-coordinate plots."""
-    width = meta.width
-    decl = (meta.signature.get("params") or {}).get(width)
-    view = optuna.create_study(direction=study.direction)
-    for t in done:
-        params, dists = dict(t.params), dict(t.distributions)
-        value = t.user_attrs.get(width) if width else None
-        if decl and f"{width}_frac" in params and isinstance(value, (int, float)):
-            del params[f"{width}_frac"], dists[f"{width}_frac"]
-            kind = IntDistribution if decl[0] == "int" else FloatDistribution
-            params[width], dists[width] = value, kind(min(decl[1], value), max(decl[2], value))
-        view.add_trial(optuna.trial.create_trial(value=t.value, params=params, distributions=dists))
-    return view
-
-
-def _importances(p: Page, view: optuna.Study, metric: str, done: list[FrozenTrial]) -> None:
-    varying = {k for t in done for k in t.params if len({json.dumps(u.params.get(k)) for u in done}) > 1}
-    if len(done) < 2 or not varying:
-        p.note(f"not shown: importances need at least 2 COMPLETE trials whose parameters differ "
-               f"(this study has {len(done)} COMPLETE)")
-        return
-    try:
-        p.figure(optuna.visualization.plot_param_importances(view, target_name=metric))
-    except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # e.g. too few trials for the evaluator
-        p.note(f"not shown: Optuna could not compute importances on these trials ({exc})")
 
 
 def _top_table(p: Page, width: str | None, metric: str, top: list[FrozenTrial], retrained: dict[int, dict]) -> None:

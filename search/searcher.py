@@ -53,10 +53,11 @@ class BudgetSearcher(Searcher):
         self.waiting: int | None = None  # enqueued trials not yet handed out
         self.extra = dict(extra or {})  # more keys of every trainable config (a simulated trial's settings)
         self.n_params: dict[str, int] = {}  # the budget check's count of each handed-out trial
+        self.handout_s: dict[str, float] = {}  # seconds from Tune's request to the trial's config (bench/scale.py)
 
     # --- Tune's calls -------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict | None:
-        steps: set[int] = set()
+        start, steps = time.perf_counter(), set()
         if self.orphans:
             frozen = self.orphans.pop(0)
             trial = optuna.trial.Trial(self.study, frozen._trial_id)
@@ -70,6 +71,7 @@ class BudgetSearcher(Searcher):
         self.started[trial_id] = time.time()
         self.optuna_ids[trial_id] = trial._trial_id
         self.steps[trial_id] = steps
+        self.handout_s[trial_id] = time.perf_counter() - start
         return {"engine": config, "cpus": self.cpus, "checkpoint_at": self.checkpoint_at,
                 "n_params": self.n_params.pop(trial_id, 0), **self.extra}
 
@@ -180,7 +182,8 @@ class BudgetSearcher(Searcher):
     def _record_run(self, trial: optuna.Trial, trial_id: str, last: dict) -> None:
         queued = time.time() - self.started.pop(trial_id, time.time())
         wall = float(last.get("wall_s", queued))  # time inside the trainable, not waiting for a slot
-        attrs = {"wall_s": round(wall, 2), "cpu_s": round(wall * self.cpus, 2)}
+        attrs = {"wall_s": round(wall, 2), "cpu_s": round(wall * self.cpus, 2),
+                 "handout_ms": round(1000 * self.handout_s.pop(trial_id, 0.0), 2)}
         best = self.best_rows.pop(trial_id, None)
         if best is not None:
             attrs["best_metrics"] = {k: round(float(v), 6) for k, v in best.items() if k.startswith("val_")}

@@ -228,8 +228,8 @@ def file_stem(study_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._-") or "study"
 
 
-def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
-    return [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:  # not get_all_study_summaries: it reads every trial
+    return [s.study_name for s in sorted(storage.get_all_studies(), key=lambda s: s._study_id)]
 
 
 def load_study(storage_url: str, name: str | None) -> optuna.Study:

@@ -207,3 +207,26 @@ def test_report_renders_in_chromium(tmp_path):
     assert colours > 500, "the screenshot is (nearly) blank"
     assert len(per_plot) == plots and min(per_plot) > 200, per_plot  # a page of text alone gives about 150
     assert curves == 10  # 7 complete, 2 pruned, 1 failed
+
+
+def test_a_large_study_is_drawn_from_a_sample_that_keeps_the_best(tmp_path, monkeypatch):
+    """Past a plot's limit the report draws the best half and an even spread of the rest, and says
+    so; the best-so-far line still runs over every trial. (Limits lowered: the same code as 50,000.)"""
+    import search.report_plots as plots
+    from search.report import build_html
+    monkeypatch.setattr(plots, "POINTS", 20)
+    monkeypatch.setattr(plots, "CURVES", 10)
+    study = well_set(make_study(name="large", baselines=BASELINES))
+    for i in range(60):
+        add(study, 0.3 + 0.005 * ((i * 37) % 60), d_model=16 + 8 * (i % 10), n_params=10_000 + 997 * i, n=100 + i)
+    done = [t for t in study.get_trials() if t.value is not None]
+    drawn = plots.sample(done, 20, lambda t: -t.value)
+    best = sorted(done, key=lambda t: -t.value)[:10]
+    assert len(drawn) == 20 and {t.number for t in best} <= {t.number for t in drawn}
+    assert [t.number for t in drawn] == sorted(t.number for t in drawn)
+    assert plots.sample(done[:5], 20, lambda t: -t.value) == sorted(done[:5], key=lambda t: t.number)
+    page = build_html(study, "memory", {})
+    for what, shown in (("objective values", 20), ("learning curves", 10), ("importances fitted", 20),
+                        ("parallel coordinates", 20)):
+        assert f"{what}: {shown:,} of " in page, what
+    assert f"{max(t.value for t in done):.4f}" in page
