@@ -106,7 +106,7 @@ class _Parts:
 
     def frozen(self, row) -> FrozenTrial:
         params = sorted(self.params)  # by param_id, as Optuna
-        dists = {name: distributions.json_to_distribution(text) for _, name, _, text in params}
+        dists = {name: _distribution(text) for _, name, _, text in params}
         values = [self.values[k] for k in sorted(self.values)] if self.values else None
         return FrozenTrial(
             number=row.number, state=row.state, value=None, values=values,
@@ -114,6 +114,23 @@ class _Parts:
             params={name: dists[name].to_external_repr(value) for _, name, value, _ in params},
             distributions=dists, user_attrs=self.user, system_attrs=self.system,
             intermediate_values=self.steps, trial_id=row.trial_id)
+
+
+@functools.lru_cache(maxsize=4096)
+def _distribution(text: str) -> distributions.BaseDistribution:
+    """Decoded once per distinct JSON: a study's trials share a few (Optuna never mutates one)."""
+    return distributions.json_to_distribution(text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _scalar(text: str):
+    return json.loads(text)
+
+
+def _json(text: str):
+    """A stored attribute: a scalar (immutable, so shared) decoded once per distinct text; a dict
+    or list afresh, since callers may change it. Half a large study's read was these decodes."""
+    return json.loads(text) if text[:1] in "{[" else _scalar(text)
 
 
 PARAM, VALUE, USER, SYSTEM, STEP = range(5)  # the side tables, as numbered in _children's rows
@@ -141,9 +158,9 @@ def _read_children(conn, ids: list[int], parts: dict[int, _Parts]) -> None:
             elif kind == VALUE:
                 p.values[n] = _VALUE(num, values_enum[text])
             elif kind == USER:
-                p.user[name] = json.loads(text)
+                p.user[name] = _json(text)
             elif kind == SYSTEM:
-                p.system[name] = json.loads(text)
+                p.system[name] = _json(text)
             else:
                 p.steps[n] = _STEP_VALUE(num, steps_enum[text])
 
