@@ -140,3 +140,27 @@ def test_enqueued_trials_take_no_draw_of_the_start_up_rounds(seed):
     study.enqueue_trial({"family": choices[0]})
     families = startup_families(make_sampler("tpe", seed, startup=10), compiled, 1 + len(choices), study)
     assert families[0] == choices[0] and sorted(families[1:]) == sorted(choices), families
+
+
+def test_past_above_max_the_above_estimator_keeps_the_most_recent_trials(monkeypatch):
+    """The one departure from Optuna's TPE (past 10,000 finished trials; lowered here): the "not
+    good" estimator is fitted on the ABOVE_MAX most recent of them, the "good" one on the best of all."""
+    import search.internals.tpe as tpe
+    monkeypatch.setattr(tpe, "ABOVE_MAX", 5)
+    fitted = []
+    sampler = ColumnTPE(seed=0, multivariate=True, n_startup_trials=3)
+
+    class Recording(sampler._parzen_estimator_cls):
+        def __init__(self, observations, *args):
+            fitted.append(observations["x"].copy())
+            super().__init__(observations, *args)
+    sampler._parzen_estimator_cls = Recording
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=sampler)  # minimize x: the first trials are the best
+    study.add_trials([optuna.trial.create_trial(params={"x": float(i)}, value=float(i),
+                                                distributions={"x": optuna.distributions.FloatDistribution(0, 100)})
+                      for i in range(40)])
+    study.ask({"x": optuna.distributions.FloatDistribution(0, 100)})
+    below, above = fitted
+    assert sorted(below.tolist()) == [0.0, 1.0, 2.0, 3.0]  # gamma(40) = 4: the best of all 40
+    assert sorted(above.tolist()) == [35.0, 36.0, 37.0, 38.0, 39.0]  # the 5 most recent of the rest
