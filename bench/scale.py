@@ -16,15 +16,23 @@ Ray #64231 is a driver that grows with every finished trial.
 study: one study grown to `--trials` finished trials (SQLite in a temporary folder, or the
 PostgreSQL `--storage`). A real `sweep --simulate` of 100 trials seeds it; copies of those trials
 (parameters, curves and attributes; values jittered) grow it (stored in bulk, search.storage.insert_trials); a
+driver SIGKILLed mid-run and `--resume` timed to its first finished trial; a
 `--resume` of 200 more simulated trials then measures the searcher's hand-out (Tune's request to
 the trial's config: sampler, budget check, study writes) at that size. Then the wall time of
 `status`, `export --top 10` and `report` (each a fresh process, as a user runs them), the report's
 size, and optuna-dashboard's study page and trial list in headless Chromium.
+
+    .venv/bin/python bench/scale.py connections [--trials 400] [--cpus 64] [--storage URL]
+
+connections: a `sweep --simulate` on PostgreSQL (a throw-away server, or `--storage`) with
+`--cpus` concurrent trials, the server's connections to its database counted every 0.2 s: only
+the driver writes the study, through a pool of fixed size, whatever the number of workers.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -240,6 +248,41 @@ def dashboard_load(storage: str, study_id: int) -> dict:
         proc.wait(timeout=30)
 
 
+def finished(storage: str, name: str) -> int:
+    import optuna
+    from optuna.trial import TrialState
+
+    from search.storage import open_storage
+    study = optuna.load_study(study_name=name, storage=open_storage(storage))
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def kill_and_resume(cli: list[str], space: Path, storage: str, a: argparse.Namespace, env: dict) -> tuple[int, float]:
+    """SIGKILL a resumed sweep's driver (its whole process group: the local Ray dies with it, as
+    when the driver's machine goes) once its trials run, then time a `--resume` from its launch to
+    its first finished trial (orphans are re-run first): (finished trials at the kill, seconds)."""
+    import signal
+    base = [*cli, "sweep", str(space), "--study", a.study, "--storage", storage, "--simulate", "--local-cpus",
+            str(a.cpus), "--samples", str(a.trials), "--resume"]
+    before = finished(storage, a.study)
+    doomed = subprocess.Popen([*base, "--epoch-seconds", "1"], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while finished(storage, a.study) < before + a.cpus and doomed.poll() is None:
+        time.sleep(0.5)
+    os.killpg(doomed.pid, signal.SIGKILL)
+    doomed.wait()
+    at = finished(storage, a.study)
+    start = time.perf_counter()
+    resumed = subprocess.Popen([*base, "--epoch-seconds", "0"], env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while finished(storage, a.study) == at and resumed.poll() is None:
+        time.sleep(0.1)
+    took = time.perf_counter() - start
+    os.killpg(resumed.pid, signal.SIGKILL)  # the probe below resumes again, from a killed driver as well
+    resumed.wait()
+    return at, took
+
+
 def large_study(a: argparse.Namespace) -> None:
     import numpy as np
     import optuna
@@ -257,12 +300,14 @@ def large_study(a: argparse.Namespace) -> None:
             capture_output=True, text=True, env=env, check=True)
         sweep(100, False)
         grow_s = grow(storage, a.study, a.trials - a.probe)
+        killed_at, resume_s = kill_and_resume(cli, tmp / "space.yaml", storage, a, env)
         sweep(a.trials, True)
         study = optuna.load_study(study_name=a.study, storage=open_storage(storage))
         trials = study.get_trials(deepcopy=False)
         probe = [t.user_attrs["handout_ms"] for t in trials[a.trials - a.probe:] if "handout_ms" in t.user_attrs]
         where = ["--storage", storage, "--study", a.study]
         row = {"storage": storage.split(":")[0], "trials": len(trials), "grow_s": round(grow_s, 1),
+               "driver_killed_at_finished": killed_at, "resume_first_trial_done_s": round(resume_s, 2),
                "handout_ms": {"n": len(probe), "median": round(float(np.median(probe)), 2),
                               "p99": round(float(np.percentile(probe, 99)), 2)},
                "status_s": round(timed([*cli, "status", *where]), 2),
@@ -270,6 +315,41 @@ def large_study(a: argparse.Namespace) -> None:
                "report_s": round(timed([*cli, "report", *where, "--out", str(tmp / "r.html")]), 2)}
         row["report_mb"] = round((tmp / "r.html").stat().st_size / 2**20, 2)
         row["dashboard"] = dashboard_load(storage, study._study_id)
+    print(json.dumps(row, indent=2))
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(row, indent=2) + "\n")
+
+
+def pg_connections(url: str, stop: threading.Event, seen: list[int]) -> None:
+    """Append the number of other connections to the URL's database every 0.2 s until `stop`."""
+    import sqlalchemy as sa
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        while not stop.is_set():
+            seen.append(conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                             "current_database() AND pid <> pg_backend_pid()")).scalar_one())
+            stop.wait(0.2)
+    engine.dispose()
+
+
+def connections(a: argparse.Namespace) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from pgserver import postgres_server
+    with tempfile.TemporaryDirectory() as tmp, (contextlib.nullcontext(a.storage) if a.storage
+                                                 else postgres_server()) as url:
+        (Path(tmp) / "space.yaml").write_text(SPACE.replace("EPOCHS", "4"))
+        stop, seen = threading.Event(), []
+        watcher = threading.Thread(target=pg_connections, args=(url, stop, seen), daemon=True)
+        watcher.start()
+        start = time.time()
+        subprocess.run([sys.executable, "-m", "search.cli", "sweep", str(Path(tmp) / "space.yaml"), "--study", "conn",
+                        "--storage", url, "--dir", tmp, "--simulate", "--epoch-seconds", str(a.epoch_seconds),
+                        "--local-cpus", str(a.cpus), "--samples", str(a.trials)],
+                       check=True, capture_output=True, text=True, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+        stop.set()
+        watcher.join()
+    row = {"trials": a.trials, "concurrent_trials": a.cpus, "epoch_s": a.epoch_seconds,
+           "wall_s": round(time.time() - start, 1), "max_connections": max(seen), "samples": len(seen)}
     print(json.dumps(row, indent=2))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(row, indent=2) + "\n")
@@ -292,7 +372,15 @@ def main() -> None:
     st.add_argument("--study", default="scale-study")
     st.add_argument("--cpus", type=int, default=8)
     st.add_argument("--out", default="bench/out/scale_study.json")
+    c = sub.add_parser("connections", help="PostgreSQL connections of a simulated sweep with many concurrent trials")
+    c.add_argument("--trials", type=int, default=400)
+    c.add_argument("--cpus", type=int, default=64)
+    c.add_argument("--epoch-seconds", type=float, default=0.5)
+    c.add_argument("--storage", help="a PostgreSQL URL (default: a throw-away server)")
+    c.add_argument("--out", default="bench/out/scale_connections.json")
     a = ap.parse_args()
+    if a.figure == "connections":
+        return connections(a)
     if a.figure == "study":
         return large_study(a)
     if a.side:  # child process: one side, its figures as the last stdout line

@@ -4,6 +4,7 @@ imported only when a session starts."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -30,5 +31,26 @@ def quiet_ray(local: bool) -> None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # The sweep names its loggers (search/sweep.py: Tune's JSON and CSV, not TensorBoard's, whose
+    # flushes fsync 4 times a trial: 35 ms of the driver's loop each on this disk)
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     for name in ("ray", "ray.tune", "ray.train"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def pending_trials(cpus_per_trial: float):
+    """Let Tune place as many trials at once as the cluster's CPUs hold. For a custom searcher its
+    default is one trial pending placement at a time (TUNE_MAX_PENDING_TRIALS_PG), so the slots
+    of a large cluster filled one actor start after another: 64 declared CPUs never had 64
+    trials running. A value the user set stays."""
+    import ray
+    key = "TUNE_MAX_PENDING_TRIALS_PG"
+    if key in os.environ:
+        yield
+        return
+    os.environ[key] = str(max(1, int(ray.cluster_resources().get("CPU", 1) / max(cpus_per_trial, 1e-3))))
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 
 from search import errors
 from search.internals import compat
+from search.storage_retry import retried, retrying
 
 DEFAULT_DIR = Path("runs")
 STORAGE_ENV = "NEXTSWEEP_STORAGE"  # a URL with a password stays out of argv (ps, Ray's job list)
@@ -83,16 +84,16 @@ def _rdb_storage(url: str, engine_kwargs: dict) -> optuna.storages.RDBStorage:
     tested to hold: the tested Optuna (search/internals/compat.py), backend and schema revision.
     Else Optuna's own, after a warning: slower, the same trials."""
     if not compat.optuna_fast():  # (internals.rdb imports Optuna's private modules: not even that)
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        return retrying(optuna.storages.RDBStorage)(url, engine_kwargs=engine_kwargs)
     from search.internals import rdb
     why = rdb.untested_backend(url)
     if why is None:
-        storage = rdb.CoreReadRDBStorage(url, engine_kwargs=engine_kwargs)
+        storage = retrying(rdb.CoreReadRDBStorage)(url, engine_kwargs=engine_kwargs)
         why = rdb.untested_schema(storage)
         if why is None:
             return storage
         storage.engine.dispose()
-    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)  # (connected: worth a warning)
+    storage = retrying(optuna.storages.RDBStorage)(url, engine_kwargs=engine_kwargs)  # (connected: worth a warning)
     compat.warn_once(f"storage: {why}", f"storage: nextsweep's SQL on Optuna's tables was not tested with {why}; "
                                         "Optuna's own storage runs instead (slower, same results)")
     return storage
@@ -255,7 +256,7 @@ def set_finished_trial_attr(study: optuna.Study, trial_id: int, key: str, value)
     if not isinstance(rdb, optuna.storages.RDBStorage):
         raise errors.SearchError(f"study '{study.study_name}': annotating finished trials needs an RDB storage (SQLite, PostgreSQL)")
     from search.internals.rdb import upsert_user_attrs
-    upsert_user_attrs(rdb, trial_id, {key: value})
+    retried(upsert_user_attrs)(rdb, trial_id, {key: value})
 
 
 def set_trial_attrs(trial: optuna.Trial, attrs: dict) -> None:
@@ -267,14 +268,13 @@ def set_trial_attrs(trial: optuna.Trial, attrs: dict) -> None:
             trial.set_user_attr(key, value)
         return
     from search.internals.rdb import set_running_attrs
-    set_running_attrs(rdb, trial, attrs)
+    retried(set_running_attrs)(rdb, trial, attrs)
 
 
 def insert_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial],
                   numbered: Callable[[int], dict] | None = None) -> list[tuple[int, int]]:
     """(trial id, number) of each trial, stored as given (state, value, params, attributes,
-    intermediate values) in one transaction of ~7 statements whatever their count
-    (search/internals/rdb.py).
+    intermediate values) in one transaction of ~7 statements whatever their count (internals/rdb.py).
     Optuna's create_new_trial(template_trial=...) runs 3 ORM queries per parameter, one a
     study-wide scan.
     `numbered(number)` gives user attributes that depend on the number the trial gets (added to
@@ -284,7 +284,7 @@ def insert_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial],
     if rdb is None:
         return [_insert_one(study, t, numbered) for t in trials]
     from search.internals.rdb import insert_rows
-    return insert_rows(rdb, study._study_id, trials, numbered)
+    return retried(insert_rows)(rdb, study._study_id, trials, numbered)
 
 
 def _insert_one(study: optuna.Study, t: optuna.trial.FrozenTrial, numbered: Callable[[int], dict] | None) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from search.asha import make_asha, rung_epochs
 from search.baselines import baseline_lines, ensure_baselines
-from search.ray_session import init_ray, quiet_ray
+from search.ray_session import init_ray, pending_trials, quiet_ray
 from search.samplers import check_startup, make_sampler, resumed_seed
 from search.errors import SearchError
 from search.storage import DEFAULT_DIR, default_storage, file_stem, open_storage, redact, study_names
@@ -187,6 +187,7 @@ def _recheck(compiled: CompiledSpace, config: dict) -> str | None:
 def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
     quiet_ray(local=not opts.address)
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from search.progress import Progress
     from search.searcher import BudgetSearcher
@@ -216,11 +217,12 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
                                     time_budget_s=opts.time_budget_s,
                                     reuse_actors=True),  # no new worker process (~1 s) per trial
         run_config=tune.RunConfig(name=f"ray-{int(time.time())}", storage_path=str(sweep_dir), verbose=0,
-                                  callbacks=[progress], log_to_file=True,
+                                  callbacks=[progress, CSVLoggerCallback(), JsonLoggerCallback()], log_to_file=True,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                   failure_config=tune.FailureConfig(max_failures=opts.max_failures)),
     )
     try:
-        tuner.fit()
+        with pending_trials(cpus):
+            tuner.fit()
     finally:
         searcher.close()

@@ -16,6 +16,9 @@ class PostgresMissing(RuntimeError):
     pass
 
 
+_SERVERS: dict[str, list[str]] = {}  # url -> pg_ctl's command line up to start / stop
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -49,7 +52,18 @@ def postgres_server():
                        check=True, capture_output=True)
         subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "nextsweep", "-d", "postgres", "-qc",
                         "CREATE DATABASE nextsweep"], check=True, capture_output=True)
-        yield f"postgresql://nextsweep@127.0.0.1:{port}/nextsweep"
+        url = f"postgresql://nextsweep@127.0.0.1:{port}/nextsweep"
+        _SERVERS[url] = _as_postgres([pg_ctl, "-D", data, "-o", opts, "-l", os.path.join(root, "log"), "-w"])
+        yield url
     finally:
         subprocess.run(_as_postgres([pg_ctl, "-D", data, "-m", "immediate", "stop"]), capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def restart(url: str, down_s: float) -> None:
+    """Stop the server of `url` as an operator's restart does (fast: every connection is cut and
+    its open transaction rolled back), leave it down `down_s` seconds, and start it again."""
+    import time
+    subprocess.run([*_SERVERS[url], "-m", "fast", "stop"], check=True, capture_output=True)
+    time.sleep(down_s)
+    subprocess.run([*_SERVERS[url], "start"], check=True, capture_output=True)
