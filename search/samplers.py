@@ -29,8 +29,9 @@ def resumed_seed(name: str, seed: int, n_trials: int) -> int:
     """The sampler seed for a study that already holds n_trials: a fresh stream on every resume,
     so TPE's random start-up (and the random sampler) do not propose the first configs again (TPE's
     categorical rounds keep the sweep's seed and go on: make_sampler's `rounds_seed`).
-    QMC keeps its seed: its sequence position lives in the study, and a new scramble would repeat it."""
-    return seed if name == "qmc" or n_trials == 0 else seed + 1_000_003 * n_trials
+    QMC keeps its seed: its sequence position lives in the study, and a new scramble would repeat it.
+    Within NumPy's seeds (< 2**32: a resume past 4,294 trials crashed there)."""
+    return seed if name == "qmc" or n_trials == 0 else (seed + 1_000_003 * n_trials) % 2**32
 
 
 def check_startup(name: str, startup: int | None) -> None:

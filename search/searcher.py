@@ -63,7 +63,7 @@ class BudgetSearcher(Searcher):
             trial = optuna.trial.Trial(self.study, frozen._trial_id)
             config = json.loads(frozen.user_attrs["config"])
             steps = set(frozen.intermediate_values)  # reported before the driver was killed
-            set_trial_attrs(trial, {"ray_trial_id": trial_id})
+            set_trial_attrs(trial, {"ray_trial_id": trial_id, "handed_out_at": round(time.time(), 3)})
             self.n_params[trial_id] = frozen.user_attrs.get("n_params", 0)
         else:
             trial, config = self._ask_feasible(trial_id)
@@ -169,7 +169,8 @@ class BudgetSearcher(Searcher):
         """The user attributes the sweep stores with a trial (its number seeds the config)."""
         config = self._config(proposal, number)
         attrs = {"config": json.dumps(config), "n_params": proposal.n_params, **self.attrs,
-                 **{k: v for k, v in proposal.extra.items() if v is not None}, "ray_trial_id": trial_id}
+                 **{k: v for k, v in proposal.extra.items() if v is not None}, "ray_trial_id": trial_id,
+                 "handed_out_at": round(time.time(), 3)}
         if self.compiled.space.width in config:
             attrs[self.compiled.space.width] = config[self.compiled.space.width]
         return attrs

@@ -164,3 +164,13 @@ def test_past_above_max_the_above_estimator_keeps_the_most_recent_trials(monkeyp
     below, above = fitted
     assert sorted(below.tolist()) == [0.0, 1.0, 2.0, 3.0]  # gamma(40) = 4: the best of all 40
     assert sorted(above.tolist()) == [35.0, 36.0, 37.0, 38.0, 39.0]  # the 5 most recent of the rest
+
+
+def test_a_resume_of_a_large_study_gets_a_seed_numpy_accepts():
+    """The resumed stream's seed grows with the study: past 4,294 trials it left NumPy's range and
+    `--resume` crashed before its first trial."""
+    from search.samplers import resumed_seed
+    seeds = {resumed_seed(name, 7, n) for name in ("tpe", "random", "cmaes") for n in (1, 4_295, 50_000, 10**9)}
+    assert all(0 <= s < 2**32 for s in seeds) and len(seeds) == 4
+    for name in ("tpe", "random", "cmaes"):
+        make_sampler(name, resumed_seed(name, 7, 50_000))
