@@ -84,7 +84,7 @@ def _rdb_storage(url: str, engine_kwargs: dict) -> optuna.storages.RDBStorage:
     tested to hold: the tested Optuna (search/internals/compat.py), backend and schema revision.
     Else Optuna's own, after a warning: slower, the same trials."""
     if not compat.optuna_fast():  # (internals.rdb imports Optuna's private modules: not even that)
-        return retrying(optuna.storages.RDBStorage)(url, engine_kwargs=engine_kwargs)
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
     from search.internals import rdb
     why = rdb.untested_backend(url)
     if why is None:
@@ -93,7 +93,7 @@ def _rdb_storage(url: str, engine_kwargs: dict) -> optuna.storages.RDBStorage:
         if why is None:
             return storage
         storage.engine.dispose()
-    storage = retrying(optuna.storages.RDBStorage)(url, engine_kwargs=engine_kwargs)  # (connected: worth a warning)
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)  # (connected: worth a warning)
     compat.warn_once(f"storage: {why}", f"storage: nextsweep's SQL on Optuna's tables was not tested with {why}; "
                                         "Optuna's own storage runs instead (slower, same results)")
     return storage

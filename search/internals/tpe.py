@@ -28,9 +28,11 @@ either TPE (search/samplers.py, StartupRounds).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 from optuna.distributions import BaseDistribution
+from optuna.storages._cached_storage import _CachedStorage
 from optuna.samplers import TPESampler
 from optuna.samplers._tpe.sampler import _get_infeasible_trial_score, default_gamma
 from optuna.study import Study, StudyDirection
@@ -41,6 +43,21 @@ from search.internals.parzen import ColumnParzen, mixture_log_pdf
 ABOVE_MAX = 10_000  # the "above" estimator's kernels at most: the most recent trials
 COMPLETE, PRUNED, INFEASIBLE = 0, 1, 2  # the groups _split_trials fills "below" from, in order
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _by_number(study: Study) -> Mapping[int, FrozenTrial] | list[FrozenTrial]:
+    """The study's trials, trials[n] the one numbered n. From Optuna's cache of the study where it
+    holds them (synced first, as get_all_trials syncs): get_all_trials sorts every trial by
+    number on each call, 70 ms of each suggestion at 50,000 trials, where only the new ones are read."""
+    storage = study._storage
+    storage = getattr(storage, "_storage", storage)  # a draft's storage (draft.py) wraps the study's
+    if isinstance(storage, _CachedStorage):
+        storage._read_trials_from_remote_storage(study._study_id)
+        with storage._lock:
+            cached = storage._studies[study._study_id].trials  # number -> trial
+            if len(cached) == 0 or (0 in cached and len(cached) - 1 in cached):  # numbers 0..n-1, none missing
+                return cached
+    return study._get_trials(deepcopy=False, use_cache=True)
 
 
 class _History:
@@ -119,8 +136,9 @@ class ColumnTPE(TPESampler):
         maximize = study.direction == StudyDirection.MAXIMIZE
         self._running = []
         h = self._history
-        trials = study._get_trials(deepcopy=False, use_cache=True)  # filled afresh for each asked trial
-        for t in trials[h.settled:]:  # in number order, and a finished trial stays finished
+        trials = _by_number(study)  # filled afresh for each asked trial
+        for number in range(h.settled, len(trials)):  # a finished trial stays finished
+            t = trials[number]
             if t.state == TrialState.RUNNING:
                 if self._constant_liar and t.number != trial.number:
                     self._running.append(t)
