@@ -242,8 +242,8 @@ def dashboard_load(storage: str, study_id: int) -> dict:
         with chromium_page() as (page, _errors):
             for key, path, text in (("study_page_s", "", "val_hit5"), ("trial_list_s", "/trials", "User Attributes")):
                 start = time.perf_counter()
-                page.goto(f"{base}/dashboard/studies/{study_id}{path}")
                 try:
+                    page.goto(f"{base}/dashboard/studies/{study_id}{path}", timeout=1000 * DASHBOARD_WAIT_S)
                     page.get_by_text(text).first.wait_for(timeout=1000 * DASHBOARD_WAIT_S)
                     out[key] = round(time.perf_counter() - start, 2)
                 except Exception:  # playwright's TimeoutError: the page never showed it
@@ -343,7 +343,8 @@ def pg_connections(url: str, stop: threading.Event, seen: list[int]) -> None:
     """Append the number of other connections to the URL's database every 0.2 s until `stop`."""
     import sqlalchemy as sa
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    with engine.connect() as conn:
+    # autocommit: inside one transaction pg_stat_activity is a snapshot, and would stay at its first read
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         while not stop.is_set():
             seen.append(conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = "
                                              "current_database() AND pid <> pg_backend_pid()")).scalar_one())
