@@ -2,11 +2,10 @@
 fails the statements in flight; Optuna wraps that in StorageInternalError and Tune would end the
 sweep on it, with trials still running. Every storage call of the driver (the RDBStorage
 methods, and our own SQL: search/storage.py) retries instead while the error is a lost or refused
-connection, for up to WAIT_S, with one line when the storage goes and one when it is back. On the
-fast path only (search/internals/compat.py): where an untested Optuna runs its own storage, its
-errors stand as Optuna raises them. A
+connection, for up to WAIT_S, with one line when the storage goes and one when it is back. A
 transaction that failed wrote nothing, so its retry writes it once; a finished trial's outcome
-whose commit landed just before the connection went is not told twice.
+whose commit landed just before the connection went is not told twice. On the fast path only
+(search/internals/compat.py): where an untested Optuna runs its own storage, its errors stand.
 """
 
 from __future__ import annotations
