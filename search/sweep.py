@@ -189,6 +189,7 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+    from search.checkpoints import checkpoint_setup
     from search.progress import Progress
     from search.searcher import BudgetSearcher
     from search.simulate import simulate_trial
@@ -210,6 +211,7 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
     sweep_dir = (Path(opts.dir) / file_stem(opts.study)).resolve()  # a name with '/' stays inside --dir
     sweep_dir.mkdir(parents=True, exist_ok=True)
     sweep_dir.chmod(0o700)  # Tune pickles the searcher, storage URL (and password) included
+    kept, callbacks = checkpoint_setup(checkpoint_at)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(metric=searcher.metric, mode=space.mode, search_alg=searcher, scheduler=asha,
@@ -217,8 +219,8 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
                                     time_budget_s=opts.time_budget_s,
                                     reuse_actors=True),  # no new worker process (~1 s) per trial
         run_config=tune.RunConfig(name=f"ray-{int(time.time())}", storage_path=str(sweep_dir), verbose=0,
-                                  callbacks=[progress, CSVLoggerCallback(), JsonLoggerCallback()], log_to_file=True,
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                                  callbacks=[progress, CSVLoggerCallback(), JsonLoggerCallback(), *callbacks],
+                                  log_to_file=True, checkpoint_config=kept,
                                   failure_config=tune.FailureConfig(max_failures=opts.max_failures)),
     )
     try:

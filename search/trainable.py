@@ -30,7 +30,7 @@ HOLD_ENV = "NEXTSWEEP_HOLD"
 def should_checkpoint(rep: EpochReport, at: list[int] | None) -> bool:
     """When an epoch's result carries a checkpoint: every epoch when `at` is None (a retry then
     resumes right after the last result Tune and the searcher saw), else at the epochs `at`
-    lists and the last one. The trial keeps only the newest checkpoint (num_to_keep=1)."""
+    lists and the last one. The trial keeps only the newest checkpoint (search/checkpoints.py)."""
     return at is None or rep.last or rep.epoch in at
 
 

@@ -20,13 +20,9 @@ import yaml
 from optuna.trial import TrialState
 
 from holds import finish_then_hold, hold_env, held, release, wait_for
-from pgserver import free_port
-from ray._private.utils import get_ray_address_file
+from raycluster import ENV, Cluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-RAY = str(Path(sys.executable).with_name("ray"))
-ENV = {**os.environ, "RAY_AUTH_MODE": "disabled"}
 
 
 def space(epochs: int = 5, days: int = 40, batch_size: int = 64) -> str:
@@ -45,78 +41,11 @@ params:
 """
 
 
-class Cluster:
-    def __init__(self, tmp: Path):
-        self.tmp, self.port = tmp, free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.nodes: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, head: bool = False) -> None:
-        args = ["--head", f"--port={self.port}", "--include-dashboard=false"] if head else [f"--address={self.address}"]
-        log = open(self.tmp / f"{name}.log", "w")
-        self.nodes[name] = subprocess.Popen(
-            [RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-             f"--resources={json.dumps({name: 1})}", *args],
-            stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
-
-    def node_ids(self) -> dict[str, str]:
-        """Alive nodes by name (each node carries a custom resource named after it)."""
-        code = ("import json, ray; ray.init(address='%s', log_to_driver=False); "
-                "print(json.dumps({k: n['NodeID'] for n in ray.nodes() if n['Alive'] for k in n['Resources'] "
-                "if k.startswith('node_')}))" % self.address)
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
-        return json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {}
-
-    def wait_nodes(self, n: int, timeout: float = 120) -> dict[str, str]:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            ids = self.node_ids()
-            if len(ids) >= n:
-                return ids
-            time.sleep(2)
-        raise AssertionError(f"cluster did not reach {n} nodes: " + "".join(
-            (self.tmp / f"{k}.log").read_text()[-500:] for k in self.nodes))
-
-    def kill(self, name: str) -> None:
-        proc = self.nodes.pop(name)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(15)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        try:  # anything it left in its group
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    def stop(self) -> None:
-        for name in [k for k in self.nodes if k != "node_head"] + [k for k in self.nodes if k == "node_head"]:
-            self.kill(name)
-        self.forget_address()
-
-    def forget_address(self) -> None:
-        """`ray start --head` records its address, which a later plain ray.init() on this machine
-        connects to; `ray stop` removes it, a head killed by its process group does not."""
-        path = Path(get_ray_address_file(None))
-        if path.exists() and path.read_text().strip().endswith(f":{self.port}"):
-            path.unlink()
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     c = Cluster(tmp_path_factory.mktemp("cluster"))
     try:
-        c.start("node_head", head=True)
-        c.wait_nodes(1)
-        c.start("node_w1")  # one at a time: two raylets registering at once time out here
-        c.wait_nodes(2)
-        c.start("node_w2")
-        c.ids = c.wait_nodes(3)
+        c.ids = c.start_nodes(3)
         yield c
     finally:
         c.stop()

@@ -75,6 +75,29 @@ def test_core_reads_equal_optunas(db, objectives, tmp_path, request, monkeypatch
     ours.engine.dispose()
 
 
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_intermediate_values_write_as_optunas(db, tmp_path, request):
+    """The same reports through each storage leave the same rows; both refuse a finished trial's
+    and an unknown trial's, with the same errors."""
+    url = f"sqlite:///{tmp_path / 'w.db'}" if db == "sqlite" else request.getfixturevalue("postgres_url")
+    theirs, ours = optuna.storages.RDBStorage(url), CoreReadRDBStorage(url)
+    got = {}
+    for name, storage in (("theirs", theirs), ("ours", ours)):
+        study = optuna.create_study(study_name=f"w-{name}-{tmp_path.name}", storage=storage)
+        t = study.ask()
+        for step, v in [(0, 0.5), (1, math.inf), (2, -math.inf), (3, math.nan), (1, 0.25), (7, -1.5)]:
+            storage.set_trial_intermediate_value(t._trial_id, step, v)  # step 1 twice: replaced
+        study.tell(t, 1.0)
+        with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+            storage.set_trial_intermediate_value(t._trial_id, 8, 0.1)
+        with pytest.raises(KeyError):
+            storage.set_trial_intermediate_value(t._trial_id + 1000, 0, 0.1)
+        got[name] = repr(theirs.get_trial(t._trial_id).intermediate_values)
+    assert got["ours"] == got["theirs"] == repr({0: 0.5, 1: 0.25, 2: -math.inf, 3: math.nan, 7: -1.5})
+    theirs.engine.dispose()
+    ours.engine.dispose()
+
+
 def test_open_storage_reads_through_core(tmp_path):
     from search.storage import open_storage
     assert isinstance(open_storage(f"sqlite:///{tmp_path / 'o.db'}"), CoreReadRDBStorage)

@@ -112,6 +112,15 @@ def test_best_checkpoint_is_kept(sweep):
     pytest.fail("the best trial has no checkpoint")
 
 
+def test_each_trial_keeps_only_its_newest_checkpoint(sweep):
+    """Checkpoints at the rungs and the last epoch; the superseded ones deleted (search/checkpoints.py)."""
+    tmp, opts, _ = sweep
+    trial_dirs = [p for p in (tmp / opts.study).glob("ray-*/train_trial_*") if p.is_dir()]
+    kept = {p.name: sorted(c.name for c in p.glob("checkpoint_*")) for p in trial_dirs}
+    assert kept and all(len(c) == 1 for c in kept.values()), kept
+    assert any(c != ["checkpoint_000000"] for c in kept.values())  # a later one kept, the earlier ones deleted
+
+
 def test_export_and_retrain_reproduce_the_best(sweep, capsys):
     tmp, opts, study = sweep
     paths = export_top(opts.storage, opts.study, 2, tmp / "exports")

@@ -6,8 +6,9 @@ and any new ones (`RDBStorage._get_trials`). Through the ORM that is 7 queries b
 objects, ~8 ms on PostgreSQL for one finished trial, a sixth of a suggestion; `get_trial` (each
 tell reads the trial back twice) lazy-loads 5 relationships. Here the same rows come as tuples
 from two queries (the trials, then their side tables in one UNION ALL, by trial id); the
-FrozenTrials built are equal to Optuna's own (tests/test_rdb.py). Everything else is Optuna's
-RDBStorage. Also here: user attributes upserted in one transaction (set_running_attrs), and on a
+FrozenTrials built are equal to Optuna's own (tests/test_rdb.py). The driver's most frequent
+write, an epoch's intermediate value, is plain SQL too, with Optuna's checks. Everything else is
+Optuna's RDBStorage. Also here: user attributes upserted in one transaction (set_running_attrs), and on a
 finished trial, which Optuna's API refuses (upsert_user_attrs: `nextsweep confirm` has no stock path).
 
 All of it was written against the tables of optuna 5.0.0 (schema revision TESTED_SCHEMA, naive UTC
@@ -69,6 +70,21 @@ class CoreReadRDBStorage(optuna.storages.RDBStorage):
                 if conn.execute(sa.select(studies.c.study_id).where(studies.c.study_id == study_id)).first() is None:
                     raise KeyError(models.NOT_FOUND_MSG)
         return found
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
+        """As RDBStorage's: refused on a finished trial, a step reported again replaces its value.
+        Every epoch of every running trial comes here, the driver's most frequent write: through
+        the ORM it is 4 statements, a flush and ~2 ms of the driver's CPU; here 3 cached ones."""
+        check, update, insert = _step_statements()
+        value, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(intermediate_value)
+        row = {"tid": trial_id, "at": step, "value": value, "kind": kind}
+        with self.engine.begin() as conn:
+            state = conn.execute(check, row).scalar()
+            if state is None:
+                raise KeyError(models.NOT_FOUND_MSG)
+            self.check_trial_is_updatable(trial_id, state)
+            if conn.execute(update, row).rowcount == 0:
+                conn.execute(insert, row)
 
     def _reader(self):
         """A connection for reads. On PostgreSQL in autocommit: without it each read pays two more
@@ -188,6 +204,17 @@ def _children():
         part(s, SYSTEM, no_int, s.c.key, no_num, s.c.value_json),
         part(i, STEP, i.c.step, no_name, i.c.intermediate_value, i.c.intermediate_value_type),
     ).order_by(sa.literal_column("kind"), sa.literal_column("k"))
+
+
+@functools.cache
+def _step_statements():
+    """A trial's state; an intermediate value's update; its insert (bound: tid, at, value, kind)."""
+    trials, steps = models.TrialModel.__table__, models.TrialIntermediateValueModel.__table__
+    tid, step = sa.bindparam("tid"), sa.bindparam("at")
+    value = {"intermediate_value": sa.bindparam("value"), "intermediate_value_type": sa.bindparam("kind")}
+    return (sa.select(trials.c.state).where(trials.c.trial_id == tid),
+            sa.update(steps).where(steps.c.trial_id == tid, steps.c.step == step).values(**value),
+            sa.insert(steps).values(trial_id=tid, step=step, **value))
 
 
 def insert_rows(rdb: optuna.storages.RDBStorage, study_id: int, trials: list[FrozenTrial],

@@ -1,0 +1,175 @@
+"""Scale on a real multi-node Ray cluster on this machine (issue 46 b): how many results a second
+one sweep driver takes in, and at what CPU cost, with simulated trials through the real path.
+
+    .venv/bin/python bench/scale_cluster.py throughput [--nodes 3] [--cpus-per-node 34] [--seconds 150]
+
+throughput: `--nodes` `ray start` nodes (tests/raycluster.py), each declaring `--cpus-per-node`
+CPUs, so that nodes x CPUs simulated trials (one Ray actor each) run at once, each sleeping
+`--epoch-seconds` (0.1: ten results a second) between reports. nextsweep (`sweep --simulate`:
+searcher, ASHA, a study write per result, progress, loggers) and then stock Ray Tune (OptunaSearch +
+ASHAScheduler over a plain trainable of the same curve, results kept in memory) each drive the
+cluster for `--seconds`, each side in its own process. Every second each side samples the
+results taken in so far (nextsweep: the intermediate values in its study; stock: a Tune callback)
+and its driver process's CPU time. Figures come from the steady window, after `--warmup` seconds
+(the actors starting) to 5 s before the end: results a second, the driver's CPU share, and its
+CPU-milliseconds per result, which gives the workers one driver serves at one epoch a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+SPACE = """
+name: throughput
+data: {synthetic: {users: 8, days: 60, locations: 40, seed: 0}}
+objective: {metric: val_hit5, mode: max}
+budget: {max_params: 40000, width: d_model}
+asha: {max_epochs: 100, grace_period: 10, reduction_factor: 3}
+params:
+  family: {type: categorical, choices: [gru, transformer]}
+  heads: {type: categorical, choices: [2, 4], when: {family: transformer}}
+  d_model: {type: int, low: 16, high: 96, step: 8}
+  dropout: {type: float, low: 0.0, high: 0.3}
+  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
+  batch_size: 128
+"""
+MANY = 1_000_000  # trials asked for: the time budget ends each side
+
+
+class Sampler(threading.Thread):
+    """(wall, driver CPU seconds, results so far) every second until stopped."""
+
+    def __init__(self, count):
+        super().__init__(daemon=True)
+        self.count, self.samples, self.stopped = count, [], threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(1.0):
+            try:
+                self.samples.append((time.time(), time.process_time(), self.count()))
+            except Exception:  # the study's tables may not exist yet
+                continue
+
+
+def steady(samples: list[tuple], warmup: float, cpus: int, epoch_s: float) -> dict:
+    """The figures over the window [first sample + warmup, last sample - 5 s]."""
+    t0 = samples[0][0] + warmup
+    window = [s for s in samples if t0 <= s[0] <= samples[-1][0] - 5]
+    (a_t, a_cpu, a_n), (b_t, b_cpu, b_n) = window[0], window[-1]
+    seconds, results, cpu = b_t - a_t, b_n - a_n, b_cpu - a_cpu
+    per_result_ms = 1000 * cpu / max(results, 1)
+    return {"window_s": round(seconds, 1), "results": results, "results_per_s": round(results / seconds, 1),
+            "offered_per_s": round(cpus / epoch_s, 1), "driver_cpu_share": round(cpu / seconds, 3),
+            "driver_cpu_ms_per_result": round(per_result_ms, 3),
+            "workers_per_driver_at_1_epoch_per_s": int(1000 / per_result_ms) if per_result_ms else None}
+
+
+def nextsweep_side(a: argparse.Namespace, tmp: Path) -> list[tuple]:
+    import sqlalchemy as sa
+
+    from search.sweep import SweepOptions, run_sweep
+    (tmp / "space.yaml").write_text(SPACE)
+    engine = sa.create_engine(f"sqlite:///{tmp / 'nextsweep.db'}")
+
+    def count() -> int:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT count(*) FROM trial_intermediate_values")).scalar_one()
+    sampler = Sampler(count)
+    sampler.start()
+    run_sweep(SweepOptions(space=str(tmp / "space.yaml"), address=a.address, study="throughput", samples=MANY,
+                           dir=str(tmp), seed=0, simulate=True, epoch_seconds=a.epoch_seconds,
+                           time_budget_s=a.seconds))
+    sampler.stopped.set()
+    return sampler.samples
+
+
+def stock_side(a: argparse.Namespace, tmp: Path) -> list[tuple]:
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    import scale
+    ray.cloudpickle.register_pickle_by_value(scale)  # the workers cannot import bench/
+    seen = [0]
+
+    class Count(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            seen[0] += 1
+    sampler = Sampler(lambda: seen[0])
+    sampler.start()
+    ray.init(address=a.address, log_to_driver=False)
+    space = {"family": tune.choice(["gru", "transformer"]), "d_model": tune.qrandint(16, 96, 8),
+             "dropout": tune.uniform(0.0, 0.3), "lr": tune.loguniform(1e-3, 1e-2)}
+    tune.Tuner(
+        tune.with_resources(scale.StockTrial(a.epoch_seconds, 100), {"cpu": 1}), param_space=space,
+        tune_config=tune.TuneConfig(search_alg=OptunaSearch(metric="val_hit5", mode="max", seed=0),
+                                    scheduler=ASHAScheduler(time_attr="epoch", max_t=100, grace_period=10,
+                                                            reduction_factor=3),
+                                    metric="val_hit5", mode="max", num_samples=MANY, time_budget_s=a.seconds,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=str(tmp), name="stock", verbose=0, callbacks=[Count()])).fit()
+    sampler.stopped.set()
+    return sampler.samples
+
+
+def throughput(a: argparse.Namespace) -> None:
+    from raycluster import ENV, Cluster
+    cpus = a.nodes * a.cpus_per_node
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = Cluster(Path(tmp), cpus=a.cpus_per_node, object_store_mb=256)
+        try:
+            cluster.start_nodes(a.nodes)
+            for name in ("nextsweep", "stock"):
+                cmd = [sys.executable, __file__, "throughput", "--side", name, "--address", cluster.address,
+                       "--seconds", str(a.seconds), "--epoch-seconds", str(a.epoch_seconds)]
+                out = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+                if out.returncode:
+                    sys.exit(f"{name} side failed:\n{out.stderr[-3000:]}")
+                samples = json.loads(out.stdout.strip().splitlines()[-1])
+                rows.append({"side": name, "nodes": a.nodes, "concurrent_trials": cpus, "epoch_s": a.epoch_seconds,
+                             **steady(samples, a.warmup, cpus, a.epoch_seconds)})
+                print(json.dumps(rows[-1]), flush=True)
+        finally:
+            cluster.stop()
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="figure", required=True)
+    t = sub.add_parser("throughput", help="results a second one driver takes in from nodes x CPUs simulated trials")
+    t.add_argument("--nodes", type=int, default=3)
+    t.add_argument("--cpus-per-node", type=int, default=34)
+    t.add_argument("--seconds", type=float, default=150.0, help="each side's time budget")
+    t.add_argument("--warmup", type=float, default=60.0, help="seconds left out at the start (actors starting)")
+    t.add_argument("--epoch-seconds", type=float, default=0.1)
+    t.add_argument("--out", default="bench/out/scale_throughput.json")
+    t.add_argument("--side", choices=["nextsweep", "stock"], help=argparse.SUPPRESS)
+    t.add_argument("--address", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.side:  # child process: one side; its samples as the last stdout line
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        with tempfile.TemporaryDirectory() as tmp:
+            samples = (nextsweep_side if a.side == "nextsweep" else stock_side)(a, Path(tmp))
+        print(json.dumps(samples))
+        return
+    throughput(a)
+
+
+if __name__ == "__main__":
+    main()
