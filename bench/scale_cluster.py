@@ -133,12 +133,13 @@ def throughput(a: argparse.Namespace) -> None:
         try:
             cluster.start_nodes(a.nodes)
             for name in ("nextsweep", "stock"):
+                kept = Path(tmp) / f"{name}.json"
                 cmd = [sys.executable, __file__, "throughput", "--side", name, "--address", cluster.address,
-                       "--seconds", str(a.seconds), "--epoch-seconds", str(a.epoch_seconds)]
+                       "--seconds", str(a.seconds), "--epoch-seconds", str(a.epoch_seconds), "--out", str(kept)]
                 out = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
-                if out.returncode:
+                if out.returncode or not kept.exists():
                     sys.exit(f"{name} side failed:\n{out.stderr[-3000:]}")
-                samples = json.loads(out.stdout.strip().splitlines()[-1])
+                samples = json.loads(kept.read_text())
                 rows.append({"side": name, "nodes": a.nodes, "concurrent_trials": cpus, "epoch_s": a.epoch_seconds,
                              **steady(samples, a.warmup, cpus, a.epoch_seconds)})
                 print(json.dumps(rows[-1]), flush=True)
@@ -162,11 +163,11 @@ def main() -> None:
     t.add_argument("--side", choices=["nextsweep", "stock"], help=argparse.SUPPRESS)
     t.add_argument("--address", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    if a.side:  # child process: one side; its samples as the last stdout line
+    if a.side:  # child process: one side; its samples into --out
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         with tempfile.TemporaryDirectory() as tmp:
             samples = (nextsweep_side if a.side == "nextsweep" else stock_side)(a, Path(tmp))
-        print(json.dumps(samples))
+        Path(a.out).write_text(json.dumps(samples))
         return
     throughput(a)
 

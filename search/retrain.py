@@ -3,9 +3,13 @@ metrics as mean +- std, and the best seed's model saved for predict."""
 
 from __future__ import annotations
 
+import io
 import json
+import multiprocessing
+import os
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,7 +27,8 @@ LABELS = {"acc1": "Acc@1", "hit1": "Hit@1", "hit5": "Acc@5", "hit10": "Acc@10", 
 UNSCALED = ("loss", "cos")  # printed as they are; the other figures are rates, in percent
 
 
-def retrain(path: str | Path, seeds: int, out: str | Path | None, force: bool = False) -> dict:
+def retrain(path: str | Path, seeds: int, out: str | Path | None, force: bool = False, jobs: int | None = None) -> dict:
+    """`seeds` runs of the export at `path`, `jobs` at a time (None: default_jobs)."""
     path = Path(path)
     doc = read_export(path)
     refuse_simulated_export(doc, path, "retrain")
@@ -34,9 +39,8 @@ def retrain(path: str | Path, seeds: int, out: str | Path | None, force: bool = 
     out = Path(out or path.with_suffix(""))
     out.mkdir(parents=True, exist_ok=True)
     base = int(doc["config"].get("seed", 0))
-    with torch_threads(doc.get("threads")):
-        _runtime_notice(doc)
-        runs, best = _train_seeds(doc, data, base, seeds)
+    _runtime_notice(doc)
+    runs, best = _train_seeds(doc, data, base, seeds, jobs or default_jobs(seeds, doc.get("threads")))
     report = {"export": str(path), "task": doc.get("task", "location"), "n_params": doc.get("n_params"),
               "metric": doc["config"].get("metric", "val_hit5"),
               "seeds": [r["seed"] for r in runs], "folds": len(best[1]) if len(best[1]) > 1 else 0,
@@ -83,26 +87,68 @@ def torch_threads(n: int | None):
         torch.set_num_threads(before)
 
 
-def _train_seeds(doc: dict, data, base: int, seeds: int) -> tuple[list[dict], tuple]:
-    runs, best = [], None
-    for i in range(seeds):
-        config = {**doc["config"], "seed": base + i}
-        start = time.perf_counter()
-        result = fit(config, data)
-        states = result.fold_states or [result.state_dict]
-        test, details, fold_mean = _test_metrics(config, data, states)
-        run = {"seed": config["seed"], "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-               "seconds": round(time.perf_counter() - start, 1),
-               "val": {k: v for k, v in result.best_metrics.items() if k.startswith("val_")},
-               "test": test, **({"test_fold_mean": fold_mean} if fold_mean else {}), **details}
-        runs.append(run)
-        metric = config.get("metric", "val_hit5")
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k != "loss")
-        print(f"seed {run['seed']}: best epoch {run['best_epoch']}, val {metric} {run['val'][metric]:.4f}, test {shown}",
-              flush=True)
+def default_jobs(seeds: int, threads: int | None) -> int:
+    """Seeds trained at once: all of them where they fit twice the CPUs' threads (3 seeds of one
+    thread on 2 CPUs share the cores, 1.5 seeds' time, where 2 then 1 would take 2)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(seeds, 2 * cpus // max(1, int(threads or 1))))
+
+
+def _train_seeds(doc: dict, data, base: int, seeds: int, jobs: int) -> tuple[list[dict], tuple]:
+    """Each seed's run, its fold states and config, in seed order; and the best by validation (the
+    first seed on a tie). With `jobs` > 1 the seeds train in that many processes (spawned: a
+    forked torch may hang), each with the trial's threads, so their figures equal a sequential
+    run's (tests/test_retrain_parallel.py)."""
+    configs = [{**doc["config"], "seed": base + i} for i in range(seeds)]
+    metric = doc["config"].get("metric", "val_hit5")
+    threads = doc.get("threads")
+    if jobs <= 1:
+        with torch_threads(threads):
+            done = [_print_seed(_one_seed(c, data), metric) for c in configs]
+    else:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_seed_in_process, c, data, threads) for c in configs]
+            done = [_print_seed(_unpacked(f.result()), metric) for f in futures]
+    best = None
+    for run, states, config in done:
         if best is None or _better(run["val"][metric], best[0]["val"][metric], metric):
             best = (run, states, config)
-    return runs, best
+    return [run for run, _, _ in done], best
+
+
+def _one_seed(config: dict, data) -> tuple[dict, list, dict]:
+    start = time.perf_counter()
+    result = fit(config, data)
+    states = result.fold_states or [result.state_dict]
+    test, details, fold_mean = _test_metrics(config, data, states)
+    run = {"seed": config["seed"], "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+           "seconds": round(time.perf_counter() - start, 1),
+           "val": {k: v for k, v in result.best_metrics.items() if k.startswith("val_")},
+           "test": test, **({"test_fold_mean": fold_mean} if fold_mean else {}), **details}
+    return run, states, config
+
+
+def _seed_in_process(config: dict, data, threads: int | None) -> tuple[dict, bytes, dict]:
+    """_one_seed in a pool's process; the weights come back as torch.save bytes (tensors through
+    multiprocessing would travel as shared-memory handles, freed with the process)."""
+    with torch_threads(threads):
+        run, states, config = _one_seed(config, data)
+    buffer = io.BytesIO()
+    torch.save(states, buffer)
+    return run, buffer.getvalue(), config
+
+
+def _unpacked(done: tuple[dict, bytes, dict]) -> tuple[dict, list, dict]:
+    run, states, config = done
+    return run, torch.load(io.BytesIO(states), weights_only=True), config
+
+
+def _print_seed(done: tuple[dict, list, dict], metric: str) -> tuple[dict, list, dict]:
+    run = done[0]
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in run["test"].items() if k != "loss")
+    print(f"seed {run['seed']}: best epoch {run['best_epoch']}, val {metric} {run['val'][metric]:.4f}, test {shown}",
+          flush=True)
+    return done
 
 
 def _test_metrics(config: dict, data, states: list[dict]) -> tuple[dict, dict, dict | None]:

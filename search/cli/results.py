@@ -74,6 +74,9 @@ def _register_retrain_predict(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--seeds", type=int, default=5, help="number of seeds, starting at the trial's own (default 5)")
     r.add_argument("--out", help="output folder (default: the YAML's path without .yaml)")
     r.add_argument("--force", action="store_true", help="retrain even if the data's fingerprint changed")
+    r.add_argument("--jobs", type=int, help="seeds trained at once, each in its own process with the trial's threads "
+                   "(default: every seed, up to twice the CPUs; 1: one after another in this process); "
+                   "the figures are the same either way")
     r.set_defaults(func=cmd_retrain)
 
     pr = sub.add_parser("predict", help="a retrained model's top-k predictions for a split, as Parquet",
@@ -140,6 +143,8 @@ def cmd_retrain(a: argparse.Namespace) -> int:
     if a.seeds < 1:
         raise SearchError(f"--seeds {a.seeds}: must be >= 1")
     out = Path(a.out) if a.out else Path(a.config).with_suffix("")
-    print_retrain(retrain(a.config, a.seeds, out, a.force), out)
+    if a.jobs is not None and a.jobs < 1:
+        raise SearchError(f"--jobs {a.jobs}: must be >= 1")
+    print_retrain(retrain(a.config, a.seeds, out, a.force, a.jobs), out)
     return 0
 
