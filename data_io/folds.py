@@ -88,6 +88,31 @@ def fold_view(ds: Dataset, fold: int) -> Dataset:
     return Dataset(info, splits, ds.path, banks)
 
 
+def group_subset(ds: Dataset, fraction: float, seed: int, splits: tuple[str, ...] = ("train",)) -> Dataset:
+    """`ds` with each of `splits` cut to about `fraction` of its samples: the same share of every
+    group's (user's) samples, at least one each, drawn by `seed`, in their stored order. Every
+    group stays, so a model trained on the subset still meets every user embedding."""
+    if not 0 < fraction <= 1:
+        raise DataError(f"{ds.path or ds.info.name}: subset fraction {fraction}: use a value in (0, 1]")
+    if fraction == 1:
+        return ds
+    cut = {name: _take(ds[name], _group_rows(ds[name].user, fraction, seed)) for name in splits}
+    out = {**ds.splits, **cut}
+    info = dataclasses.replace(ds.info, split_sizes={s: len(a) for s, a in out.items()})
+    return Dataset(info, out, ds.path, dict(ds.banks))
+
+
+def _group_rows(groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted rows: ceil(fraction x n) random ones of each group of n (vectorised: a random key,
+    rows ordered by group then key, the first ones of each group kept)."""
+    key = np.random.default_rng(seed).random(len(groups))
+    order = np.lexsort((key, groups))
+    _, start, counts = np.unique(groups[order], return_index=True, return_counts=True)
+    rank = np.arange(len(order)) - np.repeat(start, counts)
+    keep = rank < np.repeat(np.ceil(fraction * counts).astype(np.int64), counts)
+    return np.sort(order[keep])
+
+
 def _concat(a: SplitArrays, b: SplitArrays) -> SplitArrays:
     width = {k: max(a.seq[k].shape[1], b.seq[k].shape[1]) for k in a.seq}
     pad = lambda v, w: np.pad(v, [(0, 0), (0, w - v.shape[1])] + [(0, 0)] * (v.ndim - 2))
@@ -102,7 +127,7 @@ def _take(s: SplitArrays, rows: np.ndarray) -> SplitArrays:
     width = max(1, int(lengths.max(initial=0)))  # trimmed to the split's own longest history
     return SplitArrays(s.sample_id[rows], s.user[rows], s.target[rows], lengths,
                        {k: np.ascontiguousarray(v[rows, :width]) for k, v in s.seq.items()},
-                       None if s.target_id is None else s.target_id[rows], s.fold[rows])
+                       None if s.target_id is None else s.target_id[rows], None if s.fold is None else s.fold[rows])
 
 
 def _union_bank(train: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

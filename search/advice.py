@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial
 from search.baselines import beats_bar, margin_line
 from search.outcomes import tally
 from search.ranking import ranked
+from search.samplers import startup_count
 from search.study_record import read
 from spaces import changes_count
 
@@ -34,7 +35,7 @@ def sweep_warnings(study: optuna.Study) -> list[str]:
     trials = study.get_trials(deepcopy=False)
     meta = read(study)
     sig = meta.signature
-    out = _rejections(tally(trials))
+    out = _rejections(tally(trials)) + _budget_fitted(meta, tally(trials))
     top = ranked(study)[:TOP_K]
     out += _below_bar(meta.baselines or {}, meta.metric, ranked(study, use_confirmed=False))
     if len(top) < MIN_TOP:
@@ -46,6 +47,17 @@ def sweep_warnings(study: optuna.Study) -> list[str]:
     for name, decl in (sig.get("params") or {}).items():
         out += _edge(name, decl, top, budget, name == sig.get("width"))
     return out
+
+
+def _budget_fitted(meta, counts: dict[str, int]) -> list[str]:
+    """A time-budgeted sweep that ended inside the sampler's random start-up never used its model."""
+    startup = startup_count(meta.sampler or "tpe", meta.startup_trials)
+    examined = counts["complete"] + counts["pruned"]
+    if not meta.time_budget_s or startup is None or examined >= startup:
+        return []
+    return [f"the time budget fitted {examined} trials, all inside the sampler's {startup} random start-up trials: "
+            "the search never proposed from a model; make trials cheaper (a lower asha.grace_period, fewer "
+            "asha.max_epochs) or raise --time-budget (the sweep's plan line says how far)"]
 
 
 def _below_bar(baselines: dict, metric: str, complete: list[FrozenTrial]) -> list[str]:

@@ -23,6 +23,16 @@ OPTUNA_SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp")  # --sampler
 STARTUP_SAMPLERS = ("tpe", "cmaes", "gp")  # the samplers with a random start-up
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what TPE's start-up counts
 _TPE_STARTUP = inspect.signature(optuna.samplers.TPESampler).parameters["n_startup_trials"].default  # 10
+_STARTUP_CLASSES = {"tpe": optuna.samplers.TPESampler, "cmaes": optuna.samplers.CmaEsSampler,
+                    "gp": optuna.samplers.GPSampler}
+
+
+def startup_count(name: str, startup: int | None) -> int | None:
+    """The random start-up trials of sampler `name` (--startup-trials, else Optuna's default);
+    None for a sampler without one."""
+    if name not in STARTUP_SAMPLERS:
+        return None
+    return startup or inspect.signature(_STARTUP_CLASSES[name]).parameters["n_startup_trials"].default
 
 
 def resumed_seed(name: str, seed: int, n_trials: int) -> int:

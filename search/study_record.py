@@ -48,6 +48,7 @@ class StudyMeta:
     tolerance: float = DEFAULT_TOLERANCE  # ranking only; a stored non-finite one reads as the default
     space_signature: dict | None = None  # what a resume must share with the space (None: a study from before)
     samples: int | None = None
+    time_budget_s: float | None = None  # --time-budget (None: none)
     sampler: str | None = None
     startup_trials: int | None = None
     seed: int | None = None
@@ -134,7 +135,7 @@ def sweep_meta(opts, space, fingerprint: str) -> StudyMeta:
         data={k: (v if k == "synthetic" else str(v)) for k, v in space.data.items()},
         fingerprint=fingerprint, budget=space.max_params, metric=space.metric, then=tuple(space.then),
         tolerance=space.tolerance, space_signature=space_signature(space), samples=opts.samples,
-        sampler=opts.sampler, startup_trials=opts.startup_trials, seed=opts.seed, code_version=code_version(),
+        time_budget_s=opts.time_budget_s, sampler=opts.sampler, startup_trials=opts.startup_trials, seed=opts.seed, code_version=code_version(),
         command=sweep_command(opts), started=datetime.now().astimezone().isoformat(timespec="seconds"),
         simulated=bool(opts.simulate))
 

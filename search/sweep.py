@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from search.asha import make_asha, rung_epochs
 from search.baselines import baseline_lines, ensure_baselines
 from search.ray_session import init_ray, pending_trials, quiet_ray
-from search.samplers import check_startup, make_sampler, resumed_seed
+from search.samplers import check_startup, make_sampler, resumed_seed, startup_count
 from search.errors import SearchError
 from search.storage import DEFAULT_DIR, default_storage, file_stem, open_storage, redact, study_names
 from search.study_record import code_version, read, space_signature, sweep_meta, write
@@ -197,6 +197,8 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
 
     init_ray(opts)
     cpus = float(opts.cpus_per_trial)
+    if opts.time_budget_s:
+        _announce_plan(opts, compiled, data, cpus)
     asha = make_asha(space.asha, seed=opts.seed, metric=space.metric)
     attrs = {"fingerprint": data.info.fingerprint, "code_version": code_version(), "cpus": cpus}
     # Checkpoints every epoch only where a retry resumes from them; else where ASHA may stop a trial.
@@ -228,3 +230,19 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
             tuner.fit()
     finally:
         searcher.close()
+
+
+def _announce_plan(opts: SweepOptions, compiled: CompiledSpace, data, cpus: float) -> None:
+    """What the time budget buys (search.planner), before the first trial; a warning where it
+    fits too few trials for the sampler to leave its random start-up."""
+    import ray
+
+    from search.planner import plan_budget
+    slots = int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1e-3))
+    plan = plan_budget(compiled, data, slots=min(slots, opts.max_concurrent or slots), threads=cpus,
+                       budget_s=opts.time_budget_s, startup=startup_count(opts.sampler, opts.startup_trials),
+                       epoch_seconds=opts.epoch_seconds if opts.simulate else None, seed=opts.seed)
+    for line in plan.lines():
+        print(f"nextsweep: plan: {line}")
+    if plan.warning():
+        print(f"nextsweep: warning: {plan.warning()}", flush=True)

@@ -13,6 +13,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("file", help="space YAML file (e.g. spaces/quickstart.yaml)")
     c.add_argument("--samples", type=int, default=300, help="random proposals for the feasible share (default 300)")
     c.add_argument("--seed", type=int, default=0, help="seed of the random proposals (default 0)")
+    c.add_argument("--time-budget", help="also plan a sweep of this long (e.g. 15m) on this machine: time an epoch of "
+                   "each family on the data, say how many configurations the budget lets the search examine")
+    c.add_argument("--cpus-per-trial", type=float, default=1.0, help="with --time-budget: threads of a trial (default 1)")
+    c.add_argument("--startup-trials", type=int, help="with --time-budget: the sampler's random start-up trials "
+                   "(default: TPE's, 10)")
     set_option(c)
     c.set_defaults(func=cmd_space_check)
 
@@ -40,5 +45,29 @@ def cmd_space_check(a: argparse.Namespace) -> int:
     if space.max_params:
         print(f"feasible     {r.feasible_fitted:.1%} of {r.samples} random proposals with the width fitted "
               f"(vs {r.feasible_naive:.1%} drawing the width blindly); {r.median_ms:.1f} ms per proposal")
+    if a.time_budget:
+        _print_plan(space, a)
     print("ok")
     return 0
+
+
+def _print_plan(space, a: argparse.Namespace) -> None:
+    import os
+
+    from search.cli.sweep import parse_duration
+    from search.planner import plan_budget
+    from search.samplers import startup_count
+    from search.errors import SearchError
+    from spaces import CompiledSpace, load_space_data
+    budget = parse_duration(a.time_budget)
+    if budget <= 0 or a.cpus_per_trial <= 0 or (a.startup_trials is not None and a.startup_trials < 1):
+        raise SearchError(f"--time-budget {a.time_budget}, --cpus-per-trial {a.cpus_per_trial:g}, --startup-trials "
+                          f"{a.startup_trials}: each must be above 0 (start-up trials: 1 or more)")
+    data = load_space_data(space)
+    slots = int((os.cpu_count() or 1) // max(a.cpus_per_trial, 1e-3))
+    plan = plan_budget(CompiledSpace(space, data.info), data, slots=slots, threads=a.cpus_per_trial,
+                       budget_s=budget, startup=startup_count("tpe", a.startup_trials))
+    for i, line in enumerate(plan.lines()):
+        print(f"{'plan' if i == 0 else '':<12} {line}")
+    if plan.warning():
+        print(f"warning      {plan.warning()}")

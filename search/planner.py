@@ -1,0 +1,141 @@
+"""The budget planner: what a time budget buys, said before the first trial.
+
+A probe trains each model family of the space for two epochs on a small seeded subset of the
+real data (the same share of every user's samples, about PROBE_BATCHES batches of train, the
+same share of val), with the trial's threads and a configuration the space proposes with the
+width fitted to the budget. The second epoch's wall time, scaled to the full splits, is a full
+epoch's cost; the first epoch's excess over it is a trial's start-up. ASHA's settings give the
+epochs an average trial runs (every trial to the first rung, 1/rf of them on to the next, ...),
+and the time budget, the trials at once and those give the configurations the sweep examines.
+Where that is under STARTUP_MULTIPLE x the sampler's random start-up trials, the search would end
+before its model ever proposes much: the sweep and `space check` say so, with what to change.
+A simulated sweep's epoch costs its --epoch-seconds: no probe.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass
+
+import optuna
+
+from data_io.folds import group_subset
+from models import fit
+from search.asha import rungs
+from spaces import CompiledSpace
+
+PROBE_BATCHES = 8  # training batches of the probe's epoch
+PROBE_PROPOSALS = 200  # random proposals searched for a feasible one of each family
+STARTUP_MULTIPLE = 3  # warn below this many times the sampler's start-up trials
+
+
+@dataclass
+class Plan:
+    epoch_s: dict[str, float]  # family -> a full epoch (train and val), seconds
+    start_s: dict[str, float]  # family -> a trial's start-up (model build, first batches), seconds
+    epochs_per_trial: float  # the epochs an average trial runs under ASHA
+    slots: int  # trials at once
+    budget_s: float | None  # the sweep's time budget (None: none given)
+    startup: int | None  # the sampler's random start-up trials (None: it has none)
+
+    @property
+    def trial_s(self) -> float:
+        """An average trial's seconds (families equally likely, as random start-up draws them)."""
+        return statistics.mean(self.epochs_per_trial * self.epoch_s[f] + self.start_s[f] for f in self.epoch_s)
+
+    @property
+    def trials(self) -> int | None:
+        """Configurations the time budget lets the sweep examine (None: no budget)."""
+        return None if self.budget_s is None else int(self.budget_s * self.slots / self.trial_s)
+
+    def lines(self) -> list[str]:
+        costs = ", ".join(f"{f} {self.epoch_s[f]:.1f} s" for f in sorted(self.epoch_s))
+        out = [f"an epoch takes {costs}; a trial runs {self.epochs_per_trial:.1f} epochs on average under ASHA "
+               f"(~{self.trial_s:.0f} s), {self.slots} at once"]
+        if self.trials is not None:
+            out.append(f"the time budget ({_duration(self.budget_s)}) lets the search examine about {self.trials} "
+                       "configurations")
+        return out
+
+    def warning(self) -> str | None:
+        """What to change where the budget fits too few trials for the sampler to leave its start-up."""
+        if self.trials is None or self.startup is None or self.trials >= STARTUP_MULTIPLE * self.startup:
+            return None
+        need = STARTUP_MULTIPLE * self.startup * self.trial_s / self.slots
+        return (f"the time budget fits about {self.trials} trials, under {STARTUP_MULTIPLE} x the sampler's "
+                f"{self.startup} random start-up trials: the search would end before it learns much. Make trials "
+                "cheaper (a lower asha.grace_period: every trial runs it; fewer asha.max_epochs; a smaller "
+                f"budget), or raise --time-budget to about {_duration(need)}")
+
+
+def expected_epochs(max_epochs: int, grace: int, rf: float) -> float:
+    """Epochs an average trial runs: all reach the first rung, 1/rf of those the next one, ...,
+    1/rf**K of them max_epochs (ASHA's promotion rate, without early stopping)."""
+    marks = [r for r in rungs(max_epochs, grace, rf) if r < max_epochs] + [max_epochs]
+    total, before = 0.0, 0
+    for k, mark in enumerate(marks):
+        total += (mark - before) / rf ** k
+        before = mark
+    return total
+
+
+def probe(compiled: CompiledSpace, data, threads: int, seed: int = 0) -> tuple[dict[str, float], dict[str, float]]:
+    """(family -> full epoch seconds, family -> start-up seconds), timed on the real data."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        epoch_s, start_s = {}, {}
+        for family, config in family_configs(compiled, seed).items():
+            epoch_s[family], start_s[family] = _time_two_epochs(config, data, seed)
+        return epoch_s, start_s
+    finally:
+        torch.set_num_threads(before)
+
+
+def family_configs(compiled: CompiledSpace, seed: int) -> dict[str, dict]:
+    """A feasible configuration per family the space can propose (the width fitted to the budget)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    family = compiled.space.param("family")
+    wanted = len(family.choices) if family is not None and family.kind == "categorical" else 1
+    found: dict[str, dict] = {}
+    for _ in range(PROBE_PROPOSALS):
+        trial = study.ask()
+        p = compiled.propose(trial)
+        study.tell(trial, 0.0)
+        if p.feasible:
+            found.setdefault(str(p.config.get("family", "model")), {**p.config, "seed": seed})
+        if len(found) == wanted:
+            break
+    return found
+
+
+def _time_two_epochs(config: dict, data, seed: int) -> tuple[float, float]:
+    n_train, n_val = len(data["train"]), len(data["val"])
+    share = min(1.0, PROBE_BATCHES * int(config.get("batch_size", 64)) / max(n_train, 1))
+    small = group_subset(data, share, seed, ("train", "val"))
+    marks = [time.perf_counter()]
+    fit({**config, "epochs": 2, "patience": 2}, small, on_epoch=lambda rep: marks.append(time.perf_counter()))
+    first, second = marks[1] - marks[0], marks[2] - marks[1]
+    scale = (n_train + n_val) / max(1, len(small["train"]) + len(small["val"]))
+    return second * scale, max(0.0, first - second)
+
+
+def plan_budget(compiled: CompiledSpace, data, *, slots: int, threads: float, budget_s: float | None,
+                startup: int | None, epoch_seconds: float | None = None, seed: int = 0) -> Plan:
+    """The plan of a sweep over `compiled`; `epoch_seconds` (a simulated sweep's) skips the probe."""
+    a = compiled.space.asha
+    if epoch_seconds is not None:
+        families = family_configs(compiled, seed) or {"model": {}}
+        epoch_s, start_s = dict.fromkeys(families, float(epoch_seconds)), dict.fromkeys(families, 0.0)
+    else:
+        epoch_s, start_s = probe(compiled, data, math.ceil(threads), seed)
+    return Plan(epoch_s, start_s, expected_epochs(a.max_epochs, a.grace_period, a.reduction_factor),
+                max(1, slots), budget_s, startup)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f}m" if seconds >= 120 else f"{seconds:.0f}s"
