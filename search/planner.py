@@ -24,6 +24,7 @@ import optuna
 from data_io.folds import group_subset
 from models import fit
 from search.asha import rungs
+from search.retrain import torch_threads
 from spaces import CompiledSpace
 
 PROBE_BATCHES = 8  # training batches of the probe's epoch
@@ -83,16 +84,11 @@ def expected_epochs(max_epochs: int, grace: int, rf: float) -> float:
 
 def probe(compiled: CompiledSpace, data, threads: int, seed: int = 0) -> tuple[dict[str, float], dict[str, float]]:
     """(family -> full epoch seconds, family -> start-up seconds), timed on the real data."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(threads)))
-    try:
-        epoch_s, start_s = {}, {}
+    epoch_s, start_s = {}, {}
+    with torch_threads(max(1, int(threads))):
         for family, config in family_configs(compiled, seed).items():
             epoch_s[family], start_s[family] = _time_two_epochs(config, data, seed)
-        return epoch_s, start_s
-    finally:
-        torch.set_num_threads(before)
+    return epoch_s, start_s
 
 
 def family_configs(compiled: CompiledSpace, seed: int) -> dict[str, dict]:
@@ -119,7 +115,8 @@ def _time_two_epochs(config: dict, data, seed: int) -> tuple[float, float]:
     small = group_subset(data, share, seed, ("train", "val"))
     marks = [time.perf_counter()]
     fit({**config, "epochs": 2, "patience": 2}, small, on_epoch=lambda rep: marks.append(time.perf_counter()))
-    first, second = marks[1] - marks[0], marks[2] - marks[1]
+    first = marks[1] - marks[0]
+    second = marks[2] - marks[1] if len(marks) > 2 else first
     scale = (n_train + n_val) / max(1, len(small["train"]) + len(small["val"]))
     return second * scale, max(0.0, first - second)
 

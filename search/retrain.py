@@ -32,6 +32,11 @@ def retrain(path: str | Path, seeds: int, out: str | Path | None, force: bool = 
     path = Path(path)
     doc = read_export(path)
     refuse_simulated_export(doc, path, "retrain")
+    with _seed_pool(jobs or default_jobs(seeds, doc.get("threads"))) as pool:
+        return _retrain(path, doc, seeds, out, force, pool)
+
+
+def _retrain(path: Path, doc: dict, seeds: int, out: str | Path | None, force: bool, pool) -> dict:
     data = load_data(doc["data"], path, doc.get("task", "location"))  # paths were made absolute by the sweep
     if doc.get("fingerprint") and data.info.fingerprint != doc["fingerprint"] and not force:
         raise SearchError(f"{path}: fingerprint: the data now differs from the sweep's ({data.info.fingerprint[:12]} vs "
@@ -40,7 +45,7 @@ def retrain(path: str | Path, seeds: int, out: str | Path | None, force: bool = 
     out.mkdir(parents=True, exist_ok=True)
     base = int(doc["config"].get("seed", 0))
     _runtime_notice(doc)
-    runs, best = _train_seeds(doc, data, base, seeds, jobs or default_jobs(seeds, doc.get("threads")))
+    runs, best = _train_seeds(doc, data, base, seeds, pool)
     report = {"export": str(path), "task": doc.get("task", "location"), "n_params": doc.get("n_params"),
               "metric": doc["config"].get("metric", "val_hit5"),
               "seeds": [r["seed"] for r in runs], "folds": len(best[1]) if len(best[1]) > 1 else 0,
@@ -94,21 +99,36 @@ def default_jobs(seeds: int, threads: int | None) -> int:
     return max(1, min(seeds, 2 * cpus // max(1, int(threads or 1))))
 
 
-def _train_seeds(doc: dict, data, base: int, seeds: int, jobs: int) -> tuple[list[dict], tuple]:
+@contextmanager
+def _seed_pool(jobs: int):
+    """The processes the seeds train in (None where `jobs` is 1: in this one), started before the
+    data loads so that their start (Python, torch) overlaps it; spawned, since a forked torch may hang."""
+    if jobs <= 1:
+        yield None
+        return
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for _ in range(jobs):  # each submit starts a process while none is idle
+            pool.submit(_started)
+        yield pool
+
+
+def _started() -> None:
+    """A pool process's first task: by then it has imported this module (and torch) to run it."""
+
+
+def _train_seeds(doc: dict, data, base: int, seeds: int, pool) -> tuple[list[dict], tuple]:
     """Each seed's run, its fold states and config, in seed order; and the best by validation (the
-    first seed on a tie). With `jobs` > 1 the seeds train in that many processes (spawned: a
-    forked torch may hang), each with the trial's threads, so their figures equal a sequential
-    run's (tests/test_retrain_parallel.py)."""
+    first seed on a tie). With a `pool` the seeds train in its processes, each with the trial's
+    threads, so their figures equal a run in this process (tests/test_retrain_parallel.py)."""
     configs = [{**doc["config"], "seed": base + i} for i in range(seeds)]
     metric = doc["config"].get("metric", "val_hit5")
     threads = doc.get("threads")
-    if jobs <= 1:
+    if pool is None:
         with torch_threads(threads):
             done = [_print_seed(_one_seed(c, data), metric) for c in configs]
     else:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_seed_in_process, c, data, threads) for c in configs]
-            done = [_print_seed(_unpacked(f.result()), metric) for f in futures]
+        futures = [pool.submit(_seed_in_process, c, data, threads) for c in configs]
+        done = [_print_seed(_unpacked(f.result()), metric) for f in futures]
     best = None
     for run, states, config in done:
         if best is None or _better(run["val"][metric], best[0]["val"][metric], metric):
