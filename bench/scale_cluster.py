@@ -30,20 +30,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SPACE = """
-name: throughput
-data: {synthetic: {users: 8, days: 60, locations: 40, seed: 0}}
-objective: {metric: val_hit5, mode: max}
-budget: {max_params: 40000, width: d_model}
-asha: {max_epochs: 100, grace_period: 10, reduction_factor: 3}
-params:
-  family: {type: categorical, choices: [gru, transformer]}
-  heads: {type: categorical, choices: [2, 4], when: {family: transformer}}
-  d_model: {type: int, low: 16, high: 96, step: 8}
-  dropout: {type: float, low: 0.0, high: 0.3}
-  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
-  batch_size: 128
-"""
+import scale  # noqa: E402  (bench/, on the path above)
+
+# scale.py's space, with longer trials: 100 epochs (10 s at 10 a second), ASHA's first rung at 10
+SPACE = scale.SPACE.replace("asha: {max_epochs: EPOCHS, grace_period: 1, reduction_factor: 2}",
+                            "asha: {max_epochs: 100, grace_period: 10, reduction_factor: 3}")
 MANY = 1_000_000  # trials asked for: the time budget ends each side
 
 
@@ -100,7 +91,6 @@ def stock_side(a: argparse.Namespace, tmp: Path) -> list[tuple]:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    import scale
     ray.cloudpickle.register_pickle_by_value(scale)  # the workers cannot import bench/
     seen = [0]
 
