@@ -135,7 +135,8 @@ def sweep_meta(opts, space, fingerprint: str) -> StudyMeta:
         data={k: (v if k == "synthetic" else str(v)) for k, v in space.data.items()},
         fingerprint=fingerprint, budget=space.max_params, metric=space.metric, then=tuple(space.then),
         tolerance=space.tolerance, space_signature=space_signature(space), samples=opts.samples,
-        time_budget_s=opts.time_budget_s, sampler=opts.sampler, startup_trials=opts.startup_trials, seed=opts.seed, code_version=code_version(),
+        time_budget_s=opts.time_budget_s, sampler=opts.sampler, startup_trials=opts.startup_trials, seed=opts.seed,
+        code_version=code_version(),
         command=sweep_command(opts), started=datetime.now().astimezone().isoformat(timespec="seconds"),
         simulated=bool(opts.simulate))
 
