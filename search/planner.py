@@ -1,10 +1,12 @@
 """The budget planner: what a time budget buys, said before the first trial.
 
-A probe trains each model family of the space for two epochs on a small seeded subset of the
+A probe trains PROBE_CONFIGS configurations of each model family of the space (as the space
+proposes them, the width fitted to the budget) for two epochs on a small seeded subset of the
 real data (the same share of every user's samples, about PROBE_BATCHES batches of train, the
-same share of val), with the trial's threads and a configuration the space proposes with the
-width fitted to the budget. The second epoch's wall time, scaled to the full splits, is a full
-epoch's cost; the first epoch's excess over it is a trial's start-up. ASHA's settings give the
+same share of val), with the trial's threads. The second epoch's wall time, scaled to the full
+splits, is a full epoch's cost; the first epoch's excess over it is a trial's start-up; each
+family's figures are the mean over its configurations (widths and depths vary a trial's cost
+several-fold: one configuration a family over-counted Geolife 500K's trials 2.3 x). ASHA's settings give the
 epochs an average trial runs (every trial to the first rung, 1/rf of them on to the next, ...),
 and the time budget, the trials at once and those give the configurations the sweep examines.
 Where that is under STARTUP_MULTIPLE x the sampler's random start-up trials, the search would end
@@ -28,7 +30,8 @@ from search.retrain import torch_threads
 from spaces import CompiledSpace
 
 PROBE_BATCHES = 8  # training batches of the probe's epoch
-PROBE_PROPOSALS = 200  # random proposals searched for a feasible one of each family
+PROBE_CONFIGS = 3  # configurations timed per family
+PROBE_PROPOSALS = 300  # random proposals searched for them
 STARTUP_MULTIPLE = 3  # warn below this many times the sampler's start-up trials
 
 
@@ -86,27 +89,30 @@ def probe(compiled: CompiledSpace, data, threads: int, seed: int = 0) -> tuple[d
     """(family -> full epoch seconds, family -> start-up seconds), timed on the real data."""
     epoch_s, start_s = {}, {}
     with torch_threads(max(1, int(threads))):
-        for family, config in family_configs(compiled, seed).items():
-            epoch_s[family], start_s[family] = _time_two_epochs(config, data, seed)
+        for family, configs in family_configs(compiled, seed).items():
+            timed = [_time_two_epochs(config, data, seed) for config in configs]
+            epoch_s[family] = statistics.mean(e for e, _ in timed)
+            start_s[family] = statistics.mean(s for _, s in timed)
     return epoch_s, start_s
 
 
-def family_configs(compiled: CompiledSpace, seed: int) -> dict[str, dict]:
-    """A feasible configuration per family the space can propose (the width fitted to the budget)."""
+def family_configs(compiled: CompiledSpace, seed: int, per_family: int = PROBE_CONFIGS) -> dict[str, list[dict]]:
+    """Up to `per_family` feasible configurations of each family, as the space proposes them at random."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     family = compiled.space.param("family")
-    wanted = len(family.choices) if family is not None and family.kind == "categorical" else 1
-    found: dict[str, dict] = {}
+    wanted = (len(family.choices) if family is not None and family.kind == "categorical" else 1) * per_family
+    found: dict[str, list[dict]] = {}
     for _ in range(PROBE_PROPOSALS):
         trial = study.ask()
         p = compiled.propose(trial)
         study.tell(trial, 0.0)
-        if p.feasible:
-            found.setdefault(str(p.config.get("family", "model")), {**p.config, "seed": seed})
-        if len(found) == wanted:
+        kept = found.setdefault(str(p.config.get("family", "model")), [])
+        if p.feasible and len(kept) < per_family:
+            kept.append({**p.config, "seed": seed})
+        if sum(map(len, found.values())) == wanted:
             break
-    return found
+    return {f: configs for f, configs in found.items() if configs}
 
 
 def _time_two_epochs(config: dict, data, seed: int) -> tuple[float, float]:
@@ -126,7 +132,7 @@ def plan_budget(compiled: CompiledSpace, data, *, slots: int, threads: float, bu
     """The plan of a sweep over `compiled`; `epoch_seconds` (a simulated sweep's) skips the probe."""
     a = compiled.space.asha
     if epoch_seconds is not None:
-        families = family_configs(compiled, seed) or {"model": {}}
+        families = family_configs(compiled, seed, per_family=1) or {"model": []}
         epoch_s, start_s = dict.fromkeys(families, float(epoch_seconds)), dict.fromkeys(families, 0.0)
     else:
         epoch_s, start_s = probe(compiled, data, math.ceil(threads), seed)

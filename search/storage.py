@@ -255,7 +255,7 @@ def set_finished_trial_attr(study: optuna.Study, trial_id: int, key: str, value)
     rdb = getattr(study._storage, "_backend", study._storage)  # _CachedStorage wraps the RDBStorage
     if not isinstance(rdb, optuna.storages.RDBStorage):
         raise errors.SearchError(f"study '{study.study_name}': annotating finished trials needs an RDB storage (SQLite, PostgreSQL)")
-    from search.internals.rdb import upsert_user_attrs
+    from search.internals.rdb_writes import upsert_user_attrs
     retried(upsert_user_attrs)(rdb, trial_id, {key: value})
 
 
@@ -267,14 +267,14 @@ def set_trial_attrs(trial: optuna.Trial, attrs: dict) -> None:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         return
-    from search.internals.rdb import set_running_attrs
+    from search.internals.rdb_writes import set_running_attrs
     retried(set_running_attrs)(rdb, trial, attrs)
 
 
 def insert_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial],
                   numbered: Callable[[int], dict] | None = None) -> list[tuple[int, int]]:
     """(trial id, number) of each trial, stored as given (state, value, params, attributes,
-    intermediate values) in one transaction of ~7 statements whatever their count (internals/rdb.py).
+    intermediate values) in one transaction of ~7 statements whatever their count (internals/rdb_writes.py).
     Optuna's create_new_trial(template_trial=...) runs 3 ORM queries per parameter, one a
     study-wide scan.
     `numbered(number)` gives user attributes that depend on the number the trial gets (added to
@@ -283,7 +283,7 @@ def insert_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial],
     rdb = _fast(study._storage)
     if rdb is None:
         return [_insert_one(study, t, numbered) for t in trials]
-    from search.internals.rdb import insert_rows
+    from search.internals.rdb_writes import insert_rows
     return retried(insert_rows)(rdb, study._study_id, trials, numbered)
 
 

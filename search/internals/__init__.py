@@ -4,9 +4,10 @@ run. Where the guard says no (another version, or NEXTSWEEP_STOCK=1), each calle
 path: the same trials and decisions, slower; strict ASHA alone changes behaviour (Ray's rule runs).
 
 - compat.py: the guard (optuna_fast, ray_fast, NEXTSWEEP_STOCK); touches nothing private.
-- rdb.py, for search/storage.py: SQL on Optuna's tables (optuna.storages._rdb, schema v3.2.0.a):
-  trial reads, bulk inserts, user-attribute upserts. Stock: Optuna's RDBStorage, also for an
-  untested backend or schema. Attributes on a finished trial (`nextsweep confirm`) have no stock path.
+- rdb.py and rdb_writes.py, for search/storage.py: SQL on Optuna's tables (optuna.storages._rdb,
+  schema v3.2.0.a): trial reads (rdb.py); an epoch's intermediate value, bulk inserts,
+  user-attribute upserts (rdb_writes.py). Stock: Optuna's RDBStorage, also for an untested backend
+  or schema. Attributes on a finished trial (`nextsweep confirm`) have no stock path.
 - draft.py, for search/searcher.py: trials sampled in memory through optuna.Trial's private layout.
   Stock: AskedTrial, study.ask().
 - tpe.py and parzen.py, for search/samplers.py: the column TPE on optuna.samplers._tpe (TPESampler's
