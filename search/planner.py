@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import optuna
 
 from data_io.folds import group_subset
-from models import fit
+from models import ModelError, fit
 from search.asha import rungs
 from search.retrain import torch_threads
 from spaces import CompiledSpace
@@ -90,9 +90,10 @@ def probe(compiled: CompiledSpace, data, threads: int, seed: int = 0) -> tuple[d
     epoch_s, start_s = {}, {}
     with torch_threads(max(1, int(threads))):
         for family, configs in family_configs(compiled, seed).items():
-            timed = [_time_two_epochs(config, data, seed) for config in configs]
-            epoch_s[family] = statistics.mean(e for e, _ in timed)
-            start_s[family] = statistics.mean(s for _, s in timed)
+            timed = [t for t in (_time_two_epochs(config, data, seed) for config in configs) if t is not None]
+            if timed:
+                epoch_s[family] = statistics.mean(e for e, _ in timed)
+                start_s[family] = statistics.mean(s for _, s in timed)
     return epoch_s, start_s
 
 
@@ -115,12 +116,17 @@ def family_configs(compiled: CompiledSpace, seed: int, per_family: int = PROBE_C
     return {f: configs for f, configs in found.items() if configs}
 
 
-def _time_two_epochs(config: dict, data, seed: int) -> tuple[float, float]:
+def _time_two_epochs(config: dict, data, seed: int) -> tuple[float, float] | None:
+    """(full epoch seconds, start-up seconds) of `config`; None where its probe fit fails (a
+    diverging learning rate on the small subset, say): the plan goes on without it."""
     n_train, n_val = len(data["train"]), len(data["val"])
     share = min(1.0, PROBE_BATCHES * int(config.get("batch_size", 64)) / max(n_train, 1))
     small = group_subset(data, share, seed, ("train", "val"))
     marks = [time.perf_counter()]
-    fit({**config, "epochs": 2, "patience": 2}, small, on_epoch=lambda rep: marks.append(time.perf_counter()))
+    try:
+        fit({**config, "epochs": 2, "patience": 2}, small, on_epoch=lambda rep: marks.append(time.perf_counter()))
+    except (ModelError, RuntimeError):
+        return None
     first = marks[1] - marks[0]
     second = marks[2] - marks[1] if len(marks) > 2 else first
     scale = (n_train + n_val) / max(1, len(small["train"]) + len(small["val"]))
@@ -128,14 +134,17 @@ def _time_two_epochs(config: dict, data, seed: int) -> tuple[float, float]:
 
 
 def plan_budget(compiled: CompiledSpace, data, *, slots: int, threads: float, budget_s: float | None,
-                startup: int | None, epoch_seconds: float | None = None, seed: int = 0) -> Plan:
-    """The plan of a sweep over `compiled`; `epoch_seconds` (a simulated sweep's) skips the probe."""
+                startup: int | None, epoch_seconds: float | None = None, seed: int = 0) -> Plan | None:
+    """The plan of a sweep over `compiled` (None where no configuration could be timed);
+    `epoch_seconds` (a simulated sweep's) skips the probe."""
     a = compiled.space.asha
     if epoch_seconds is not None:
         families = family_configs(compiled, seed, per_family=1) or {"model": []}
         epoch_s, start_s = dict.fromkeys(families, float(epoch_seconds)), dict.fromkeys(families, 0.0)
     else:
         epoch_s, start_s = probe(compiled, data, math.ceil(threads), seed)
+    if not epoch_s:
+        return None
     return Plan(epoch_s, start_s, expected_epochs(a.max_epochs, a.grace_period, a.reduction_factor),
                 max(1, slots), budget_s, startup)
 

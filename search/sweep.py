@@ -242,6 +242,9 @@ def _announce_plan(opts: SweepOptions, compiled: CompiledSpace, data, cpus: floa
     plan = plan_budget(compiled, data, slots=min(slots, opts.max_concurrent or slots), threads=cpus,
                        budget_s=opts.time_budget_s, startup=startup_count(opts.sampler, opts.startup_trials),
                        epoch_seconds=opts.epoch_seconds if opts.simulate else None, seed=opts.seed)
+    if plan is None:
+        print("nextsweep: plan: no configuration of the space could be timed (each probe fit failed); no plan")
+        return
     for line in plan.lines():
         print(f"nextsweep: plan: {line}")
     if plan.warning():

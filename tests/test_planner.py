@@ -61,6 +61,18 @@ def test_probe_times_each_family_on_the_data(synth_dir, tmp_path):
     assert plan.epochs_per_trial == 2.0 and plan.trials == int(300 * 2 / plan.trial_s)
 
 
+def test_a_failing_probe_fit_leaves_no_plan_and_no_error(synth_dir, tmp_path, monkeypatch):
+    from models import NonFiniteLoss
+    space = parse_space({"name": "f", "data": {"path": str(synth_dir)},
+                         "params": {"family": "gru", "d_model": 16, "lr": 0.003, "batch_size": 64}}, tmp_path / "f.yaml")
+    data = load_dataset(synth_dir)
+
+    def diverges(*args, **kwargs):
+        raise NonFiniteLoss("non-finite training loss")
+    monkeypatch.setattr("search.planner.fit", diverges)
+    assert plan_budget(CompiledSpace(space, data.info), data, slots=2, threads=1, budget_s=60, startup=10) is None
+
+
 def test_a_budget_inside_the_startup_says_so_at_the_end():
     study = make_study()
     for i in range(4):

@@ -67,6 +67,9 @@ def _print_plan(space, a: argparse.Namespace) -> None:
     slots = int((os.cpu_count() or 1) // max(a.cpus_per_trial, 1e-3))
     plan = plan_budget(CompiledSpace(space, data.info), data, slots=slots, threads=a.cpus_per_trial,
                        budget_s=budget, startup=startup_count("tpe", a.startup_trials))
+    if plan is None:
+        print("plan         no configuration of the space could be timed (each probe fit failed)")
+        return
     for i, line in enumerate(plan.lines()):
         print(f"{'plan' if i == 0 else '':<12} {line}")
     if plan.warning():
