@@ -35,7 +35,8 @@ def sweep_warnings(study: optuna.Study) -> list[str]:
     trials = study.get_trials(deepcopy=False)
     meta = read(study)
     sig = meta.signature
-    out = _rejections(tally(trials)) + _budget_fitted(meta, tally(trials))
+    counts = tally(trials)
+    out = _rejections(counts) + _budget_fitted(meta, counts)
     top = ranked(study)[:TOP_K]
     out += _below_bar(meta.baselines or {}, meta.metric, ranked(study, use_confirmed=False))
     if len(top) < MIN_TOP:

@@ -22,7 +22,6 @@ from search.errors import SearchError
 OPTUNA_SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp")  # --sampler
 STARTUP_SAMPLERS = ("tpe", "cmaes", "gp")  # the samplers with a random start-up
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what TPE's start-up counts
-_TPE_STARTUP = inspect.signature(optuna.samplers.TPESampler).parameters["n_startup_trials"].default  # 10
 _STARTUP_CLASSES = {"tpe": optuna.samplers.TPESampler, "cmaes": optuna.samplers.CmaEsSampler,
                     "gp": optuna.samplers.GPSampler}
 
@@ -60,7 +59,7 @@ def make_sampler(name: str, seed: int, startup: int | None = None, cover_startup
         tpe = _tpe(seed, kw)
         if not cover_startup:
             return tpe
-        n_startup = _TPE_STARTUP if startup is None else startup
+        n_startup = startup_count("tpe", startup)  # (TPE's default: 10)
         return StartupRounds(tpe, n_startup, seed if rounds_seed is None else rounds_seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
