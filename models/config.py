@@ -14,6 +14,7 @@ SCHEDULES = ("cosine", "onecycle", "constant")
 MATMULS = ("fp32", "bf16")  # TrainConfig.matmul
 METRICS = ["val_hit5", "val_acc1", "val_hit10", "val_mrr", "val_ndcg10", "val_f1", "val_loss", "val_hit1", "val_cos"]
 MINIMIZED = {"val_loss"}  # the one source of truth for which way a metric is better
+RUNTIME_KEYS = ("kernels", "cpu_model", "torch_threads")  # models.native.runtime_facts(): a run's record keeps them
 FEATURES = ("user", "tod", "weekday", "dur", "days_before", "position")
 
 

@@ -9,7 +9,6 @@ from optuna.trial import FrozenTrial
 
 from data_io import Dataset
 from models import metric_mode
-from models.tasks import get_task
 from search.study_record import StudyMeta, read, write
 
 
@@ -17,6 +16,7 @@ def ensure_baselines(study: optuna.Study, task: str, data: Dataset, folds: int) 
     """The study's baselines, evaluated and stored first if it lacks them (a new study, or one
     from before baselines were kept); scored per fold and averaged when the space uses folds."""
     if read(study).baselines is None:
+        from models.tasks import get_task  # imported here: the results commands read baselines without torch
         found = get_task(task).baselines(data, folds)
         rounded = {name: {k: round(v, 6) for k, v in m.items()} for name, m in found.items()}
         write(study, StudyMeta(baselines=rounded), only=("baselines",))

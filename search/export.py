@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import yaml
 
-from models.native import RUNTIME_KEYS
+from models.config import RUNTIME_KEYS
 from search.errors import SearchError
 from search.ranking import confirmation, pareto_front, ranked
 from search.storage import file_stem, load_study, redact

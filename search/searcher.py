@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from models.native import RUNTIME_KEYS
+from models.config import RUNTIME_KEYS
 from search.asha.scheduler import RecordingASHA
 from search.internals.draft import DraftTrial, stored_distributions, waiting_trials
 from search.outcomes import REJECTIONS, STOPPED

@@ -17,19 +17,8 @@ from data_io import DatasetInfo
 from models import ModelConfig, ModelError, count_params
 from models.build import param_breakdown
 from models.config import MODEL_KEYS
-from spaces.schema import ParamSpec, Space, SpaceError
-
-
-# Model keys that never change the parameter count (heads splits the width, it adds no
-# weights; the cycles repeat the same modules). They stay out of the cache key, so continuous
-# choices like dropout do not defeat the cache.
-COUNT_FREE = ("dropout", "heads", "h_cycles", "l_cycles")
-
-
-def changes_count(name: str) -> bool:
-    """Whether a parameter of that name can change a model's parameter count (lr, dropout or a
-    loss setting never do: the budget has no say over them)."""
-    return name in MODEL_KEYS and name not in COUNT_FREE
+from spaces.facts import COUNT_FREE, SpaceError
+from spaces.schema import ParamSpec, Space
 
 
 class ParamCounter:

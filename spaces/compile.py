@@ -20,15 +20,10 @@ from models.bank_pointer import loss_problem
 from models.tasks import TASKS
 from models.config import MODEL_KEYS
 from spaces.budget import ParamCounter, widest_fit, width_grid
+from spaces.facts import FORBIDDEN, OVER_BUDGET, UNBUILDABLE
 from spaces.schema import ParamSpec, Space
 
 REJECT_KEY = "params_over_budget"  # Optuna constraint: > 0 means infeasible (c-TPE style); stored in studies
-
-
-# Why a proposal never reaches a trainer: the value stored in the trial's "rejected" user attribute.
-# Studies keep these texts and search.outcomes maps them to its outcome names ("over_budget",
-# "unbuildable", "forbidden"), so never change a value: an older study would no longer be read.
-OVER_BUDGET, UNBUILDABLE, FORBIDDEN = "over budget", "cannot be built", "forbidden"
 
 
 @dataclass

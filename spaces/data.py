@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_io import Dataset, DataError, get_kind, load_dataset, read_info
-from spaces.schema import Space, SpaceError
+from spaces.facts import SpaceError
+from spaces.schema import Space
 
 
 def load_space_data(space: Space) -> Dataset:

@@ -36,15 +36,7 @@ from models.class_copy import CLASS_KEYS
 from models.config import FAMILIES, LOSSES, SAMPLERS, SCHEDULES, ModelConfig, TrainConfig, metric_mode
 from data_io.kinds import KINDS
 from models.tasks import TASKS
-
-
-class SpaceError(Exception):
-    """A space file the user must fix: the message names the file, the key path and the fix.
-    `key` and `detail` (the key path and the message without the file) where a key is at fault."""
-
-    def __init__(self, message: str, key: str | None = None, detail: str | None = None):
-        super().__init__(message)
-        self.key, self.detail = key, detail
+from spaces.facts import DEFAULT_TOLERANCE, SpaceError
 
 
 NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  # exponent numbers PyYAML leaves as strings
@@ -57,7 +49,6 @@ RESERVED = {"epochs": "set asha.max_epochs instead", "seed": "the sweep gives ea
 TASK_CHECKED = {"family": "families", "loss": "losses"}  # params whose values the task must allow
 ENUMS = {"family": FAMILIES, "loss": LOSSES, "sampler": SAMPLERS, "schedule": SCHEDULES}
 FIELD_TYPES = {f.name: f.type for f in fields(ModelConfig) + fields(TrainConfig)}
-DEFAULT_TOLERANCE = 0.002  # objective.tolerance: objectives this close tie, and `then` orders them
 
 
 @dataclass

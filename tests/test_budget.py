@@ -8,7 +8,7 @@ import pytest
 from data_io import DatasetInfo
 from models import ModelError, count_params
 from spaces import CompiledSpace, ParamCounter, check_feasible, count_range, parse_space
-from spaces.budget import COUNT_FREE
+from spaces.facts import COUNT_FREE
 from spaces.check import check_space
 
 # Geolife's shape (as SHAPE had it when the numbers below were measured), pinned here

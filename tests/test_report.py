@@ -3,6 +3,8 @@ the page opened in a real headless Chromium (Debian's package) with its plots re
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -13,6 +15,7 @@ from handmade import add, make_study, well_set
 from search.cli import main
 from search.asha import rungs
 
+ROOT = Path(__file__).resolve().parents[1]
 BASELINES = {"most_frequent": {"val_hit5": 0.31, "val_acc1": 0.12}, "markov": {"val_hit5": 0.52, "val_acc1": 0.30}}
 
 
@@ -84,6 +87,22 @@ def test_report_holds_every_section(tmp_path, capsys):
     study.set_user_attr("space_signature", {**study.user_attrs["space_signature"], "asha": [6, 2, 2, 2]})
     assert main(["report", "--storage", url, "--study", "review", "--out", str(out)]) == 0
     assert "reduction factor 2, 2 brackets; rungs at epochs 2, 4" in out.read_text()
+
+
+def test_results_commands_load_neither_torch_nor_ray(tmp_path):
+    """status, export and report read a study: torch's import alone (~1 s) would eat half their
+    2-s target at 50,000 trials (issue 46), so they never load the model code."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    reviewed_study(url)
+    code = ("import sys\nfrom search.cli import main\n"
+            f"for argv in (['status'], ['export', '--top', '2', '--out', {str(tmp_path / 'x')!r}],"
+            f" ['report', '--out', {str(tmp_path / 'r.html')!r}]):\n"
+            f"    assert main(argv + ['--storage', {url!r}]) == 0, argv\n"
+            "print(sorted(m for m in ('torch', 'ray') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
+    assert len(list((tmp_path / "x").glob("*.yaml"))) == 2 and (tmp_path / "r.html").is_file()
 
 
 def test_report_of_old_and_tiny_studies(tmp_path):

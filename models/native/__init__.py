@@ -49,13 +49,10 @@ def kernels() -> ctypes.CDLL | None:
     return _load() if enabled() else None
 
 
-RUNTIME_KEYS = ("kernels", "cpu_model", "torch_threads")
-
-
 def runtime_facts() -> dict:
     """What decides a run's numbers besides its config and seed: the kernel path ("native-<cache
     key>", or "pytorch": their dropout masks differ), the CPU model (vector widths and libm round
-    differently) and torch's thread count (a float sum's order). Keys: RUNTIME_KEYS."""
+    differently) and torch's thread count (a float sum's order). Keys: models.config.RUNTIME_KEYS."""
     path = f"native-{_key(_compiler())}" if kernels() is not None else "pytorch"
     return {"kernels": path, "cpu_model": cpu_model(), "torch_threads": torch.get_num_threads()}
 
