@@ -15,9 +15,10 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from search.baselines import beats_bar, margin_line
-from search.outcomes import tally
-from search.ranking import ranked
+from search.outcomes import study_tally
+from search.ranking import complete_showing, ranked
 from search.samplers import startup_count
+from search.study_reads import whole_trials
 from search.study_record import read
 from spaces import changes_count
 
@@ -30,15 +31,19 @@ BINDING = 0.9       # a budget is binding when the top trials use at least 90% o
 MIN_SPAN = 2        # integer ranges of fewer than 3 values have no middle: not checked
 
 
-def sweep_warnings(study: optuna.Study) -> list[str]:
-    """One line per problem found; empty for a sweep that looks well set (or too small to judge)."""
-    trials = study.get_trials(deepcopy=False)
+def sweep_warnings(study: optuna.Study, counts: dict[str, int] | None = None,
+                   complete: list[FrozenTrial] | None = None) -> list[str]:
+    """One line per problem found; empty for a sweep that looks well set (or too small to judge).
+    `counts` (study_tally's) and `complete` (ranking.complete_showing's, or more),
+    where the caller has read them already."""
     meta = read(study)
     sig = meta.signature
-    counts = tally(trials)
+    counts = counts or study_tally(study)[0]
     out = _rejections(counts) + _budget_fitted(meta, counts)
-    top = ranked(study)[:TOP_K]
-    out += _below_bar(meta.baselines or {}, meta.metric, ranked(study, use_confirmed=False))
+    if complete is None:
+        complete = complete_showing(study)
+    top = whole_trials(study, ranked(study, complete=complete)[:TOP_K])
+    out += _below_bar(meta.baselines or {}, meta.metric, ranked(study, use_confirmed=False, complete=complete))
     if len(top) < MIN_TOP:
         return out
     max_epochs, grace = (sig.get("asha") or (None, None))[:2]

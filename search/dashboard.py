@@ -6,7 +6,8 @@ from __future__ import annotations
 import ipaddress
 import sys
 
-from search.storage import open_storage, redact
+from search.storage import open_storage
+from search.url_redact import redact
 
 
 def dashboard_warning(host: str, port: int = 8080) -> str | None:

@@ -10,9 +10,11 @@ import yaml
 
 from models.config import RUNTIME_KEYS
 from search.errors import SearchError
-from search.ranking import confirmation, pareto_front, ranked
-from search.storage import file_stem, load_study, redact
+from search.ranking import complete_showing, confirmation, pareto_front, ranked
+from search.storage import file_stem, load_study
+from search.study_reads import whole_trials
 from search.study_record import read
+from search.url_redact import redact
 
 EXPORT_VERSION = 1
 
@@ -21,7 +23,7 @@ def export_top(storage_url: str, study_name: str | None, top: int, out: str | Pa
     """The `top` best trials by ranked() (confirmed means first), or with `pareto` every trial of
     the Pareto front (value vs parameter count, smallest first; `top` is then ignored)."""
     study = load_study(storage_url, study_name)
-    done = ranked(study)
+    done = ranked(study, complete=complete_showing(study, ("n_params",)))  # n_params: the Pareto front
     if not done:
         raise SearchError(f"study '{study.study_name}' has no COMPLETE trial to export yet")
     out = Path(out)
@@ -36,7 +38,7 @@ def export_top(storage_url: str, study_name: str | None, top: int, out: str | Pa
         chosen = done[:top]
         name = lambda t: f"{stem}-rank{rank_of[t.number]}-trial{t.number}.yaml"  # noqa: E731
     paths = []
-    for t in chosen:
+    for t in whole_trials(study, chosen):
         rank = rank_of[t.number]
         doc = {
             "nextsweep_export": EXPORT_VERSION,

@@ -5,17 +5,27 @@ Without Ray, so `nextsweep status` and `export` stay light."""
 from __future__ import annotations
 
 import math
-from itertools import groupby, takewhile
+from itertools import groupby
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from models.config import metric_mode
+from search.study_reads import trials_showing
 from search.study_record import read
 
 
-def ranked(study: optuna.Study, use_confirmed: bool = True) -> list[FrozenTrial]:
-    """COMPLETE trials that ran a config, best first. The rule:
+def complete_showing(study: optuna.Study, extra: tuple[str, ...] = ()) -> list[FrozenTrial]:
+    """The study's COMPLETE trials holding the user attributes ranked() reads (best_metrics only
+    where the study breaks ties by `then`) and `extra`, no more: what a results command ranks."""
+    then = ("best_metrics",) if read(study).then else ()
+    return trials_showing(study, ("config", "confirmed", *then, *extra), states=(TrialState.COMPLETE,))
+
+
+def ranked(study: optuna.Study, use_confirmed: bool = True, complete: list[FrozenTrial] | None = None
+           ) -> list[FrozenTrial]:
+    """COMPLETE trials that ran a config (of `complete` where given: complete_showing()'s are
+    enough), best first. The rule:
 
     1. A trial's score is its confirmed mean (user attribute "confirmed" of `nextsweep confirm`,
        for the study's metric) where it has one and `use_confirmed`, else its value (one run).
@@ -32,7 +42,9 @@ def ranked(study: optuna.Study, use_confirmed: bool = True) -> list[FrozenTrial]
        infinities tie; a NaN score (a confirmed mean over a diverged seed) ranks last in its block,
        each NaN its own group, by trial number. A stored non-finite tolerance counts as the default.
     """
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "config" in t.user_attrs]
+    if complete is None:
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    done = [t for t in complete if t.state == TrialState.COMPLETE and "config" in t.user_attrs]
     meta = read(study)  # a stored non-finite tolerance reads as the default
     metric, then, tolerance = meta.metric, list(meta.then), meta.tolerance
     sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
@@ -81,7 +93,8 @@ def then_value(t: FrozenTrial, name: str, metric: str | None, use_confirmed: boo
 
 def _rank_block(trials: list[FrozenTrial], metric, sign: int, then: list[str], tolerance: float,
                 use_confirmed: bool) -> list[FrozenTrial]:
-    good = lambda t: sign * score(t, metric, use_confirmed)  # noqa: E731  (higher is better)
+    goods = {t.number: sign * score(t, metric, use_confirmed) for t in trials}  # higher is better
+    good = lambda t: goods[t.number]  # noqa: E731
 
     def noise(t: FrozenTrial) -> float:
         c = confirmation(t, metric) if use_confirmed else None
@@ -98,11 +111,13 @@ def _rank_block(trials: list[FrozenTrial], metric, sign: int, then: list[str], t
     def ties(leader: FrozenTrial, t: FrozenTrial) -> bool:  # inf - inf is NaN: equal scores tie outright
         return good(t) == good(leader) or good(leader) - good(t) <= noise(leader)
 
-    out, rest = [], sorted(trials, key=order, reverse=True)
-    while rest:  # the leader always opens its group, so `rest` shrinks every round
-        size = 1 + sum(1 for _ in takewhile(lambda t: ties(rest[0], t), rest[1:]))
-        out += sorted(rest[:size], key=tie_key, reverse=True)
-        rest = rest[size:]
+    out, ordered, start = [], sorted(trials, key=order, reverse=True), 0
+    while start < len(ordered):  # the leader always opens its group, so `start` moves on every round
+        end = start + 1
+        while end < len(ordered) and ties(ordered[start], ordered[end]):
+            end += 1
+        out += sorted(ordered[start:end], key=tie_key, reverse=True)
+        start = end
     return out
 
 

@@ -9,15 +9,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from urllib.parse import unquote, unquote_plus
 
 import optuna
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
 
 from search import errors
 from search.internals import compat
 from search.storage_retry import retried, retrying
+from search.url_redact import redact, scrub
 
 DEFAULT_DIR = Path("runs")
 STORAGE_ENV = "NEXTSWEEP_STORAGE"  # a URL with a password stays out of argv (ps, Ray's job list)
@@ -99,7 +97,7 @@ def _rdb_storage(url: str, engine_kwargs: dict) -> optuna.storages.RDBStorage:
     return storage
 
 
-def _fast(storage: optuna.storages.BaseStorage) -> optuna.storages.RDBStorage | None:
+def core_rdb(storage: optuna.storages.BaseStorage) -> optuna.storages.RDBStorage | None:
     """The storage under `storage` (a study's, which Optuna wraps in a cache) where our SQL may run
     on it (open_storage opened it so), else None."""
     rdb = getattr(storage, "_backend", storage)
@@ -145,84 +143,6 @@ def _connect_args(url: str) -> dict:
     return {}
 
 
-# The start of a URL (a message may hold several); SQLAlchemy's make_url reads what follows.
-_SCHEME = re.compile(r"\b[a-zA-Z][\w+.-]*://")
-_TOKEN = re.compile(_SCHEME.pattern + r"\S+")
-
-
-def redact(text: str) -> str:
-    """`text` (a URL, or a message holding URLs) with every password replaced by ***. A whole URL
-    is read as SQLAlchemy's make_url reads it (its password may hold '/', spaces, ':'...); in a
-    message a URL ends at a space (scrub() removes a known URL's password wherever it is)."""
-    if not _SCHEME.match(text):
-        return _TOKEN.sub(lambda m: redact(m.group()), text)
-    for start, end in sorted(_password_spans(text), reverse=True):
-        text = text[:start] + "***" + text[end:]
-    return text
-
-
-def has_password(url: str) -> bool:
-    return redact(url) != url
-
-
-def scrub(text: str, url: str) -> str:
-    """`text` without the passwords of `url`, even where one appears outside a URL."""
-    secrets = {url[start:end] for start, end in _password_spans(url)} if _SCHEME.match(url) else set()
-    text = redact(text)
-    decoded = {unquote(s) for s in secrets} | {unquote_plus(s) for s in secrets}  # user's, query's
-    for secret in sorted(secrets | decoded, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
-def _password_spans(url: str) -> list[tuple[int, int]]:
-    """Where in `url` its passwords are, as (start, end): the user's (user:PASSWORD@host) and each
-    ?password= value (libpq and SQLAlchemy both accept one), none of them empty."""
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):  # e.g. a port that is not a number: hide more, not less
-        parsed = None
-    spans, after = [], url.index("://") + 3
-    user = _user_password_span(url, after, parsed)
-    if user:
-        spans.append(user)
-        after = user[1] + 1
-    if parsed is None or any(k.lower() == "password" for k in parsed.query):
-        spans += _query_password_spans(url, url.find("?", after))
-    return [(start, end) for start, end in spans if end > start]
-
-
-def _user_password_span(url: str, after: int, parsed: URL | None) -> tuple[int, int] | None:
-    """The span of `url`'s user password: from the ':' after the user name (which holds no ':' nor
-    '/') to the '@' make_url ends it at. An unescaped '@' in the password puts that '@' too early
-    (make_url then finds an '@' in the host or the database): the password then runs to the last
-    '@' before the query."""
-    colon = after + len(url[after:].split(":")[0])
-    if "/" in url[after:colon] or colon >= len(url) or "@" not in url[colon:]:
-        return None
-    if parsed is not None and parsed.password is None:
-        return None
-    end = url.index("@", colon)
-    if parsed is None or "@" in (parsed.host or "") + (parsed.database or ""):
-        query = url.find("?", end)
-        end = url.rindex("@", colon, query if query >= 0 else len(url))
-    return colon + 1, end
-
-
-def _query_password_spans(url: str, query: int) -> list[tuple[int, int]]:
-    """The spans of the values of `url`'s query parameters named password (in any case), the
-    query starting at index `query` (-1: none)."""
-    spans, start = [], query + 1
-    if query < 0:
-        return spans
-    for field in url[start:].split("&"):
-        key, eq, _ = field.partition("=")
-        if eq and unquote_plus(key).lower() == "password":
-            spans.append((start + len(key) + 1, start + len(field)))
-        start += len(field) + 1
-    return spans
-
-
 def file_stem(study_name: str) -> str:
     """A study name as one plain file name: '/' or '../' would leave --out and a leading dot would
     hide the file, so runs of other characters become '_' and the ends lose '.', '_' and '-'."""
@@ -262,7 +182,7 @@ def set_finished_trial_attr(study: optuna.Study, trial_id: int, key: str, value)
 def set_trial_attrs(trial: optuna.Trial, attrs: dict) -> None:
     """Several user attributes of a running trial in one transaction (Optuna's set_user_attr
     costs ~4 statements and a commit each, and the searcher writes ~10 per trial)."""
-    rdb = _fast(trial.study._storage)
+    rdb = core_rdb(trial.study._storage)
     if rdb is None or not attrs:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
@@ -278,9 +198,9 @@ def insert_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial],
     Optuna's create_new_trial(template_trial=...) runs 3 ORM queries per parameter, one a
     study-wide scan.
     `numbered(number)` gives user attributes that depend on the number the trial gets (added to
-    the trial's own, in the same transaction). Where our SQL may not run (_fast), Optuna's own
+    the trial's own, in the same transaction). Where our SQL may not run (core_rdb), Optuna's own
     create_new_trial stores them one by one."""
-    rdb = _fast(study._storage)
+    rdb = core_rdb(study._storage)
     if rdb is None:
         return [_insert_one(study, t, numbered) for t in trials]
     from search.internals.rdb_writes import insert_rows

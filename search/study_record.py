@@ -24,7 +24,7 @@ import optuna
 
 from search.asha import asha_signature, asha_text
 from search.errors import SearchError
-from search.storage import redact
+from search.url_redact import redact
 from spaces.facts import DEFAULT_TOLERANCE
 
 DEFAULT_TASK = "location"  # a study from before the task was recorded

@@ -15,7 +15,7 @@ from search.advice import sweep_warnings
 from search.baselines import margin_line
 from search.outcomes import tally
 from search.ranking import confirmation, ranked, then_value
-from search.storage import has_password, redact
+from search.url_redact import has_password, redact
 from search.study_record import read
 
 

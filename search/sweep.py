@@ -22,7 +22,8 @@ from search.baselines import baseline_lines, ensure_baselines
 from search.ray_session import init_ray, pending_trials, quiet_ray
 from search.samplers import check_startup, make_sampler, resumed_seed, startup_count
 from search.errors import SearchError
-from search.storage import DEFAULT_DIR, default_storage, file_stem, open_storage, redact, study_names
+from search.storage import DEFAULT_DIR, default_storage, file_stem, open_storage, study_names
+from search.url_redact import redact
 from search.study_record import code_version, read, space_signature, sweep_meta, write
 from search.summary import print_summary
 from search.warm_start import check_enqueued, enqueue, read_enqueued

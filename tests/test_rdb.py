@@ -1,7 +1,9 @@
 """CoreReadRDBStorage reads the trials Optuna's RDBStorage reads, equal field by field, on SQLite
 and on a real PostgreSQL server."""
 
+import datetime
 import math
+import time
 
 import optuna
 import pytest
@@ -15,8 +17,12 @@ FIELDS = ("number", "state", "values", "params", "distributions", "user_attrs", 
 
 
 def fields(trials):
-    """Comparable field by field, NaN included (NaN != NaN)."""
-    return [repr(tuple(getattr(t, f) for f in FIELDS)) for t in trials]
+    """Comparable field by field, NaN included (NaN != NaN). Attributes by key: Optuna reads them
+    in no set order (SQLite: by key, through its unique index; ours: as written)."""
+    def field(t, f):
+        value = getattr(t, f)
+        return sorted(value.items()) if f in ("user_attrs", "system_attrs") else value
+    return [repr(tuple(field(t, f) for f in FIELDS)) for t in trials]
 
 
 def fill(study: optuna.Study, objectives: int) -> None:
@@ -76,6 +82,51 @@ def test_core_reads_equal_optunas(db, objectives, tmp_path, request, monkeypatch
 
 
 @pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_fewer_fields_read_the_same_trials_without_the_rest(db, tmp_path, request):
+    """A results command's view (search/study_reads.py): the trials in the states asked for, with
+    the chosen user attributes and no params, system attributes nor curves, everything else as
+    Optuna reads it; read_whole reads the whole trials."""
+    url = f"sqlite:///{tmp_path / 'f.db'}" if db == "sqlite" else request.getfixturevalue("postgres_url")
+    theirs, ours = optuna.storages.RDBStorage(url), CoreReadRDBStorage(url)
+    study = optuna.create_study(study_name=f"f-{tmp_path.name}", storage=theirs)
+    fill(study, 1)
+    theirs.set_trial_user_attr(study.trials[8]._trial_id, "dropped", 1)  # the trial left RUNNING
+    few = rdb.Fields(user=frozenset({"u", "absent"}), params=False, system=False, steps=False)
+    done = (TrialState.COMPLETE, TrialState.PRUNED)
+    assert fields(ours.read_fields(study._study_id, None, rdb.ALL)) == fields(theirs._get_trials(study._study_id, None, set(), -1))
+    want = theirs._get_trials(study._study_id, done, set(), -1)
+    got = ours.read_fields(study._study_id, done, few)
+    assert len(got) == 6
+    for w in want:
+        w.params, w.distributions, w.system_attrs, w.intermediate_values = {}, {}, {}, {}
+        w.user_attrs = {k: v for k, v in w.user_attrs.items() if k in ("u", "absent")}
+    assert fields(got) == fields(want)
+    ids = [t._trial_id for t in study.trials]
+    assert fields(ours.read_whole(ids)) == fields(theirs.get_trial(i) for i in ids)
+    assert fields([ours.get_trial(ids[1])]) == fields([theirs.get_trial(ids[1])])
+    theirs.engine.dispose()
+    ours.engine.dispose()
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu", "UTC"])
+def test_local_times_as_optunas_across_offset_changes(zone, monkeypatch):
+    """_local looks the offset up once per UTC quarter hour; around each zone's 2026 changes (Lord
+    Howe's is half an hour, Kathmandu's offset is +5:45) it equals TrialModel's own conversion."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    rdb._offset.cache_clear()
+    try:
+        start = datetime.datetime(2026, 1, 1)
+        for minutes in range(0, 366 * 24 * 60, 7):
+            utc = start + datetime.timedelta(minutes=minutes, seconds=minutes % 60, microseconds=minutes)
+            assert rdb.local_time(utc) == utc.replace(tzinfo=datetime.timezone.utc).astimezone().replace(tzinfo=None), utc
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+        rdb._offset.cache_clear()
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_intermediate_values_write_as_optunas(db, tmp_path, request):
     """The same reports through each storage leave the same rows; both refuse a finished trial's
     and an unknown trial's, with the same errors."""
@@ -106,7 +157,7 @@ def test_open_storage_reads_through_core(tmp_path):
 @pytest.mark.postgres
 def test_postgres_reads_skip_the_transaction_and_leave_the_pool_as_it_was(postgres_url):
     storage = CoreReadRDBStorage(postgres_url)
-    with storage._reader() as conn:
+    with storage.reader() as conn:
         assert conn.connection.driver_connection.autocommit
     with storage.engine.connect() as conn:  # Optuna's own sessions still get transactions
         assert not conn.connection.driver_connection.autocommit

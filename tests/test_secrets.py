@@ -24,7 +24,8 @@ from pgserver import _as_postgres, _bin, free_port
 from search.cli import main
 from search.dashboard import dashboard_warning
 from search.errors import SearchError
-from search.storage import STORAGE_ENV, has_password, open_storage, redact, scrub, storage_url
+from search.storage import STORAGE_ENV, open_storage, storage_url
+from search.url_redact import has_password, redact, scrub
 from search.study_record import sweep_command
 from search.sweep import SweepOptions
 

@@ -33,7 +33,8 @@ def set_option(p: argparse.ArgumentParser) -> None:
 
 def storage(a: argparse.Namespace) -> str:
     """The storage URL the options name (a warning on stderr where --storage shows a password)."""
-    from search.storage import STORAGE_ENV, has_password, storage_url
+    from search.storage import STORAGE_ENV, storage_url
+    from search.url_redact import has_password
     if a.storage and has_password(a.storage):  # argv is public: ps, Ray's job entrypoint
         print(f"nextsweep: warning: the password in --storage is visible to other users (ps); "
               f"use --storage-file PATH or ${STORAGE_ENV} instead", file=sys.stderr)
