@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -302,6 +303,16 @@ def kill_and_resume(cli: list[str], space: Path, storage: str, a: argparse.Names
 
 
 def large_study(a: argparse.Namespace) -> None:
+    if a.postgres:  # a throw-away server (tests/pgserver.py), stopped after
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from pgserver import postgres_server
+        with postgres_server() as url:
+            a.storage = url
+            return _large_study(a)
+    return _large_study(a)
+
+
+def _large_study(a: argparse.Namespace) -> None:
     import numpy as np
     import optuna
 
@@ -322,10 +333,13 @@ def large_study(a: argparse.Namespace) -> None:
         sweep(a.trials, True)
         study = optuna.load_study(study_name=a.study, storage=open_storage(storage))
         trials = study.get_trials(deepcopy=False)
-        probe = [t.user_attrs["handout_ms"] for t in trials[a.trials - a.probe:] if "handout_ms" in t.user_attrs]
+        probed = [t.user_attrs for t in trials[a.trials - a.probe:] if "handout_ms" in t.user_attrs]
+        probe, probe_cpu = [u["handout_ms"] for u in probed], [u.get("handout_cpu_ms", math.nan) for u in probed]
         where = ["--storage", storage, "--study", a.study]
         row = {"storage": storage.split(":")[0], "trials": len(trials), "grow_s": round(grow_s, 1),
                "driver_killed_at_finished": killed_at, "resume_first_handout_s": round(resume_s, 2),
+               "handout_cpu_ms": {"median": round(float(np.median(probe_cpu)), 2),
+                                  "p99": round(float(np.percentile(probe_cpu, 99)), 2)},
                "handout_ms": {"n": len(probe), "median": round(float(np.median(probe)), 2),
                               "p99": round(float(np.percentile(probe, 99)), 2)},
                "status_s": round(timed([*cli, "status", *where]), 2),
@@ -389,6 +403,7 @@ def main() -> None:
     st.add_argument("--trials", type=int, default=50_000)
     st.add_argument("--probe", type=int, default=200, help="simulated trials handed out at that size")
     st.add_argument("--storage", help="a PostgreSQL URL (default: SQLite in a temporary folder)")
+    st.add_argument("--postgres", action="store_true", help="on a throw-away PostgreSQL server started here")
     st.add_argument("--study", default="scale-study")
     st.add_argument("--cpus", type=int, default=8)
     st.add_argument("--out", default="bench/out/scale_study.json")

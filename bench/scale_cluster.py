@@ -2,6 +2,7 @@
 one sweep driver takes in, and at what CPU cost, with simulated trials through the real path.
 
     .venv/bin/python bench/scale_cluster.py throughput [--nodes 3] [--cpus-per-node 34] [--seconds 150]
+    .venv/bin/python bench/scale_cluster.py node-kill [--victim-cpus 100] [--other-cpus 12]
 
 throughput: `--nodes` `ray start` nodes (tests/raycluster.py), each declaring `--cpus-per-node`
 CPUs, so that nodes x CPUs simulated trials (one Ray actor each) run at once, each sleeping
@@ -13,6 +14,14 @@ results taken in so far (nextsweep: the intermediate values in its study; stock:
 and its driver process's CPU time. Figures come from the steady window, after `--warmup` seconds
 (the actors starting) to 5 s before the end: results a second, the driver's CPU share, and its
 CPU-milliseconds per result, which gives the workers one driver serves at one epoch a second.
+
+node-kill (issue 46, item 4): a head and two workers, one of them (the victim) declaring
+`--victim-cpus`. A simulated sweep (`--max-failures 1`: each trial checkpoints every epoch) runs
+until `--at` of its trials run on the victim at once, then the victim's whole process group is
+SIGKILLed (raylet, object store, its trial actors), as when a machine goes. Figures: the sweep's
+exit, how the killed node's trials ended, whether any trial's learning curve has a gap or an epoch
+told twice, Tune's trial folders against the study's trials (each trial run once, resumed where
+it was cut), and how long the sweep took after the kill.
 """
 
 from __future__ import annotations
@@ -139,6 +148,70 @@ def throughput(a: argparse.Namespace) -> None:
     Path(a.out).write_text(json.dumps(rows, indent=2) + "\n")
 
 
+NODE_KILL_SPACE = scale.SPACE.replace("asha: {max_epochs: EPOCHS, grace_period: 1, reduction_factor: 2}",
+                                      "asha: {max_epochs: 30, grace_period: 10, reduction_factor: 3}")
+
+
+def running_on(db: Path, node_id: str) -> int:
+    """Trials of the sweep's study running on the node now (their node_id: where they reported first)."""
+    import sqlalchemy as sa
+    engine = sa.create_engine(f"sqlite:///{db}")
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(
+                "SELECT count(*) FROM trials t JOIN trial_user_attributes u ON u.trial_id = t.trial_id "
+                "AND u.key = 'node_id' WHERE t.state = 'RUNNING' AND u.value_json = :node"),
+                {"node": json.dumps(node_id)}).scalar_one()
+    except sa.exc.OperationalError:  # the tables do not exist yet
+        return 0
+    finally:
+        engine.dispose()
+
+
+def node_kill(a: argparse.Namespace) -> None:
+    import optuna
+    from raycluster import ENV, Cluster
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        cluster = Cluster(tmp, cpus=a.other_cpus, object_store_mb=256)
+        try:
+            cluster.start_nodes(2)
+            cluster.cpus = a.victim_cpus
+            cluster.start("node_w2")
+            victim = cluster.wait_nodes(3)["node_w2"]
+            (tmp / "space.yaml").write_text(NODE_KILL_SPACE)
+            cmd = [sys.executable, "-m", "search.cli", "sweep", str(tmp / "space.yaml"), "--study", "nodekill",
+                   "--dir", str(tmp), "--address", cluster.address, "--simulate", "--epoch-seconds",
+                   str(a.epoch_seconds), "--samples", str(a.samples), "--max-failures", "1"]
+            start = time.time()
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+            peak = 0
+            while (peak := max(peak, running_on(tmp / "nextsweep.db", victim))) < a.at and proc.poll() is None:
+                time.sleep(1)
+            at_kill = running_on(tmp / "nextsweep.db", victim)
+            killed = time.time()
+            cluster.kill("node_w2")
+            out = proc.communicate(timeout=3600)[0]
+            end = time.time()
+        finally:
+            cluster.stop()
+        study = optuna.load_study(study_name="nodekill", storage=f"sqlite:///{tmp / 'nextsweep.db'}")
+        trials = [t for t in study.get_trials() if "config" in t.user_attrs]
+        hit = [t for t in trials if t.user_attrs.get("node_id") == victim]
+        gaps = [t.number for t in trials if sorted(t.intermediate_values) != list(range(1, len(t.intermediate_values) + 1))]
+        row = {"victim_cpus": a.victim_cpus, "other_cpus": 2 * a.other_cpus, "samples": a.samples,
+               "epoch_s": a.epoch_seconds, "running_on_victim_at_kill": at_kill, "killed_at_s": round(killed - start, 1),
+               "sweep_exit": proc.returncode, "after_kill_s": round(end - killed, 1), "trials": len(trials),
+               "unfinished": sum(not t.state.is_finished() for t in trials),
+               "victim_trials": {s: sum(t.state.name == s for t in hit) for s in ("COMPLETE", "PRUNED", "FAIL")},
+               "curves_with_gaps": gaps, "ray_trial_ids_unique": len({t.user_attrs["ray_trial_id"] for t in trials}) == len(trials),
+               "tune_trial_dirs": len([p for p in (tmp / "nodekill").glob("ray-*/*_trial_*") if p.is_dir()]),
+               "sweep_tail": out.strip().splitlines()[-3:]}
+    print(json.dumps(row, indent=2))
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(row, indent=2) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -152,7 +225,17 @@ def main() -> None:
     t.add_argument("--out", default="bench/out/scale_throughput.json")
     t.add_argument("--side", choices=["nextsweep", "stock"], help=argparse.SUPPRESS)
     t.add_argument("--address", help=argparse.SUPPRESS)
+    k = sub.add_parser("node-kill", help="a worker node with --at trials running on it SIGKILLed mid-sweep")
+    k.add_argument("--victim-cpus", type=int, default=100, help="CPUs the killed node declares")
+    k.add_argument("--other-cpus", type=int, default=12, help="CPUs the head and the other worker each declare")
+    k.add_argument("--at", type=int, default=100, help="trials running on the victim when it is killed")
+    k.add_argument("--samples", type=int, default=300)
+    k.add_argument("--epoch-seconds", type=float, default=1.0)
+    k.add_argument("--out", default="bench/out/scale_node_kill.json")
     a = ap.parse_args()
+    if a.figure == "node-kill":
+        node_kill(a)
+        return
     if a.side:  # child process: one side; its samples into --out
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         with tempfile.TemporaryDirectory() as tmp:

@@ -4,7 +4,9 @@
 stops after `patience` epochs without improvement, and returns that best epoch, never merely the
 last. With `folds: K` it trains the dataset's K grouped CV folds in lockstep, one model each, and
 selects on the mean over folds of each epoch's metric. A fit can be resumed from
-`EpochReport.resume_state()` and then continues exactly as if never stopped.
+`EpochReport.resume_state()` and then continues exactly as if never stopped. `fractions` (a data-
+fidelity sweep's early rungs) trains epoch e on a seeded per-user share fractions[e - 1] of the
+training samples; validation always reads the whole split.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torch import nn
 
 from data_io import Dataset, SplitArrays
 from data_io.batches import iter_batches
-from data_io.folds import fold_view
+from data_io.folds import fold_view, group_subset
 from models.build import build_model
 from models.config import ModelConfig, ModelError, NonFiniteLoss, NonFiniteMetricError, TrainConfig, split_config
 from models.layers import set_matmul
@@ -55,6 +57,7 @@ class FitResult:
     fold_states: list[dict[str, torch.Tensor]] = field(default_factory=list)  # best weights of every fold
 
 
+SUBSET_SEED = 0  # which samples an epoch on a share of the training split draws (fit's `fractions`)
 # Called after each epoch; returning True stops the fit (e.g. a scheduler pruned the trial).
 EpochCallback = Callable[[EpochReport], "bool | None"]
 
@@ -68,6 +71,7 @@ class _Run:
     sched: object
     loss: LossFn
     rng: np.random.Generator
+    trains: dict[float, SplitArrays]  # the training samples of each share an epoch uses (1.0: all)
     best_state: dict | None = None
 
 
@@ -113,9 +117,11 @@ def _better(value: float, best: float | None, maximize: bool) -> bool:
 
 
 def fit(config: dict | tuple[ModelConfig, TrainConfig], data: Dataset,
-        on_epoch: EpochCallback | None = None, device: str | None = None, resume: dict | None = None) -> FitResult:
+        on_epoch: EpochCallback | None = None, device: str | None = None, resume: dict | None = None,
+        fractions: list[float] | None = None) -> FitResult:
     """Train one configuration on data['train'] (or each CV fold's), select on data['val'].
-    `resume` (a `resume_state()` of the same config and data) continues after its epoch."""
+    `resume` (a `resume_state()` of the same config and data) continues after its epoch.
+    `fractions`: the share of the training samples each epoch trains on (past its end: all)."""
     mcfg, tcfg = split_config(config) if isinstance(config, dict) else config
     task = get_task(data.info.task)
     task.check_train(tcfg)
@@ -124,7 +130,8 @@ def fit(config: dict | tuple[ModelConfig, TrainConfig], data: Dataset,
         raise ModelError("the validation split is empty: epochs cannot be selected; "
                          "prepare the data with a validation fraction > 0")
     dev = pick_device(device)
-    runs = [_make_run(mcfg, tcfg, task, view, dev, tcfg.seed + f) for f, view in enumerate(views)]
+    share = _shares(fractions, tcfg.epochs)
+    runs = [_make_run(mcfg, tcfg, task, view, dev, tcfg.seed + f, share) for f, view in enumerate(views)]
     meta = {"over_correction": tcfg.loss == "weighted_ce" and tcfg.sampler == "balanced"}
     best, best_epoch, history, stopped_by, first = None, 0, [], "epochs", 1
     if resume is not None:
@@ -132,7 +139,9 @@ def fit(config: dict | tuple[ModelConfig, TrainConfig], data: Dataset,
         if first > tcfg.epochs:  # the saved epoch ended the fit: reported, but the run not closed
             stopped_by = "epochs" if resume["epoch"] == tcfg.epochs else "patience"
     for epoch in range(first, tcfg.epochs + 1):
-        metrics = _mean([_run_epoch(run, tcfg, task, epoch) for run in runs], tcfg.metric)
+        metrics = _mean([_run_epoch(run, tcfg, task, epoch, share[epoch - 1]) for run in runs], tcfg.metric)
+        if fractions:  # what this epoch trained on (a data-fidelity sweep's Tune results show it)
+            metrics["train_fraction"], metrics["train_samples"] = share[epoch - 1], len(runs[0].trains[share[epoch - 1]])
         metrics = {"epoch": epoch, **metrics}
         history.append(metrics)
         if math.isnan(metrics[tcfg.metric]):
@@ -157,20 +166,30 @@ def fit(config: dict | tuple[ModelConfig, TrainConfig], data: Dataset,
                      [run.best_state for run in runs])
 
 
-def _make_run(mcfg: ModelConfig, tcfg: TrainConfig, task: Task, data: Dataset, dev: torch.device, seed: int) -> _Run:
+def _shares(fractions: list[float] | None, epochs: int) -> list[float]:
+    """The share of the training samples of each epoch 1..epochs (all past `fractions`' end)."""
+    given = [float(f) for f in fractions or []][:epochs]
+    if any(not 0 < f <= 1 for f in given):
+        raise ModelError(f"fractions {fractions}: each must be in (0, 1]")
+    return given + [1.0] * (epochs - len(given))
+
+
+def _make_run(mcfg: ModelConfig, tcfg: TrainConfig, task: Task, data: Dataset, dev: torch.device, seed: int,
+              share: list[float]) -> _Run:
     torch.manual_seed(seed)  # each fold's model starts as a lone fit of that fold with this seed would
     model = build_model(mcfg, data.info).to(dev)
     set_matmul(model, tcfg.matmul)
-    train = data["train"]
-    steps = math.ceil(len(train) / tcfg.batch_size) * tcfg.epochs
+    # every user, fewer samples; the same ones for every trial (SUBSET_SEED): a rung compares like with like
+    trains = {f: group_subset(data, f, SUBSET_SEED)["train"] for f in sorted(set(share))}
+    steps = sum(math.ceil(len(trains[f]) / tcfg.batch_size) for f in share)  # the schedule's whole length
     opt = _optimizer(model, tcfg)
     return _Run(data, model, opt, _scheduler(opt, tcfg, steps), task.loss(tcfg, data),
-                np.random.default_rng(seed))
+                np.random.default_rng(seed), trains)
 
 
-def _run_epoch(run: _Run, tcfg: TrainConfig, task: Task, epoch: int) -> dict[str, float]:
+def _run_epoch(run: _Run, tcfg: TrainConfig, task: Task, epoch: int, share: float) -> dict[str, float]:
     start = time.perf_counter()
-    train = run.data["train"]
+    train = run.trains[share]
     train_loss, n_seen = _train_epoch(run.model, train, tcfg, run.opt, run.sched, run.loss, run.rng, epoch,
                                       task.class_targets(train))
     train_s = time.perf_counter() - start

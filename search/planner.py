@@ -11,7 +11,9 @@ epochs an average trial runs (every trial to the first rung, 1/rf of them on to 
 and the time budget, the trials at once and those give the configurations the sweep examines.
 Where that is under STARTUP_MULTIPLE x the sampler's random start-up trials, the search would end
 before its model ever proposes much: the sweep and `space check` say so, with what to change.
-A simulated sweep's epoch costs its --epoch-seconds: no probe.
+With asha.fidelity data an epoch's training costs its share of the data (search.asha.data_fractions)
+and its validation the whole split: the probe times the two apart. A simulated sweep's epoch costs
+its --epoch-seconds (times its share): no probe.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from data_io.folds import group_subset
 from models import ModelError, fit
 from search.asha import rungs
 from search.retrain import torch_threads
+from search.study_record import fractions_of
 from spaces import CompiledSpace
 
 PROBE_BATCHES = 8  # training batches of the probe's epoch
@@ -43,11 +46,21 @@ class Plan:
     slots: int  # trials at once
     budget_s: float | None  # the sweep's time budget (None: none given)
     startup: int | None  # the sampler's random start-up trials (None: it has none)
+    train_share: dict[str, float] | None = None  # family -> the share of an epoch spent training (None: all)
+    data_epochs: float | None = None  # asha.fidelity data: an average trial's epochs weighted by their data share
 
     @property
     def trial_s(self) -> float:
         """An average trial's seconds (families equally likely, as random start-up draws them)."""
-        return statistics.mean(self.epochs_per_trial * self.epoch_s[f] + self.start_s[f] for f in self.epoch_s)
+        return statistics.mean(self._epochs(f) * self.epoch_s[f] + self.start_s[f] for f in self.epoch_s)
+
+    def _epochs(self, family: str) -> float:
+        """Full epochs' worth of one trial of `family`: with data fidelity its training shrinks
+        with the data share, its validation does not."""
+        if self.data_epochs is None:
+            return self.epochs_per_trial
+        share = (self.train_share or {}).get(family, 1.0)
+        return share * self.data_epochs + (1 - share) * self.epochs_per_trial
 
     @property
     def trials(self) -> int | None:
@@ -56,8 +69,10 @@ class Plan:
 
     def lines(self) -> list[str]:
         costs = ", ".join(f"{f} {self.epoch_s[f]:.1f} s" for f in sorted(self.epoch_s))
-        out = [f"an epoch takes {costs}; a trial runs {self.epochs_per_trial:.1f} epochs on average under ASHA "
-               f"(~{self.trial_s:.0f} s), {self.slots} at once"]
+        data = (f" (with data fidelity's shares, {self.data_epochs:.1f} epochs' worth of training)"
+                if self.data_epochs is not None else "")
+        out = [f"an epoch takes {costs}; a trial runs {self.epochs_per_trial:.1f} epochs on average under ASHA"
+               f"{data} (~{self.trial_s:.0f} s), {self.slots} at once"]
         if self.trials is not None:
             out.append(f"the time budget ({_duration(self.budget_s)}) lets the search examine about {self.trials} "
                        "configurations")
@@ -74,27 +89,27 @@ class Plan:
                 f"budget), or raise --time-budget to about {_duration(need)}")
 
 
-def expected_epochs(max_epochs: int, grace: int, rf: float) -> float:
+def expected_epochs(max_epochs: int, grace: int, rf: float, fractions: list[float] | None = None) -> float:
     """Epochs an average trial runs: all reach the first rung, 1/rf of those the next one, ...,
-    1/rf**K of them max_epochs (ASHA's promotion rate, without early stopping)."""
-    marks = [r for r in rungs(max_epochs, grace, rf) if r < max_epochs] + [max_epochs]
-    total, before = 0.0, 0
-    for k, mark in enumerate(marks):
-        total += (mark - before) / rf ** k
-        before = mark
-    return total
+    1/rf**K of them max_epochs (ASHA's promotion rate, without early stopping). With `fractions`
+    each epoch counts its share of the data."""
+    marks = [r for r in rungs(max_epochs, grace, rf) if r < max_epochs]
+    share = list(fractions or [])
+    return sum(rf ** -sum(m < e for m in marks) * (share[e - 1] if e <= len(share) else 1.0)
+               for e in range(1, max_epochs + 1))
 
 
-def probe(compiled: CompiledSpace, data, threads: int, seed: int = 0) -> tuple[dict[str, float], dict[str, float]]:
-    """(family -> full epoch seconds, family -> start-up seconds), timed on the real data."""
-    epoch_s, start_s = {}, {}
+def probe(compiled: CompiledSpace, data, threads: int, seed: int = 0) -> tuple[dict[str, float], ...]:
+    """(family -> full epoch seconds, -> start-up seconds, -> the share of an epoch spent
+    training), timed on the real data."""
+    epoch_s, start_s, train_share = {}, {}, {}
     with torch_threads(max(1, int(threads))):
         for family, configs in family_configs(compiled, seed).items():
             timed = [t for t in (_time_two_epochs(config, data, seed) for config in configs) if t is not None]
             if timed:
-                epoch_s[family] = statistics.mean(e for e, _ in timed)
-                start_s[family] = statistics.mean(s for _, s in timed)
-    return epoch_s, start_s
+                epoch_s[family], start_s[family], train_share[family] = (statistics.mean(t[i] for t in timed)
+                                                                          for i in range(3))
+    return epoch_s, start_s, train_share
 
 
 def family_configs(compiled: CompiledSpace, seed: int, per_family: int = PROBE_CONFIGS) -> dict[str, list[dict]]:
@@ -116,21 +131,32 @@ def family_configs(compiled: CompiledSpace, seed: int, per_family: int = PROBE_C
     return {f: configs for f, configs in found.items() if configs}
 
 
-def _time_two_epochs(config: dict, data, seed: int) -> tuple[float, float] | None:
-    """(full epoch seconds, start-up seconds) of `config`; None where its probe fit fails (a
-    diverging learning rate on the small subset, say): the plan goes on without it."""
+def _time_two_epochs(config: dict, data, seed: int) -> tuple[float, float, float] | None:
+    """(full epoch seconds, start-up seconds, the share of the epoch spent training) of `config`;
+    None where its probe fit fails (a diverging learning rate on the small subset, say): the plan
+    goes on without it."""
     n_train, n_val = len(data["train"]), len(data["val"])
     share = min(1.0, PROBE_BATCHES * int(config.get("batch_size", 64)) / max(n_train, 1))
     small = group_subset(data, share, seed, ("train", "val"))
-    marks = [time.perf_counter()]
+    marks, reports = [time.perf_counter()], []
+
+    def timed(rep) -> None:
+        marks.append(time.perf_counter())
+        reports.append(rep.metrics)
     try:
-        fit({**config, "epochs": 2, "patience": 2}, small, on_epoch=lambda rep: marks.append(time.perf_counter()))
+        fit({**config, "epochs": 2, "patience": 2}, small, on_epoch=timed)
     except (ModelError, RuntimeError):
         return None
     first = marks[1] - marks[0]
     second = marks[2] - marks[1] if len(marks) > 2 else first
-    scale = (n_train + n_val) / max(1, len(small["train"]) + len(small["val"]))
-    return second * scale, max(0.0, first - second)
+    last = reports[-1]
+    train_s = len(small["train"]) / max(last.get("samples_s", 0.0), 1e-9)
+    # scaled to the full splits: the training part by train's samples, validation by val's
+    train_scale, val_scale = n_train / max(1, len(small["train"])), n_val / max(1, len(small["val"]))
+    train_full = min(train_s, second) * train_scale
+    val_full = max(0.0, second - train_s) * val_scale
+    full = train_full + val_full
+    return full, max(0.0, first - second), train_full / full if full > 0 else 1.0
 
 
 def plan_budget(compiled: CompiledSpace, data, *, slots: int, threads: float, budget_s: float | None,
@@ -138,15 +164,19 @@ def plan_budget(compiled: CompiledSpace, data, *, slots: int, threads: float, bu
     """The plan of a sweep over `compiled` (None where no configuration could be timed);
     `epoch_seconds` (a simulated sweep's) skips the probe."""
     a = compiled.space.asha
-    if epoch_seconds is not None:
+    if epoch_seconds is not None:  # a simulated epoch sleeps its data share of epoch_seconds
         families = family_configs(compiled, seed, per_family=1) or {"model": []}
         epoch_s, start_s = dict.fromkeys(families, float(epoch_seconds)), dict.fromkeys(families, 0.0)
+        train_share = dict.fromkeys(families, 1.0)
     else:
-        epoch_s, start_s = probe(compiled, data, math.ceil(threads), seed)
+        epoch_s, start_s, train_share = probe(compiled, data, math.ceil(threads), seed)
     if not epoch_s:
         return None
+    fractions = fractions_of(a)
+    weighted = None if fractions is None else expected_epochs(a.max_epochs, a.grace_period, a.reduction_factor,
+                                                               list(fractions))
     return Plan(epoch_s, start_s, expected_epochs(a.max_epochs, a.grace_period, a.reduction_factor),
-                max(1, slots), budget_s, startup)
+                max(1, slots), budget_s, startup, train_share, weighted)
 
 
 def _duration(seconds: float) -> str:

@@ -26,9 +26,9 @@ from search.report_plots import best_so_far, curves, importances, parallel, pare
 from search.errors import SearchError
 from search.storage import load_study
 from search.study_reads import time_span, trials_showing, whole_trials
-from search.url_redact import redact
 from search.study_record import StudyMeta, read
 from search.summary import sampled_text
+from search.url_redact import redact
 
 
 
@@ -85,7 +85,6 @@ def _export_of(doc: dict, path: Path) -> dict:
             if isinstance(meta, dict):
                 return meta
     return {}
-
 
 
 def build_html(study: optuna.Study, storage: str, retrained: dict[int, dict], top: int = 10) -> str:

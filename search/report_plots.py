@@ -101,6 +101,8 @@ def curves(p: Page, study: optuna.Study, asha: list | None, metric: str) -> None
     fig, shown = go.Figure(), set()
     for t in trials_by_id(study, [c.trial_id for c in chosen]):
         kind = outcome(t)
+        if kind not in COLOURS:  # epochs without the config that ran them (a hand-copied trial): no outcome
+            continue
         steps = sorted(t.intermediate_values)
         fig.add_trace(go.Scatter(x=steps, y=[t.intermediate_values[s] for s in steps], mode="lines+markers",
                                  name=kind, legendgroup=kind, showlegend=kind not in shown, opacity=0.75,
@@ -202,17 +204,19 @@ def parallel(p: Page, view: optuna.Study, metric: str, done: list[FrozenTrial]) 
 
 def _dimension(name: str, trials: list[FrozenTrial]) -> dict:
     """A parallel-coordinates axis for parameter `name`: categories as evenly spaced ticks, a log
-    parameter on log10 with its values as tick labels; trials without it one step below, at "-"."""
-    dist = next(t.distributions[name] for t in trials if name in t.params)
-    absent = any(name not in t.params for t in trials)
-    if isinstance(dist, CategoricalDistribution):
-        labels = [str(c) for c in dist.choices] + ["-"] * absent
-        code = {json.dumps(c): i for i, c in enumerate(dist.choices)}
-        values = [code[json.dumps(t.params[name])] if name in t.params else len(dist.choices) for t in trials]
+    parameter on log10 with its values as tick labels; trials without it one step below, at "-".
+    The axis spans every trial's distribution of it (a fitted width's may differ per trial)."""
+    dists = [t.distributions[name] for t in trials if name in t.params]
+    absent = len(dists) < len(trials)
+    if isinstance(dists[0], CategoricalDistribution):
+        choices = list({json.dumps(c): c for d in dists for c in d.choices}.values())
+        code = {json.dumps(c): i for i, c in enumerate(choices)}
+        values = [code[json.dumps(t.params[name])] if name in t.params else len(choices) for t in trials]
+        labels = [str(c) for c in choices] + ["-"] * absent
         return {"label": name, "values": values, "tickvals": list(range(len(labels))), "ticktext": labels}
-    log = getattr(dist, "log", False)
+    log = getattr(dists[0], "log", False)
     scale = math.log10 if log else float
-    low, high = scale(dist.low), scale(dist.high)
+    low, high = scale(min(d.low for d in dists)), scale(max(d.high for d in dists))
     below = low - (high - low) / 10 if high > low else low - 1
     values = [scale(t.params[name]) if name in t.params else below for t in trials]
     ticks = [low + (high - low) * i / 4 for i in range(5)]

@@ -51,13 +51,14 @@ class BudgetSearcher(Searcher):
         self.budget_s: list[float] = []
         self.distributions: dict | None = None  # each parameter's distribution as the study stores it
         self.waiting: int | None = None  # enqueued trials not yet handed out
-        self.extra = dict(extra or {})  # more keys of every trainable config (a simulated trial's settings)
+        self.extra = dict(extra or {})  # more keys of every trainable config (a simulated trial's settings, fractions)
         self.n_params: dict[str, int] = {}  # the budget check's count of each handed-out trial
-        self.handout_s: dict[str, float] = {}  # seconds from Tune's request to the trial's config (bench/scale.py)
+        # (wall, driver thread CPU) seconds from Tune's request to the trial's config (bench/scale.py)
+        self.handout_s: dict[str, tuple[float, float]] = {}
 
     # --- Tune's calls -------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict | None:
-        start, steps = time.perf_counter(), set()
+        start, cpu, steps = time.perf_counter(), time.thread_time(), set()
         if self.orphans:
             frozen = self.orphans.pop(0)
             trial = optuna.trial.Trial(self.study, frozen._trial_id)
@@ -71,7 +72,7 @@ class BudgetSearcher(Searcher):
         self.started[trial_id] = time.time()
         self.optuna_ids[trial_id] = trial._trial_id
         self.steps[trial_id] = steps
-        self.handout_s[trial_id] = time.perf_counter() - start
+        self.handout_s[trial_id] = (time.perf_counter() - start, time.thread_time() - cpu)
         return {"engine": config, "cpus": self.cpus, "checkpoint_at": self.checkpoint_at,
                 "n_params": self.n_params.pop(trial_id, 0), **self.extra}
 
@@ -183,8 +184,9 @@ class BudgetSearcher(Searcher):
     def _record_run(self, trial: optuna.Trial, trial_id: str, last: dict) -> None:
         queued = time.time() - self.started.pop(trial_id, time.time())
         wall = float(last.get("wall_s", queued))  # time inside the trainable, not waiting for a slot
-        attrs = {"wall_s": round(wall, 2), "cpu_s": round(wall * self.cpus, 2),
-                 "handout_ms": round(1000 * self.handout_s.pop(trial_id, 0.0), 2)}
+        handout, handout_cpu = self.handout_s.pop(trial_id, (0.0, 0.0))
+        attrs = {"wall_s": round(wall, 2), "cpu_s": round(wall * self.cpus, 2), "handout_ms": round(1000 * handout, 2),
+                 "handout_cpu_ms": round(1000 * handout_cpu, 2)}
         best = self.best_rows.pop(trial_id, None)
         if best is not None:
             attrs["best_metrics"] = {k: round(float(v), 6) for k, v in best.items() if k.startswith("val_")}

@@ -59,20 +59,24 @@ def simulated_curve(engine: dict, epochs: int) -> list[float]:
 
 def simulate_trial(config: dict) -> None:
     """The Tune trainable of a simulated trial: config as train_trial's, plus "n_params" (the
-    searcher's count), "epoch_seconds" and "minimized" (whether the objective is lower-better)."""
+    searcher's count), "epoch_seconds" and "minimized" (whether the objective is lower-better).
+    An epoch on a share of the data ("fractions") sleeps that share of epoch_seconds."""
     entered, start = time.time(), time.perf_counter()
     engine, at = config["engine"], config.get("checkpoint_at")
     metric, epochs = engine.get("metric", "val_hit5"), int(engine.get("epochs", 1))
     as_reported = lambda v: 1 - v if config.get("minimized") else v  # noqa: E731  (lower-better: 1 - value)
     curve = simulated_curve(engine, epochs)
     node = ray.get_runtime_context().get_node_id()
+    shares = list(config.get("fractions") or [])
     for e in range(_resumed(tune.get_checkpoint()) + 1, epochs + 1):
-        time.sleep(float(config.get("epoch_seconds", 0.0)))
+        share = shares[e - 1] if e <= len(shares) else 1.0
+        time.sleep(float(config.get("epoch_seconds", 0.0)) * share)
         best = max(range(1, e + 1), key=lambda k: (curve[k - 1], -k))  # the first best epoch so far
         result = {metric: as_reported(curve[e - 1]), "epoch": e, "best_epoch": best,
                   f"best_{metric}": as_reported(curve[best - 1]), "last": e == epochs,
                   "n_params": config.get("n_params", 0), "wall_s": time.perf_counter() - start, "samples_s": 0.0,
-                  "node_id": node, "reported_at": time.time(), "started_at": entered}
+                  "node_id": node, "reported_at": time.time(), "started_at": entered,
+                  **({"train_fraction": share} if shares else {})}
         if at is None or e in at or e == epochs:
             with tempfile.TemporaryDirectory() as tmp:
                 (Path(tmp) / SIM_FILE).write_text(json.dumps({"epoch": e}))

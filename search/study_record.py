@@ -22,14 +22,14 @@ from pathlib import Path
 
 import optuna
 
-from search.asha import asha_signature, asha_text
+from search.asha import asha_signature, asha_text, data_fractions
 from search.errors import SearchError
 from search.url_redact import redact
 from spaces.facts import DEFAULT_TOLERANCE
 
 DEFAULT_TASK = "location"  # a study from before the task was recorded
 DEFAULT_METRIC = "val_hit5"  # the objective of a study from before the metric was recorded (location sweeps' default)
-SWEEP_ONLY_IF_SET = ("startup_trials",)  # the sweep records these only where the option was given
+SWEEP_ONLY_IF_SET = ("startup_trials", "data_fractions")  # the sweep records these only where set
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,9 @@ class StudyMeta:
     started: str | None = None  # ISO time of the first start (a resume keeps it)
     baselines: dict | None = None  # name -> metrics of the no-search predictors (search.baselines)
     simulated: bool = False  # `sweep --simulate`: the trials trained nothing (search.simulate)
+    # asha.fidelity data: the share of the training samples epoch e trained on is [e - 1], so each
+    # intermediate value (step e) carries its fraction (search.asha.data_fractions); None: all
+    data_fractions: tuple[float, ...] | None = None
 
     @property
     def signature(self) -> dict:
@@ -89,6 +92,8 @@ def read(study: optuna.Study) -> StudyMeta:
     known = {f.name: a[f.name] for f in fields(StudyMeta) if f.name in a}
     known["then"] = tuple(a.get("then") or ())
     known["space_overrides"] = tuple(a.get("space_overrides") or ())
+    if a.get("data_fractions"):
+        known["data_fractions"] = tuple(a["data_fractions"])
     tolerance = a.get("tolerance")
     tolerance = DEFAULT_TOLERANCE if tolerance is None else float(tolerance)
     known["tolerance"] = tolerance if math.isfinite(tolerance) else DEFAULT_TOLERANCE  # swept before the schema refused .nan
@@ -137,7 +142,14 @@ def sweep_meta(opts, space, fingerprint: str) -> StudyMeta:
         time_budget_s=opts.time_budget_s, sampler=opts.sampler, startup_trials=opts.startup_trials, seed=opts.seed,
         code_version=code_version(),
         command=sweep_command(opts), started=datetime.now().astimezone().isoformat(timespec="seconds"),
-        simulated=bool(opts.simulate))
+        simulated=bool(opts.simulate), data_fractions=fractions_of(space.asha))
+
+
+def fractions_of(asha) -> tuple[float, ...] | None:
+    """The space's ASHA's share of the training samples for each epoch (asha.fidelity data), else None."""
+    if asha.fidelity != "data":
+        return None
+    return tuple(data_fractions(asha.max_epochs, asha.grace_period, asha.reduction_factor, asha.brackets))
 
 
 def space_signature(space) -> dict:

@@ -8,6 +8,7 @@ search.warm_start, the Ray session in search.ray_session."""
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from search.samplers import check_startup, make_sampler, resumed_seed, startup_c
 from search.errors import SearchError
 from search.storage import DEFAULT_DIR, default_storage, file_stem, open_storage, study_names
 from search.url_redact import redact
-from search.study_record import code_version, read, space_signature, sweep_meta, write
+from search.study_record import code_version, fractions_of, read, space_signature, sweep_meta, write
 from search.summary import print_summary
 from search.warm_start import check_enqueued, enqueue, read_enqueued
 from spaces import OVER_BUDGET, UNBUILDABLE, CompiledSpace, check_feasible, load_space, load_space_data
@@ -132,6 +133,7 @@ def run_sweep(opts: SweepOptions) -> optuna.Study:
                           "(fingerprint differs); start a new study")
     _record_study(study, opts, space, data.info.fingerprint)
     orphans, finished = _plan(study, compiled)
+    gc.freeze()  # what is read so far (a resumed study's trials) lives all sweep: full collections skip it
     todo = max(0, opts.samples - finished - len(orphans)) + len(orphans)
     print(f"nextsweep: study '{opts.study}' in {redact(opts.storage)}")
     if opts.resume:
@@ -204,7 +206,9 @@ def _run_tune(opts, space, data, compiled, study, orphans, todo: int) -> None:
     attrs = {"fingerprint": data.info.fingerprint, "code_version": code_version(), "cpus": cpus}
     # Checkpoints every epoch only where a retry resumes from them; else where ASHA may stop a trial.
     checkpoint_at = None if opts.max_failures else rung_epochs(asha)
-    extra = {"epoch_seconds": opts.epoch_seconds, "minimized": space.mode == "min"} if opts.simulate else None
+    extra = {"epoch_seconds": opts.epoch_seconds, "minimized": space.mode == "min"} if opts.simulate else {}
+    if (fractions := fractions_of(space.asha)) is not None:  # asha.fidelity data
+        extra["fractions"] = list(fractions)
     searcher = BudgetSearcher(study, compiled, asha, seed=opts.seed * 100_003, cpus=cpus, attrs=attrs, orphans=orphans,
                               checkpoint_at=checkpoint_at, extra=extra)
     progress = Progress(searcher, study, todo, open_ended=opts.samples >= UNTIL_BUDGET and bool(opts.time_budget_s))

@@ -36,7 +36,8 @@ def should_checkpoint(rep: EpochReport, at: list[int] | None) -> bool:
 
 def train_trial(config: dict, data: Dataset, start_from: tune.Checkpoint | None = None) -> None:
     """config = {"engine": flat engine config, "cpus": CPUs of this trial, "checkpoint_at":
-    epochs to checkpoint, or None for every epoch}; data comes zero-copy from the Ray object
+    epochs to checkpoint, or None for every epoch, and with asha.fidelity data "fractions": the
+    share of the training samples of each epoch}; data comes zero-copy from the Ray object
     store (tune.with_parameters). `start_from`: another trial's checkpoint of the same engine
     config to continue from (bench/search_efficiency.py's one-epoch baseline); a retry's own
     checkpoint comes first."""
@@ -70,7 +71,7 @@ def train_trial(config: dict, data: Dataset, start_from: tune.Checkpoint | None 
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
         hold(rep.epoch)
 
-    fit(engine, data, on_epoch=on_epoch, resume=resume)
+    fit(engine, data, on_epoch=on_epoch, resume=resume, fractions=config.get("fractions"))
 
 
 def hold(epoch: int) -> None:

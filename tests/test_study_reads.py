@@ -17,10 +17,10 @@ from search.outcomes import STOPPED, study_tally, tally
 from search.ranking import complete_showing, ranked
 
 
-def every_outcome(url: str | None) -> optuna.Study:
+def every_outcome(url: str | None, name: str = "every") -> optuna.Study:
     """Complete, pruned, failed, over budget, unbuildable, forbidden, stopped and a proposal left
     without its config (a killed driver's), with curves of every kind of value."""
-    study = well_set(make_study(url, name="every"))
+    study = well_set(make_study(url, name=name))
     add(study, d_model=24, best_epoch=2, epochs=3, outcome="pruned", n=10)
     add(study, d_model=32, outcome="failed", n=11)
     for i, why in enumerate(["over_budget", "over_budget", "unbuildable", "forbidden"]):
@@ -32,13 +32,15 @@ def every_outcome(url: str | None) -> optuna.Study:
     study.add_trial(create_trial(state=TrialState.PRUNED, params=params, distributions=DISTS, system_attrs={},
                                  user_attrs={"config": "{}", "error": 3}, intermediate_values={
                                      0: math.inf, 1: math.nan}))  # an error that is no text; no finite epoch
-    return study if url is None else load_study(url, "every")  # opened as the commands open it: our SQL
+    return study if url is None else load_study(url, name)  # opened as the commands open it: our SQL
 
 
-@pytest.mark.parametrize("where", ["sqlite", "memory"])
-def test_counts_in_the_database_equal_optunas_trials(where, tmp_path):
-    study = every_outcome(f"sqlite:///{tmp_path / 's.db'}" if where == "sqlite" else None)
-    assert isinstance(core_rdb(study._storage), CoreReadRDBStorage) == (where == "sqlite")
+@pytest.mark.parametrize("where", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "memory"])
+def test_counts_in_the_database_equal_optunas_trials(where, tmp_path, request):
+    url = (f"sqlite:///{tmp_path / 's.db'}" if where == "sqlite" else None if where == "memory"
+           else request.getfixturevalue("postgres_url"))  # one server a session: the study's name is the test's
+    study = every_outcome(url, name=f"every-{tmp_path.name}")
+    assert isinstance(core_rdb(study._storage), CoreReadRDBStorage) == (where != "memory")
     trials = study.get_trials(deepcopy=False)
     counts, cpu = study_tally(study)
     assert counts == tally(trials)

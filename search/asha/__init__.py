@@ -19,6 +19,16 @@ def rungs(max_epochs: int, grace: int, rf: float, brackets: int = 1) -> list[int
     return sorted({int(grace * rf ** (k + s)) for s in range(brackets) for k in range(int(x - s + 1))})
 
 
+def data_fractions(max_epochs: int, grace: int, rf: float, brackets: int = 1) -> list[float]:
+    """asha.fidelity data: the share of the training samples each epoch 1..max_epochs trains on.
+    An epoch with k + 1 rungs at or after it trains on rf**-k of them, so passing a rung multiplies
+    the data by rf and the last rung's stretch trains on all of it (rungs 1, 3, 9 with rf 3: epoch
+    1 on 1/9, epochs 2-3 on 1/3, the rest on all). A function of the epoch alone: every trial at a
+    rung trained on the same shares."""
+    marks = rungs(max_epochs, grace, rf, brackets)
+    return [float(rf) ** -max(0, sum(r >= e for r in marks) - 1) for e in range(1, max_epochs + 1)]
+
+
 def rung_epochs(asha) -> list[int]:
     """The rungs of a scheduler made by make_asha (or RecordingASHA), from the settings it was given."""
     return rungs(*asha.settings)
@@ -33,9 +43,10 @@ def make_asha(a, seed: int = 0, metric: str | None = None):
 
 
 def asha_signature(a) -> list:
-    """[max_epochs, grace, reduction], then brackets, "strict" and "rank_by epoch" where an option is
-    not its default: studies from before these options resume."""
-    extra = (["strict"] if a.strict else []) + (["rank_by epoch"] if a.rank_by == "epoch" else [])
+    """[max_epochs, grace, reduction], then brackets, "strict", "rank_by epoch" and "fidelity data"
+    where an option is not its default: studies from before these options resume."""
+    extra = ((["strict"] if a.strict else []) + (["rank_by epoch"] if a.rank_by == "epoch" else [])
+             + (["fidelity data"] if getattr(a, "fidelity", "epochs") == "data" else []))
     return [a.max_epochs, a.grace_period, a.reduction_factor] + ([a.brackets] + extra if a.brackets != 1 or extra else [])
 
 
@@ -44,4 +55,6 @@ def asha_text(asha: list) -> str:
     return (f"max_epochs {asha[0]}, grace period {asha[1]}, reduction factor {asha[2]:g}"
             + (f", {asha[3]} brackets" if len(asha) > 3 and asha[3] != 1 else "")
             + (", strict promotions" if "strict" in asha[3:] else "")
-            + (", ranked by the rung epoch's own value" if "rank_by epoch" in asha[3:] else ""))
+            + (", ranked by the rung epoch's own value" if "rank_by epoch" in asha[3:] else "")
+            + (", data fidelity (the epochs before the later rungs train on a share of the data)"
+               if "fidelity data" in asha[3:] else ""))

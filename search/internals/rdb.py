@@ -8,7 +8,8 @@ tell reads the trial back twice) lazy-loads 5 relationships. Here the same rows 
 from two queries (the trials, then their side tables in one UNION ALL, by trial id); the
 FrozenTrials built are equal to Optuna's own (tests/test_rdb.py). The driver's most frequent
 write, an epoch's intermediate value, goes to rdb_writes.write_step. Everything else is Optuna's
-RDBStorage.
+RDBStorage. A results command reads fewer fields of a large study (Fields, read_fields) and counts
+over it in rdb_summaries.py.
 
 All of it was written against the tables of optuna 5.0.0 (schema revision TESTED_SCHEMA, naive UTC
 datetimes) on SQLite and PostgreSQL: search/storage.py opens and writes through Optuna's own
@@ -56,7 +57,7 @@ class Fields:
     """What a read fills in beside each trial's number, state, dates and values. Optuna, the
     searcher and the driver read everything (ALL); a results command reading 50,000 trials asks
     for the few user attributes it shows (a sweep stores ~18 a trial), no params and no curves
-    (search.storage.trials_showing)."""
+    (search.study_reads.trials_showing)."""
     user: frozenset[str] | None = None  # the user attributes read (None: all)
     params: bool = True
     system: bool = True
@@ -205,9 +206,10 @@ def _of(by_trial: dict, trial_id: int, new: type):
 
 @functools.cache
 def _children(fields: Fields):
-    """UNION ALL of the side tables `fields` names as (trial_id, kind, number, name, float, text) for the trial ids bound as `ids`, in no set order: _read orders the params by id, and
-    Optuna's own reads set none for the rest (SQLite gives a trial's attributes by key, through
-    their unique index). Built once per `fields`: composing it costs more than running it."""
+    """UNION ALL of the side tables `fields` names as (trial_id, kind, number, name, float, text)
+    for the trial ids bound as `ids`, in no set order: _read orders the params by id, and Optuna's
+    own reads set none for the rest (SQLite gives a trial's attributes by key, through their
+    unique index). Built once per `fields`: composing it costs more than running it."""
     m = models
     ids = sa.bindparam("ids", expanding=True)
     no_int, no_name, no_num = sa.cast(sa.null(), sa.Integer), sa.cast(sa.null(), sa.String), sa.cast(sa.null(), sa.Float)

@@ -2,7 +2,8 @@
 aggregate each on Optuna's tables instead of every trial read (a 50,000-trial study: 0.1 s against
 seconds): the trials by what decides their outcome, the best intermediate value of each trial that
 reported one, and when the first trial started and the last ended. Written against the tables of
-optuna 5.0.0, as rdb.py's reads (tests/test_rdb.py compares the answers with Optuna's trials).
+optuna 5.0.0, as rdb.py's reads (tests/test_study_reads.py compares the answers with the same counts
+over Optuna's trials, on SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
