@@ -140,8 +140,9 @@ def fit(config: dict | tuple[ModelConfig, TrainConfig], data: Dataset,
             stopped_by = "epochs" if resume["epoch"] == tcfg.epochs else "patience"
     for epoch in range(first, tcfg.epochs + 1):
         metrics = _mean([_run_epoch(run, tcfg, task, epoch, share[epoch - 1]) for run in runs], tcfg.metric)
-        if fractions:  # what this epoch trained on (a data-fidelity sweep's Tune results show it)
-            metrics["train_fraction"], metrics["train_samples"] = share[epoch - 1], len(runs[0].trains[share[epoch - 1]])
+        if fractions:  # what this epoch trained on, every fold's samples (a data-fidelity sweep's results show it)
+            metrics["train_fraction"] = share[epoch - 1]
+            metrics["train_samples"] = sum(len(run.trains[share[epoch - 1]]) for run in runs)
         metrics = {"epoch": epoch, **metrics}
         history.append(metrics)
         if math.isnan(metrics[tcfg.metric]):

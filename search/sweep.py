@@ -133,7 +133,6 @@ def run_sweep(opts: SweepOptions) -> optuna.Study:
                           "(fingerprint differs); start a new study")
     _record_study(study, opts, space, data.info.fingerprint)
     orphans, finished = _plan(study, compiled)
-    gc.freeze()  # what is read so far (a resumed study's trials) lives all sweep: full collections skip it
     todo = max(0, opts.samples - finished - len(orphans)) + len(orphans)
     print(f"nextsweep: study '{opts.study}' in {redact(opts.storage)}")
     if opts.resume:
@@ -142,7 +141,11 @@ def run_sweep(opts: SweepOptions) -> optuna.Study:
     _print_baselines(ensure_baselines(study, space.task, data, space.folds), space.metric)
     enqueue(study, enqueued, todo - len(orphans))
     if todo > 0:
-        _run_tune(opts, space, data, compiled, study, orphans, todo)
+        gc.freeze()  # what is read so far (a resumed study's trials) lives all sweep: full collections skip it
+        try:
+            _run_tune(opts, space, data, compiled, study, orphans, todo)
+        finally:
+            gc.unfreeze()  # collectable again once the sweep is over (a process running several sweeps)
     print_summary(study, opts.storage)
     return study
 

@@ -129,3 +129,22 @@ def test_full_protocol_takes_no_other_run_option(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exc:
         parse()
     assert exc.value.code == 2 and "drop --seeds" in capsys.readouterr().err
+
+
+def test_cost_is_counted_in_training_samples_too():
+    """Issue 47, item 3: every epoch counts the samples it trained (its own count under data
+    fidelity; none for a config answered with a zero untrained), and the 1/3 target is judged on
+    them beside seconds."""
+    from search_efficiency import row_samples, summarise
+    assert row_samples({"samples_s": 900.0, "epoch": 1}, 5000) == 5000
+    assert row_samples({"samples_s": 900.0, "train_samples": 600}, 5000) == 600
+    assert row_samples({"epoch": 1, "val_hit5": 0.0, "epoch_s": 0.0, "last": True}, 5000) == 0
+    runs = [{"method": "random", "objective": "geolife:val_hit5", "seed": 0, "trials": 4, "final_best": 0.5,
+             "curve": [(10.0, 0.4), (90.0, 0.5)], "curve_samples": [(5000, 0.4), (60000, 0.5)]},
+            {"method": "nextsweep", "objective": "geolife:val_hit5", "seed": 0, "trials": 9, "final_best": 0.55,
+             "curve": [(40.0, 0.5)], "curve_samples": [(15000, 0.5)]}]
+    s = summarise(runs, "geolife:val_hit5", ["random", "nextsweep"])
+    assert s["methods"]["nextsweep"]["samples_to_random_best_median"] == 15000
+    assert s["target_samples_met"] is True and s["target_time_met"] is False  # 15,000 <= 60,000 / 3; 40 s > 90 s / 3
+    del runs[0]["curve_samples"]  # a run saved before samples were counted: no samples verdict
+    assert "target_samples_met" not in summarise(runs, "geolife:val_hit5", ["random", "nextsweep"])
