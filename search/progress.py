@@ -1,4 +1,5 @@
-"""One line per finished trial while a sweep runs: outcome, counts, best so far."""
+"""One line per finished trial while a sweep runs: outcome, counts, best so far; with asha.pause
+also one when a trial starts waiting at a rung and one when it goes on."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class Progress(Callback):
         self.searcher, self.study, self.todo, self.open_ended = searcher, study, todo, open_ended
         self.start = time.time()
         self.seen = 0
+        self.held: set[str] = set()  # asha.pause: trials announced as waiting at a rung
         trials = study.get_trials(deepcopy=False)
         self.counts = tally(trials)  # "running" comes from the searcher (see _line)
         done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -40,6 +42,22 @@ class Progress(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._line(trial)
 
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        """asha.pause: a trial held at a rung is not finished, but the user should see it wait
+        (and go on: its first result after waiting)."""
+        waiting = getattr(self.searcher.asha, "waiting", None)
+        if waiting is None:
+            return
+        held = trial.trial_id in waiting
+        if held == (trial.trial_id in self.held):
+            return
+        self.held.symmetric_difference_update({trial.trial_id})
+        number = self.searcher.live[trial.trial_id].number
+        what = (f"waits at its epoch-{result.get('epoch')} rung" if held
+                else f"goes on from its rung (epoch {result.get('epoch')} done)")
+        print(f"[{time.time() - self.start:6.0f}s] trial {number} {what}; "
+              f"{len(self.searcher.live) - len(waiting)} running, {len(waiting)} waiting", flush=True)
+
     def _line(self, trial) -> None:
         self.seen += 1
         optuna_id = self.searcher.optuna_ids.get(trial.trial_id)
@@ -49,7 +67,8 @@ class Progress(Callback):
             if frozen.state == optuna.trial.TrialState.COMPLETE and (
                     self.best is None or self._score(frozen) > self._score(self.best)):
                 self.best = frozen
-        c = {**self.counts, "running": len(self.searcher.live), **self._rejected()}
+        waiting = len(getattr(self.searcher.asha, "waiting", ()))
+        c = {**self.counts, "running": len(self.searcher.live) - waiting, **self._rejected()}
         best = f"best {self.best.value:.4f} (trial {self.best.number})" if self.best else "no complete trial yet"
         what = ""
         if frozen is not None:
@@ -59,6 +78,7 @@ class Progress(Callback):
         total = "" if self.open_ended else f"/{self.todo}"  # open-ended: the time budget decides
         print(f"[{time.time() - self.start:6.0f}s] {self.seen}{total} {what}"
               f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed, {c['running']} running, "
+              + (f"{waiting} waiting, " if hasattr(self.searcher.asha, "waiting") else "") +
               f"{c['over_budget']} over budget, {c['unbuildable']} unbuildable, {c['forbidden']} forbidden; {best}", flush=True)
 
     def _rejected(self) -> dict[str, int]:

@@ -119,6 +119,9 @@ def run_sweep(opts: SweepOptions) -> optuna.Study:
     if opts.resume and not opts.study:
         raise SearchError("--resume needs --study NAME (the study to continue)")
     _check_resources(opts)
+    if space.asha.pause and opts.max_concurrent:  # Tune's ConcurrencyLimiter counts paused trials as running
+        raise SearchError(f"--max-concurrent {opts.max_concurrent} with asha.pause: trials waiting paused would "
+                          "hold the places and the sweep would stall; drop one (--cpus-per-trial also limits trials at once)")
     check_startup(opts.sampler, opts.startup_trials)  # before any storage is made
     opts.study = opts.study or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}"
     opts.storage = opts.storage or default_storage(Path(opts.dir))

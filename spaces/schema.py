@@ -6,7 +6,7 @@ A space file:
     data: {geolife: ../../shared/data/geolife}    # or {path: DIR} or {synthetic: {users: 50}}
     objective: {metric: val_hit5, mode: max, then: [val_acc1, val_mrr], tolerance: 0.002}
     budget: {max_params: 500000, width: d_model}  # width: the int param fitted to the budget
-    asha: {max_epochs: 12, grace_period: 2, reduction_factor: 3}  # and brackets: N, strict: true, rank_by: epoch, fidelity: data
+    asha: {max_epochs: 12, grace_period: 2, reduction_factor: 3}  # and brackets: N, strict: true, rank_by: epoch, fidelity: data, pause: true
     params:
       family: {type: categorical, choices: [transformer, pointer, gru]}
       d_model: {type: int, low: 32, high: 256, step: 16}
@@ -89,6 +89,7 @@ class Asha:
     strict: bool = False  # the ASHA paper's rule: pass a rung only in the top floor(n / rf) of its n results
     rank_by: str = "best"  # a trial's value at a rung: its best epoch so far, or that epoch's own ("epoch")
     fidelity: str = "epochs"  # "data": epochs before the later rungs train on a share of the training samples
+    pause: bool = False  # the paper's promotions: a trial not yet in its rung's top waits paused, not stopped
 
 
 @dataclass
@@ -273,14 +274,18 @@ def parse_space(raw: Any, path: Path) -> Space:
     space.then = _parse_then(c, obj.get("then", []), space)
     space.tolerance = _parse_tolerance(c, obj.get("tolerance", DEFAULT_TOLERANCE))
     asha = c.mapping("asha", top.get("asha", {}), ("max_epochs", "grace_period", "reduction_factor", "brackets",
-                                                         "strict", "rank_by", "fidelity"))
+                                                         "strict", "rank_by", "fidelity", "pause"))
     space.asha = Asha(c.number("asha.max_epochs", asha.get("max_epochs", 20), int, 1),
                       c.number("asha.grace_period", asha.get("grace_period", 1), int, 1),
                       c.number("asha.reduction_factor", asha.get("reduction_factor", 3), float, 1.01),
                       c.number("asha.brackets", asha.get("brackets", 1), int, 1),
-                      asha.get("strict", False), asha.get("rank_by", "best"), asha.get("fidelity", "epochs"))
-    if not isinstance(space.asha.strict, bool):
-        raise c.fail("asha.strict", f"must be true or false, got {space.asha.strict!r}")
+                      asha.get("strict", False), asha.get("rank_by", "best"), asha.get("fidelity", "epochs"),
+                      asha.get("pause", False))
+    for key in ("strict", "pause"):
+        if not isinstance(getattr(space.asha, key), bool):
+            raise c.fail(f"asha.{key}", f"must be true or false, got {getattr(space.asha, key)!r}")
+    if space.asha.pause and space.asha.brackets != 1:
+        raise c.fail("asha.pause", f"works with one bracket, got brackets {space.asha.brackets}; drop one of the two")
     if space.asha.rank_by not in RANK_BY:
         raise c.fail("asha.rank_by", f"must be {' or '.join(RANK_BY)}, got {space.asha.rank_by!r}")
     if space.asha.fidelity not in FIDELITIES:

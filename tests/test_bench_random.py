@@ -148,3 +148,22 @@ def test_cost_is_counted_in_training_samples_too():
     assert s["target_samples_met"] is True and s["target_time_met"] is False  # 15,000 <= 60,000 / 3; 40 s > 90 s / 3
     del runs[0]["curve_samples"]  # a run saved before samples were counted: no samples verdict
     assert "target_samples_met" not in summarise(runs, "geolife:val_hit5", ["random", "nextsweep"])
+
+
+def test_fidelity_budget_judges_each_seed_on_both_arms():
+    """Issue 47, item 1's verdicts: the data arm's configurations against the target and its
+    winner against epochs alone's, per seed; a seed with one arm only is left out; an arm with
+    no winner loses; the planner's estimate against what each run examined."""
+    from fidelity_budget import summarise
+    run = lambda arm, seed, examined, best, plan: {"arm": arm, "seed": seed, "examined": examined,  # noqa: E731
+                                                   "best": best, "plan": plan}
+    runs = [run("data", 0, 55, 0.72, 63), run("epochs", 0, 20, 0.71, 18),
+            run("data", 1, 48, 0.70, 63), run("epochs", 1, 19, None, 18),
+            run("data", 2, 52, 0.69, 63)]
+    s = summarise(runs, 50)
+    assert [r["seed"] for r in s["seeds"]] == [0, 1]
+    assert (s["data_wins"], s["target_met_seeds"]) == (2, 1)
+    assert s["plan_within_2x"] is True
+    runs.append(run("epochs", 2, 8, 0.75, 18))  # 18 / 8 = 2.25: outside 2 x
+    s = summarise(runs, 50)
+    assert (s["data_wins"], s["target_met_seeds"], s["plan_within_2x"]) == (2, 2, False)

@@ -2,7 +2,7 @@
 settings, for the sweep's checkpoints and the report) and its signature and text (what a study
 records of it, in words). Imports no Ray: the scheduler itself, RecordingASHA, is in
 search/asha/scheduler.py, imported by make_asha; the strict rule's bracket is a fast path on Ray's
-internals (search/internals/bracket.py)."""
+internals (search/internals/bracket.py); asha.pause's PausingASHA is in search/asha/pausing.py."""
 
 from __future__ import annotations
 
@@ -37,16 +37,22 @@ def rung_epochs(asha) -> list[int]:
 def make_asha(a, seed: int = 0, metric: str | None = None):
     """The space's ASHA; `metric` (the per-epoch objective) is what it ranks by when asha.rank_by is epoch."""
     from search.asha.scheduler import RecordingASHA  # imported here: Ray
+    if a.pause:
+        from search.asha.pausing import PausingASHA
+        return PausingASHA(time_attr="epoch", max_t=a.max_epochs, grace_period=a.grace_period,
+                           reduction_factor=a.reduction_factor, seed=seed,
+                           milestones=rungs(a.max_epochs, a.grace_period, a.reduction_factor),
+                           rank_metric=metric if a.rank_by == "epoch" else None)
     return RecordingASHA(time_attr="epoch", max_t=a.max_epochs, grace_period=a.grace_period,
                          reduction_factor=a.reduction_factor, brackets=a.brackets, seed=seed,
                          strict=a.strict, rank_metric=metric if a.rank_by == "epoch" else None)
 
 
 def asha_signature(a) -> list:
-    """[max_epochs, grace, reduction], then brackets, "strict", "rank_by epoch" and "fidelity data"
+    """[max_epochs, grace, reduction], then brackets, "strict", "rank_by epoch", "fidelity data" and "pause"
     where an option is not its default: studies from before these options resume."""
     extra = ((["strict"] if a.strict else []) + (["rank_by epoch"] if a.rank_by == "epoch" else [])
-             + (["fidelity data"] if getattr(a, "fidelity", "epochs") == "data" else []))
+             + (["fidelity data"] if a.fidelity == "data" else []) + (["pause"] if a.pause else []))
     return [a.max_epochs, a.grace_period, a.reduction_factor] + ([a.brackets] + extra if a.brackets != 1 or extra else [])
 
 
@@ -57,4 +63,5 @@ def asha_text(asha: list) -> str:
             + (", strict promotions" if "strict" in asha[3:] else "")
             + (", ranked by the rung epoch's own value" if "rank_by epoch" in asha[3:] else "")
             + (", data fidelity (the epochs before the later rungs train on a share of the data)"
-               if "fidelity data" in asha[3:] else ""))
+               if "fidelity data" in asha[3:] else "")
+            + (", paused promotions (a trial below its rung's top waits, paused, for rivals)" if "pause" in asha[3:] else ""))

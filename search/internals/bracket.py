@@ -19,9 +19,10 @@ class StrictBracket(_Bracket):
     goes on only if it ranks in the top floor(n / rf) of the n results the rung holds, its own
     included; a tie passes. Ray's rule compares it with the (1 - 1/rf) quantile of the earlier
     results only, so the first trial at each rung always goes on, however weak: early in a sweep
-    that trains a few random configs to max_epochs before any rival has reported. The cost: Tune
-    cannot pause a trial until rivals arrive, so the first rf - 1 trials at a rung are stopped
-    even when they are the best so far (Optuna's SuccessiveHalvingPruner lets them go on)."""
+    that trains a few random configs to max_epochs before any rival has reported. The cost: it
+    stops rather than waits for rivals, so the first rf - 1 trials at a rung are stopped even when
+    they are the best so far (Optuna's SuccessiveHalvingPruner lets them go on; asha.pause,
+    search/asha/pausing.py, makes them wait paused)."""
 
     def on_result(self, trial, cur_iter: int, cur_rew: float | None) -> str:
         for milestone, recorded in self._rungs:  # the highest milestone first
