@@ -167,3 +167,25 @@ def test_fidelity_budget_judges_each_seed_on_both_arms():
     runs.append(run("epochs", 2, 8, 0.75, 18))  # 18 / 8 = 2.25: outside 2 x
     s = summarise(runs, 50)
     assert (s["data_wins"], s["target_met_seeds"], s["plan_within_2x"]) == (2, 2, False)
+
+
+def test_samples_to_a_value_are_bounded_from_runs_saved_without_them():
+    """Issue 47, item 3, for runs saved before samples were counted: all epochs of the trials that
+    ended by the time the value was reached, the reaching trial's epochs up to it, and of at most
+    one other trial (2 at once) none to all but its last."""
+    from samples_bounds import epochs_to, verdict
+    run = {"method": "nextsweep", "seed": 0, "curve": [(10.0, 0.3), (35.0, 0.5), (60.0, 0.6)],
+           "trial_detail": [{"end_s": 20.0, "epochs": 2, "by_epoch": [0.3, 0.25]},
+                            {"end_s": 50.0, "epochs": 4, "by_epoch": [0.4, 0.5, 0.45, 0.44]},
+                            {"end_s": 70.0, "epochs": 3, "by_epoch": [0.1, 0.6, 0.55]},
+                            {"end_s": 90.0, "epochs": 5, "by_epoch": [0.1] * 5}]}
+    assert epochs_to(run, 0.5) == (2 + 2, 2 + 2 + 4)  # trial 0 ended; trial 1's 2nd; trial 3's none to 4
+    assert epochs_to(run, 0.6) == (2 + 4 + 2, 2 + 4 + 2 + 4)
+    assert epochs_to(run, 0.61) is None
+    seeds = {0: {"random": (30, 33), "nextsweep": (8, 10)}, 1: {"random": (60, 60), "nextsweep": None},
+             2: {"random": (40, 45), "nextsweep": (12, 13)}}
+    assert verdict(seeds)["target"] == "met"  # medians (a) 40-45, (c) 12-13 <= 40 / 3; never counts as inf
+    seeds[2]["nextsweep"] = (12, 15)
+    assert verdict(seeds)["target"] == "undecided"  # 15 > 40 / 3 >= 12
+    seeds[2]["nextsweep"] = (16, 17)
+    assert verdict(seeds)["target"] == "missed"  # 16 > 45 / 3
