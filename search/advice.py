@@ -61,9 +61,12 @@ def _budget_fitted(meta, counts: dict[str, int]) -> list[str]:
     examined = counts["complete"] + counts["pruned"]
     if not meta.time_budget_s or startup is None or examined >= startup:
         return []
+    used = (meta.asha or [])[3:]  # asha_signature's options
+    options = "".join(f", {o}" for o, key in (("asha.fidelity: data", "fidelity data"), ("asha.pause: true", "pause"))
+                      if key not in used)
     return [f"the time budget fitted {examined} trials, all inside the sampler's {startup} random start-up trials: "
             "the search never proposed from a model; make trials cheaper (a lower asha.grace_period, fewer "
-            "asha.max_epochs) or raise --time-budget (the sweep's plan line says how far)"]
+            f"asha.max_epochs{options}) or raise --time-budget (the sweep's plan line says how far)"]
 
 
 def _below_bar(baselines: dict, metric: str, complete: list[FrozenTrial]) -> list[str]:

@@ -48,6 +48,7 @@ class Plan:
     startup: int | None  # the sampler's random start-up trials (None: it has none)
     train_share: dict[str, float] | None = None  # family -> the share of an epoch spent training (None: all)
     data_epochs: float | None = None  # asha.fidelity data: an average trial's epochs weighted by their data share
+    cheaper: tuple[str, ...] = ()  # ASHA options the space does not use that make an average trial cheaper
 
     @property
     def trial_s(self) -> float:
@@ -83,10 +84,11 @@ class Plan:
         if self.trials is None or self.startup is None or self.trials >= STARTUP_MULTIPLE * self.startup:
             return None
         need = STARTUP_MULTIPLE * self.startup * self.trial_s / self.slots
+        options = "".join(f"; {c}" for c in self.cheaper)
         return (f"the time budget fits about {self.trials} trials, under {STARTUP_MULTIPLE} x the sampler's "
                 f"{self.startup} random start-up trials: the search would end before it learns much. Make trials "
                 "cheaper (a lower asha.grace_period: every trial runs it; fewer asha.max_epochs; a smaller "
-                f"budget), or raise --time-budget to about {_duration(need)}")
+                f"budget{options}), or raise --time-budget to about {_duration(need)}")
 
 
 def expected_epochs(max_epochs: int, grace: int, rf: float, fractions: list[float] | None = None) -> float:
@@ -176,7 +178,14 @@ def plan_budget(compiled: CompiledSpace, data, *, slots: int, threads: float, bu
     weighted = None if fractions is None else expected_epochs(a.max_epochs, a.grace_period, a.reduction_factor,
                                                                list(fractions))
     return Plan(epoch_s, start_s, expected_epochs(a.max_epochs, a.grace_period, a.reduction_factor),
-                max(1, slots), budget_s, startup, train_share, weighted)
+                max(1, slots), budget_s, startup, train_share, weighted, cheaper_options(a))
+
+
+def cheaper_options(a) -> tuple[str, ...]:
+    """The ASHA options (spaces.schema.Asha) that `a` leaves off and that cut an average trial's cost."""
+    return ((() if a.fidelity == "data" else ("asha.fidelity: data, the early rungs on a share of the data",))
+            + (() if a.pause else ("asha.pause: true, no trial going on past a rung unopposed "
+                                   "(Ray's rule lets the first ones run to max_epochs)",)))
 
 
 def _duration(seconds: float) -> str:

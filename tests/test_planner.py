@@ -33,6 +33,11 @@ def test_the_warning_fires_below_three_times_the_startup_and_not_above():
     assert _plan(60, startup=None).warning() is None  # a sampler without a random start-up
     assert _plan(None).trials is None and _plan(None).warning() is None
     assert "lets the search examine about 18 configurations" in few.lines()[1]
+    from search.planner import cheaper_options
+    from spaces.schema import Asha
+    few.cheaper = cheaper_options(Asha())
+    assert "; asha.fidelity: data, the early rungs on a share of the data; asha.pause: true" in few.warning()
+    assert cheaper_options(Asha(fidelity="data", pause=True)) == ()
 
 
 def test_group_subset_keeps_every_group_and_its_share(synth_dir):
@@ -81,6 +86,7 @@ def test_a_budget_inside_the_startup_says_so_at_the_end():
     study.set_user_attr("time_budget_s", 900.0)
     found = [w for w in sweep_warnings(study) if "time budget" in w]
     assert len(found) == 1 and found[0].startswith("the time budget fitted 4 trials, all inside the sampler's 10")
+    assert "asha.max_epochs, asha.fidelity: data, asha.pause: true)" in found[0]  # the study uses neither
     wide = well_set(make_study(name="wide"), k=12)
     wide.set_user_attr("time_budget_s", 900.0)
     assert [w for w in sweep_warnings(wide) if "time budget" in w] == []
