@@ -104,6 +104,17 @@ def test_pause_is_a_checked_key_and_part_of_the_signature(tmp_path):
             load_space(path)
 
 
+def test_max_concurrent_with_pause_is_refused_before_anything_starts(tmp_path, capsys):
+    """Tune's concurrency limit counts waiting trials as running: the sweep would stall."""
+    from search.cli import main
+    space = tmp_path / "paused.yaml"
+    space.write_text(SPACE)
+    assert main(["sweep", str(space), "--max-concurrent", "2", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--max-concurrent 2 with asha.pause" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "nextsweep.db").exists()  # no half-made study
+
+
 SPACE = """
 name: paused
 data: {synthetic: {users: 8, days: 60, locations: 40, seed: 0}}

@@ -1,13 +1,13 @@
 """PausingASHA: ASHA's promotions as the paper makes them (asha.pause), on Tune's public PAUSE.
 
 Li et al. (MLSys 2020), Algorithm 2: a worker that frees up promotes a configuration in the top
-1/rf of its rung that has not gone on yet, and only when there is none starts a new one. Tune
-cannot hand a worker a rung's best later, so Ray's ASHA decides when a trial arrives: it goes on
-or stops, and with no rivals yet it goes on (Ray's rule: the first trials of a sweep run to
-max_epochs unopposed) or stops (asha.strict: the first rf - 1 at each rung die, a winner among
-them too, and a short sweep may end with none complete). Here a trial that is not (yet) in its
-rung's top floor(n / rf) waits, paused with its rung checkpoint, holding no CPU, and goes on the
-moment later results put it there, before any new trial takes the freed slot.
+1/rf of its rung that has not gone on yet, and only when there is none starts a new one. Ray's
+ASHA decides once, when a trial arrives at a rung: it goes on or stops. With no rivals yet it goes
+on (Ray's rule: the first trials of a sweep run to max_epochs unopposed) or stops (asha.strict:
+the first rf - 1 at each rung die, a winner among them too, and a short sweep may end with none
+complete). Here a trial that is not (yet) in its rung's top floor(n / rf) waits, paused with its
+rung checkpoint, holding no CPU, and goes on the moment later results put it there (Tune hands it
+the next free slot before a new trial, where no new trial was already waiting for one).
 """
 
 from __future__ import annotations
