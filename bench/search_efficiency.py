@@ -36,6 +36,7 @@ settings of the runs bench/RESULTS.md reports) is `--protocol full`: 60 runs, 60
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -561,6 +562,9 @@ def report(rows: list[dict], objectives: list[str], methods: list[str], settings
                 "set": settings.get("set", []), "startup_trials": settings.get("startup_trials"),  # older runs: none
                 "cpu": settings.get("cpu")}  # times hold for that CPU only; older runs: none
     out.write_text(json.dumps(_finite({"runs": rows, "summary": summaries, **settings}), indent=2) + "\n")
+    if importlib.util.find_spec("matplotlib") is None:  # the plots only; `make bench` installs it
+        print(f"no plots: matplotlib is not installed (`make bench` installs it); the figures are in {out}")
+        return
     for o in objectives:
         png = out.with_name(f"{out.stem}_{o.replace(':', '_')}.png")
         plot(rows, o, methods, png, settings["cpu_minutes"] * 60 / CPUS)

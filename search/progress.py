@@ -45,9 +45,7 @@ class Progress(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         """asha.pause: a trial held at a rung is not finished, but the user should see it wait
         (and go on: its first result after waiting)."""
-        waiting = getattr(self.searcher.asha, "waiting", None)
-        if waiting is None:
-            return
+        waiting = self.searcher.asha.waiting  # empty unless asha.pause
         held = trial.trial_id in waiting
         if held == (trial.trial_id in self.held):
             return
@@ -67,7 +65,7 @@ class Progress(Callback):
             if frozen.state == optuna.trial.TrialState.COMPLETE and (
                     self.best is None or self._score(frozen) > self._score(self.best)):
                 self.best = frozen
-        waiting = len(getattr(self.searcher.asha, "waiting", ()))
+        waiting = len(self.searcher.asha.waiting)
         c = {**self.counts, "running": len(self.searcher.live) - waiting, **self._rejected()}
         best = f"best {self.best.value:.4f} (trial {self.best.number})" if self.best else "no complete trial yet"
         what = ""
@@ -78,7 +76,7 @@ class Progress(Callback):
         total = "" if self.open_ended else f"/{self.todo}"  # open-ended: the time budget decides
         print(f"[{time.time() - self.start:6.0f}s] {self.seen}{total} {what}"
               f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed, {c['running']} running, "
-              + (f"{waiting} waiting, " if hasattr(self.searcher.asha, "waiting") else "") +
+              + (f"{waiting} waiting, " if self.searcher.asha.pauses else "") +
               f"{c['over_budget']} over budget, {c['unbuildable']} unbuildable, {c['forbidden']} forbidden; {best}", flush=True)
 
     def _rejected(self) -> dict[str, int]:

@@ -24,6 +24,7 @@ class PausingASHA(RecordingASHA):
     it waits); when every live trial waits and the searcher has no more to give (--samples
     reached), the waiting ones are stopped so the run ends. `milestones`: the rungs
     (search.asha.rungs of the same settings)."""
+    pauses = True
 
     def __init__(self, *, milestones: list[int], **kwargs):
         super().__init__(**kwargs)

@@ -17,6 +17,7 @@ class RecordingASHA(ASHAScheduler):
     `rank_metric` (asha.rank_by epoch) ranks a trial at a rung by that result key, the epoch's own
     value, instead of Tune's metric (the best epoch so far): a trial past its peak then meets the
     rung at its current level. The default settings are Ray's."""
+    pauses = False  # asha.pause's PausingASHA: trials wait, paused, at a rung (in `waiting`)
 
     def __init__(self, *, max_t: int = 100, grace_period: int = 1, reduction_factor: float = 4, brackets: int = 1,
                  seed: int = 0, strict: bool = False, rank_metric: str | None = None, **kwargs):
@@ -26,6 +27,7 @@ class RecordingASHA(ASHAScheduler):
         self.rank_metric = rank_metric
         self.tune_metric = kwargs.get("metric")  # Tune's metric, kept here rather than read from Ray's private one
         self.stopped: set[str] = set()
+        self.waiting: dict = {}  # asha.pause only (PausingASHA): trials held at a rung
         self.bracket_draws = np.random.default_rng(seed)
         self.strict = strict and self._make_strict()
 
