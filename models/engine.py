@@ -6,7 +6,7 @@ last. With `folds: K` it trains the dataset's K grouped CV folds in lockstep, on
 selects on the mean over folds of each epoch's metric. A fit can be resumed from
 `EpochReport.resume_state()` and then continues exactly as if never stopped. `fractions` (a data-
 fidelity sweep's early rungs) trains epoch e on a seeded per-user share fractions[e - 1] of the
-training samples; validation always reads the whole split.
+training samples; validation always reads the whole split, and patience restarts where the share grows.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def fit(config: dict | tuple[ModelConfig, TrainConfig], data: Dataset,
     meta = {"over_correction": tcfg.loss == "weighted_ce" and tcfg.sampler == "balanced"}
     best, best_epoch, history, stopped_by, first = None, 0, [], "epochs", 1
     if resume is not None:
-        best, best_epoch, history, first = _restore(resume, runs, tcfg, dev)
+        best, best_epoch, history, first = _restore(resume, runs, tcfg, dev, share)
         if first > tcfg.epochs:  # the saved epoch ended the fit: reported, but the run not closed
             stopped_by = "epochs" if resume["epoch"] == tcfg.epochs else "patience"
     for epoch in range(first, tcfg.epochs + 1):
@@ -153,7 +153,7 @@ def fit(config: dict | tuple[ModelConfig, TrainConfig], data: Dataset,
             best, best_epoch = metrics[tcfg.metric], epoch
             for run in runs:
                 run.best_state = _cpu_copy(run.model)
-        last = _is_last(epoch, best_epoch, tcfg)
+        last = _is_last(epoch, best_epoch, tcfg, share)
         snapshot = lambda: _resume_state(epoch, runs, best, best_epoch, history)  # noqa: E731
         if on_epoch is not None and on_epoch(EpochReport(epoch, metrics, improved, runs[0].model, best_epoch, last,
                                                          snapshot)):
@@ -228,7 +228,7 @@ def _resume_state(epoch: int, runs: list[_Run], best, best_epoch: int, history: 
     return state
 
 
-def _restore(state: dict, runs: list[_Run], tcfg: TrainConfig, dev: torch.device) -> tuple:
+def _restore(state: dict, runs: list[_Run], tcfg: TrainConfig, dev: torch.device, share: list[float]) -> tuple:
     """Load a resume state into the runs; (best, best_epoch, history, first epoch to train)."""
     if len(state["runs"]) != len(runs):
         raise ModelError(f"resume state has {len(state['runs'])} folds, the config {len(runs)}; it is from another config")
@@ -242,12 +242,16 @@ def _restore(state: dict, runs: list[_Run], tcfg: TrainConfig, dev: torch.device
     if dev.type == "cuda" and "cuda_rng" in state:
         torch.cuda.set_rng_state(state["cuda_rng"], dev)
     epoch, best_epoch = state["epoch"], state["best_epoch"]
-    first = tcfg.epochs + 1 if _is_last(epoch, best_epoch, tcfg) else epoch + 1
+    first = tcfg.epochs + 1 if _is_last(epoch, best_epoch, tcfg, share) else epoch + 1
     return state["best"], best_epoch, list(state["history"]), first
 
 
-def _is_last(epoch: int, best_epoch: int, cfg: TrainConfig) -> bool:
-    return epoch == cfg.epochs or epoch - best_epoch >= cfg.patience
+def _is_last(epoch: int, best_epoch: int, cfg: TrainConfig, share: list[float]) -> bool:
+    """Max epochs, or `patience` epochs without improvement. Patience counts from the best epoch or,
+    where later, from the last epoch before the share of the data grew (`fit`'s `fractions`): a trial
+    that ASHA moved on to more data gets `patience` epochs on it before it is stopped."""
+    grew = max((e for e in range(2, epoch + 1) if share[e - 1] > share[e - 2]), default=1) - 1
+    return epoch == cfg.epochs or epoch - max(best_epoch, grew) >= cfg.patience
 
 
 def _train_epoch(model, train: SplitArrays, cfg: TrainConfig, opt, sched, loss_fn: LossFn, rng, epoch: int,

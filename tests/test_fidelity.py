@@ -69,6 +69,14 @@ def test_fit_trains_each_epoch_on_its_share(data):
         fit(CONFIG, data, fractions=[0.0, 1.0])
 
 
+def test_patience_restarts_where_the_share_grows(data):
+    """A trial ASHA moved on to more data gets `patience` epochs on it: epochs on a share that did
+    not improve do not count against the larger share's."""
+    still = {**CONFIG, "lr": 1e-12, "epochs": 6, "patience": 2}  # nothing improves after epoch 1
+    assert len(fit(still, data).history) == 3  # epochs 2 and 3 without improvement
+    assert len(fit(still, data, fractions=[1 / 3, 1 / 3, 1.0]).history) == 4  # 2 epochs on all of the data
+    assert len(fit(still, data, fractions=[1 / 3, 1 / 3, 1 / 3]).history) == 3  # the share never grew
+
 def test_the_plan_counts_the_shares():
     full = expected_epochs(12, 1, 3)
     shared = expected_epochs(12, 1, 3, data_fractions(12, 1, 3))
