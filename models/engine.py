@@ -247,11 +247,16 @@ def _restore(state: dict, runs: list[_Run], tcfg: TrainConfig, dev: torch.device
 
 
 def _is_last(epoch: int, best_epoch: int, cfg: TrainConfig, share: list[float]) -> bool:
-    """Max epochs, or `patience` epochs without improvement. Patience counts from the best epoch or,
-    where later, from the last epoch before the share of the data grew (`fit`'s `fractions`): a trial
-    that ASHA moved on to more data gets `patience` epochs on it before it is stopped."""
+    """Max epochs, or `patience` epochs without improvement. With `fit`'s `fractions`, patience never
+    ends a fit before an epoch on a larger share of the data, and counts from the best epoch or, where
+    later, the last epoch before the share grew: a trial that passes a rung (ASHA decides there, not
+    patience) gets `patience` epochs on its larger share."""
+    if epoch == cfg.epochs:
+        return True
+    if share[epoch] > share[epoch - 1]:
+        return False
     grew = max((e for e in range(2, epoch + 1) if share[e - 1] > share[e - 2]), default=1) - 1
-    return epoch == cfg.epochs or epoch - max(best_epoch, grew) >= cfg.patience
+    return epoch - max(best_epoch, grew) >= cfg.patience
 
 
 def _train_epoch(model, train: SplitArrays, cfg: TrainConfig, opt, sched, loss_fn: LossFn, rng, epoch: int,

@@ -14,6 +14,7 @@ import statistics
 import optuna
 from optuna.trial import FrozenTrial
 
+from search.asha import cheaper_left_off
 from search.baselines import beats_bar, margin_line
 from search.outcomes import study_tally
 from search.ranking import complete_showing, ranked
@@ -61,9 +62,7 @@ def _budget_fitted(meta, counts: dict[str, int]) -> list[str]:
     examined = counts["complete"] + counts["pruned"]
     if not meta.time_budget_s or startup is None or examined >= startup:
         return []
-    used = (meta.asha or [])[3:]  # asha_signature's options
-    options = "".join(f", {o}" for o, key in (("asha.fidelity: data", "fidelity data"), ("asha.pause: true", "pause"))
-                      if key not in used)
+    options = "".join(f", {setting}" for setting, _ in cheaper_left_off((meta.asha or [])[3:]))
     return [f"the time budget fitted {examined} trials, all inside the sampler's {startup} random start-up trials: "
             "the search never proposed from a model; make trials cheaper (a lower asha.grace_period, fewer "
             f"asha.max_epochs{options}) or raise --time-budget (the sweep's plan line says how far)"]

@@ -27,7 +27,7 @@ import optuna
 
 from data_io.folds import group_subset
 from models import ModelError, fit
-from search.asha import rungs
+from search.asha import asha_signature, cheaper_left_off, rungs
 from search.retrain import torch_threads
 from search.study_record import fractions_of
 from spaces import CompiledSpace
@@ -183,9 +183,7 @@ def plan_budget(compiled: CompiledSpace, data, *, slots: int, threads: float, bu
 
 def cheaper_options(a) -> tuple[str, ...]:
     """The ASHA options (spaces.schema.Asha) that `a` leaves off and that cut an average trial's cost."""
-    return ((() if a.fidelity == "data" else ("asha.fidelity: data, the early rungs on a share of the data",))
-            + (() if a.pause else ("asha.pause: true, no trial going on past a rung unopposed "
-                                   "(Ray's rule lets the first ones run to max_epochs)",)))
+    return tuple(f"{setting}, {why}" for setting, why in cheaper_left_off(asha_signature(a)[3:]))
 
 
 def _duration(seconds: float) -> str:

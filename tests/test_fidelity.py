@@ -10,7 +10,7 @@ import pytest
 from data_io import load_dataset
 from data_io.synthetic import SynthParams, synthesize
 from models import ModelError, fit
-from search.asha import data_fractions, rungs
+from search.asha import asha_signature, cheaper_left_off, data_fractions, rungs
 from search.planner import Plan, expected_epochs
 from spaces import SpaceError, parse_space
 
@@ -51,6 +51,10 @@ def test_the_space_declares_it_checked_like_every_key():
     raw = __import__("yaml").safe_load(SPACE.replace("fidelity: data", "fidelity: samples"))
     with pytest.raises(SpaceError, match="asha.fidelity.*must be epochs or data, got 'samples'"):
         parse_space(raw, Path("fid.yaml"))
+    # the plan's and the end's warnings offer it only where the space leaves it off; asha.pause likewise
+    assert [s for s, _ in cheaper_left_off(asha_signature(space.asha)[3:])] == ["asha.pause: true"]
+    assert [s for s, _ in cheaper_left_off([])] == ["asha.fidelity: data", "asha.pause: true"]
+    assert cheaper_left_off(["fidelity data", "pause"]) == []
 
 
 def test_fit_trains_each_epoch_on_its_share(data):
@@ -75,7 +79,10 @@ def test_patience_restarts_where_the_share_grows(data):
     still = {**CONFIG, "lr": 1e-12, "epochs": 6, "patience": 2}  # nothing improves after epoch 1
     assert len(fit(still, data).history) == 3  # epochs 2 and 3 without improvement
     assert len(fit(still, data, fractions=[1 / 3, 1 / 3, 1.0]).history) == 4  # 2 epochs on all of the data
-    assert len(fit(still, data, fractions=[1 / 3, 1 / 3, 1 / 3]).history) == 3  # the share never grew
+    assert len(fit(still, data, fractions=[1 / 3] * 6).history) == 3  # the share never grows
+    edge = {**still, "patience": 1}  # patience runs out at epoch 2, the last before the share grows
+    assert len(fit(edge, data).history) == 2
+    assert len(fit(edge, data, fractions=[1 / 3, 1 / 3, 1.0]).history) == 3  # one epoch on all of the data
 
 def test_the_plan_counts_the_shares():
     full = expected_epochs(12, 1, 3)

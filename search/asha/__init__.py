@@ -29,6 +29,19 @@ def data_fractions(max_epochs: int, grace: int, rf: float, brackets: int = 1) ->
     return [float(rf) ** -max(0, sum(r >= e for r in marks) - 1) for e in range(1, max_epochs + 1)]
 
 
+# The options that cut an average trial's cost: (its asha_signature word, the setting, why), for the
+# plan's and the end-of-sweep warnings when a budget fits few trials
+CHEAPER = (("fidelity", "asha.fidelity: data", "the early rungs on a share of the data"),
+           ("pause", "asha.pause: true", "no trial going on past a rung unopposed (Ray's rule lets the first "
+                                         "ones run to max_epochs)"))
+
+
+def cheaper_left_off(options: list) -> list[tuple[str, str]]:
+    """(setting, why) of each CHEAPER option that an asha_signature's options (its [3:]) leave off."""
+    used = {str(o).split()[0] for o in options}
+    return [(setting, why) for word, setting, why in CHEAPER if word not in used]
+
+
 def rung_epochs(asha) -> list[int]:
     """The rungs of a scheduler made by make_asha (or RecordingASHA), from the settings it was given."""
     return rungs(*asha.settings)
