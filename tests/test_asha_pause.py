@@ -89,6 +89,50 @@ def test_the_run_ends_when_only_waiting_trials_are_left():
     assert "t0" not in asha.waiting and "t0" in asha.stopped  # told PRUNED by the searcher
 
 
+def test_the_rung_index_promotes_as_the_rule_says_in_a_long_random_sweep():
+    """The sorted scores and heaps give what a scan of every waiting trial against its whole rung
+    gives (the paper's rule): a trial in its rung's top, from the highest such rung, the best there."""
+    import random
+    draw, asha = random.Random(7), scheduler()
+    trials, epoch = {}, {}
+    for step in range(1200):
+        if draw.random() < 0.4 or not trials:  # a new trial reaches rung 1
+            t = SimpleNamespace(trial_id=f"t{step}", status=Trial.RUNNING)
+            trials[t.trial_id], epoch[t.trial_id] = t, 1
+            asha.on_trial_add(None, t)
+        running = [t for t in trials.values() if t.status == Trial.RUNNING]
+        if running and draw.random() < 0.7:  # a running trial reports its next rung (or a NaN)
+            t = draw.choice(running)
+            value = float("nan") if draw.random() < 0.02 else round(draw.random(), 2)  # ties too
+            decision = asha.on_trial_result(None, t, row(epoch[t.trial_id], value))
+            t.status = {PAUSE: Trial.PAUSED, GO: Trial.RUNNING, STOP: Trial.TERMINATED}[decision]
+            epoch[t.trial_id] = {1: 3, 3: 9}.get(epoch[t.trial_id], 9)
+        if draw.random() < 0.05 and asha.waiting:  # the time budget stops a waiting trial
+            t = trials[draw.choice(sorted(asha.waiting))]
+            asha.on_trial_remove(None, t)
+            t.status = Trial.TERMINATED
+        expected = _promotable_by_scan(asha)
+        chosen = asha.choose_trial_to_run(Controller(list(trials.values())))
+        assert (chosen is None) == (not expected)
+        if chosen is not None:
+            assert chosen.trial_id in expected
+            assert asha.rung_values[expected[chosen.trial_id]][chosen.trial_id] == max(
+                asha.rung_values[m][i] for i, m in expected.items() if m == max(expected.values()))
+            chosen.status = Trial.RUNNING
+    assert sum(len(r) for r in asha.rung_values.values()) > 400 and asha.waiting  # a long sweep, many waiting
+
+
+def _promotable_by_scan(asha) -> dict[str, int]:
+    """Every PAUSED waiting trial in its rung's top by the rule itself: trial id -> its rung."""
+    out = {}
+    for trial_id, (milestone, trial) in asha.waiting.items():
+        recorded = asha.rung_values[milestone]
+        mine = recorded[trial_id]
+        better = sum(v > mine for v in recorded.values())
+        if trial.status == Trial.PAUSED and mine > float("-inf") and better < len(recorded) // asha.rf:
+            out[trial_id] = milestone
+    return out
+
 def test_pause_is_a_checked_key_and_part_of_the_signature(tmp_path):
     from search.asha import asha_signature, asha_text
     path = tmp_path / "s.yaml"
