@@ -133,6 +133,7 @@ def _promotable_by_scan(asha) -> dict[str, int]:
             out[trial_id] = milestone
     return out
 
+
 def test_pause_is_a_checked_key_and_part_of_the_signature(tmp_path):
     from search.asha import asha_signature, asha_text
     path = tmp_path / "s.yaml"

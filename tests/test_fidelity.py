@@ -84,6 +84,7 @@ def test_patience_restarts_where_the_share_grows(data):
     assert len(fit(edge, data).history) == 2
     assert len(fit(edge, data, fractions=[1 / 3, 1 / 3, 1.0]).history) == 3  # one epoch on all of the data
 
+
 def test_the_plan_counts_the_shares():
     full = expected_epochs(12, 1, 3)
     shared = expected_epochs(12, 1, 3, data_fractions(12, 1, 3))
