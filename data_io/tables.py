@@ -114,29 +114,45 @@ def number_column(frame: pd.DataFrame, path: Path, name: str, option: str) -> np
     return values
 
 
-def time_column(frame: pd.DataFrame, path: Path, name: str, option: str) -> pd.Series:
+OFFSET = r"\s*(?:Z|[+-]\d\d:?\d\d)$"  # a UTC offset ending a timestamp's text
+
+
+def time_column(frame: pd.DataFrame, path: Path, name: str, option: str) -> tuple[pd.Series, pd.Series]:
+    """(wall clock, UTC instant) of each timestamp: the time of day as written, offset or zone left
+    out (the rhythm of a day is local), and the instant, which durations subtract (offsets that
+    differ, as across daylight saving, still compare right). Naive timestamps count as UTC."""
     col = column(frame, path, name, option)
-    parsed = pd.to_datetime(col, errors="coerce")
-    if parsed.isna().any():
-        row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+    if pd.api.types.is_numeric_dtype(col):
+        raise DataError(f"{path}: column '{name}' holds numbers (row 0 has {col.iloc[0]}), not timestamps; "
+                        f"write them as timestamps (2008-10-23 02:53:04) or use --day-col/--minute-col")
+    if isinstance(col.dtype, pd.DatetimeTZDtype):
+        return col.dt.tz_localize(None), col.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_dtype(col):
+        return col, col.dt.tz_localize("UTC")
+    text = col.astype("string")
+    wall = pd.to_datetime(text.str.replace(OFFSET, "", regex=True), errors="coerce", format="mixed")
+    instant = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
+    bad = (wall.isna() | instant.isna()).to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
         raise DataError(
             f"{path}: column '{name}' must hold timestamps, row {row} has {col.iloc[row]!r}; "
             f"fix the value or use --day-col/--minute-col for day numbers"
         )
-    return parsed
+    return wall, instant
 
 
 def _start_times(frame, path, cols: Columns, user: np.ndarray):
     """(day, minute, weekday, start-as-minutes) from either timestamps or day + minute columns."""
     if cols.start:
-        ts = time_column(frame, path, cols.start, "--start-col")
+        ts, instant = time_column(frame, path, cols.start, "--start-col")
         midnight = ts.dt.normalize()
         epoch_day = ((midnight - pd.Timestamp("1970-01-01")) // pd.Timedelta(days=1)).to_numpy(np.int64)
         first = pd.Series(epoch_day).groupby(user).transform("min").to_numpy()
         day = epoch_day - first
         minute = (ts.dt.hour * 60 + ts.dt.minute).to_numpy(np.int64)
         weekday = ts.dt.day_of_week.to_numpy(np.int64)
-        return day, minute, weekday, ts
+        return day, minute, weekday, instant
     if not (cols.day and cols.minute):
         raise DataError(f"{path}: no start time; give --start-col (timestamps) or --day-col and --minute-col")
     day = integer_column(frame, path, cols.day, "--day-col")
@@ -161,7 +177,7 @@ def _durations(frame, path, cols: Columns, day, minute, start_ts) -> np.ndarray:
         duration = number_column(frame, path, cols.duration, "--duration-col")
         name = cols.duration
     elif cols.end and start_ts is not None:
-        end = time_column(frame, path, cols.end, "--end-col")
+        end = time_column(frame, path, cols.end, "--end-col")[1]
         duration = ((end - start_ts) / pd.Timedelta(minutes=1)).to_numpy(np.float64)
         name = cols.end
     elif cols.end_day and cols.end_minute:

@@ -46,6 +46,28 @@ def test_timestamps_and_renamed_columns(tmp_path, frame):
     assert set(np.unique(ds["train"].seq["weekday"])) <= set(range(7))
 
 
+def test_offsets_keep_the_local_time_of_day(tmp_path, frame):
+    """Timestamps with UTC offsets (one zone, or two as across daylight saving) give the same days,
+    times of day and durations as the same wall-clock times written without them."""
+    start = pd.Timestamp("2024-01-01") + pd.to_timedelta(frame.start_day * 1440 + frame.start_min, unit="min")
+    end = start + pd.to_timedelta(frame.duration, unit="min")
+    fmt = "%Y-%m-%d %H:%M:%S"
+    tables = {"naive": ("", ""), "zoned": ("+08:00", "+08:00"),
+              "shifted": ("+02:00", "+01:00")}  # the clock went back an hour during every stay
+    datasets = {}
+    for name, (a, b) in tables.items():
+        shift = pd.Timedelta(hours=1) if name == "shifted" else pd.Timedelta(0)
+        table = pd.DataFrame({"user_id": frame.user_id, "location_id": frame.location_id,
+                              "t0": start.dt.strftime(fmt) + a, "t1": (end - shift).dt.strftime(fmt) + b})
+        table.to_csv(tmp_path / f"{name}.csv", index=False)
+        assert main(["data", "prepare", "table", str(tmp_path / f"{name}.csv"), "--out", str(tmp_path / name),
+                     "--start-col", "t0", "--end-col", "t1", "--duration-col", ""]) == 0
+        datasets[name] = load_dataset(tmp_path / name)
+    for name in ("zoned", "shifted"):
+        for f in ("loc", "tod", "dur", "weekday", "days_before"):
+            np.testing.assert_array_equal(datasets[name]["val"].seq[f], datasets["naive"]["val"].seq[f])
+
+
 def _bad_cases(tmp_path, frame):
     f = frame.copy()
     cases = {}
@@ -68,6 +90,9 @@ def _bad_cases(tmp_path, frame):
     f.to_csv(tmp_path / "ok.csv", index=False)
     pd.DataFrame({"id": [10**9, 10**9 + 1]}).to_csv(tmp_path / "valid.csv", index=False)
     cases["valid ids match nothing"] = (tmp_path / "ok.csv", ["--valid-ids", str(tmp_path / "valid.csv"), "--id-col", "id"], "no id in the --valid-ids file matches")
+    g = f.assign(t0=1224730384 + 600 * np.arange(len(f)))
+    g.to_csv(tmp_path / "unix.csv", index=False)
+    cases["numbers for timestamps"] = (tmp_path / "unix.csv", ["--start-col", "t0"], "column 't0' holds numbers (row 0 has 1224730384)")
     cases["bad fractions"] = (tmp_path / "ok.csv", ["--train-frac", "0.9", "--val-frac", "0.2"], "split fractions")
     return cases
 
