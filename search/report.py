@@ -14,12 +14,12 @@ from pathlib import Path
 
 import optuna
 import yaml
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from search.advice import sweep_warnings
 from search.asha import asha_text, rungs  # ASHA's rungs, computed as the sweep checkpoints at them
 from search.baselines import beats_bar, margin_line
-from search.outcomes import study_tally
+from search.outcomes import outcome, study_tally
 from search.ranking import complete_showing, ranked
 from search.report_html import Page, duration, esc, num, shown, table
 from search.report_plots import best_so_far, curves, importances, parallel, pareto, view_study
@@ -111,6 +111,9 @@ def build_html(study: optuna.Study, storage: str, retrained: dict[int, dict], to
     p.section("Trials by outcome")
     p.add(table(["outcome", "trials"], [(k.replace("_", " "), v) for k, v in counts.items()]
                  + [("total", sum(counts.values()))]))
+    if counts["failed"]:
+        p.section("Why trials failed")
+        p.add(table(["error (its last line)", "trials", "which"], _failures(study)))
     p.section("Best so far, with the reference baselines")
     best_so_far(p, study, meta.baselines, metric, done)
     p.section("Learning curves (per-epoch objective) by outcome, with ASHA's rungs")
@@ -125,6 +128,19 @@ def build_html(study: optuna.Study, storage: str, retrained: dict[int, dict], to
     p.section(f"Top {min(top, len(done))} trials, ranked as `nextsweep export` ranks them")
     _top_table(p, meta.width, metric, whole_trials(study, done[:top]), retrained)
     return p.document(f"nextsweep report: {study.study_name}")
+
+
+def _failures(study: optuna.Study, shown_at_most: int = 8) -> list[tuple]:
+    """The failed trials (not those the sweep stopped) grouped by their error's last line, the
+    commonest first, with the first trial numbers of each (the dashboard shows a trial's whole error)."""
+    groups: dict[str, list[int]] = {}
+    for t in trials_showing(study, ("error", "config", "rejected"), states=(TrialState.FAIL,)):
+        if outcome(t) == "failed":
+            lines = [x for x in str(t.user_attrs.get("error", "")).splitlines() if x.strip()]
+            groups.setdefault(lines[-1].strip() if lines else "(no error text)", []).append(t.number)
+    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[1][0]))
+    return [(error, len(ns), ", ".join(map(str, ns[:shown_at_most])) + (", ..." if len(ns) > shown_at_most else ""))
+            for error, ns in ordered]
 
 
 def _settings(study: optuna.Study, m: StudyMeta, storage: str, cpu: float) -> list[tuple]:

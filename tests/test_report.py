@@ -76,7 +76,7 @@ def test_report_holds_every_section(tmp_path, capsys):
     for text in ["Sweep report: review", "f" * 64, "40,000 parameters", "rungs at epochs 2, 4", "tpe (seed",
                  "0.1.0+test", "Pareto front", "most_frequent", "markov", "val_hit5 0.6500 ± 0.0100 (3 seeds)",
                  "val_acc1 0.3000 ± 0.0200", "acc1 0.4740 ± 0.0150 (3 seeds)", "Parameter importances",
-                 "Warnings"]:
+                 "Warnings", "Why trials failed", "RuntimeError: boom"]:
         assert text in page, text
     assert page.count("acc1 0.4740") == 1
     assert re.search(r"<td>over budget</td><td>2</td>", page) and re.search(r"<td>pruned</td><td>2</td>", page)
