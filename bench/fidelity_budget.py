@@ -3,7 +3,8 @@
 For each seed, one sweep per arm, one after the other on this machine (the arms alternate, so a
 drift in the host's speed falls on both): `nextsweep sweep SPACE --time-budget M --seed S` with
 `--set asha.fidelity=data` for the data arm and `asha.fidelity=epochs` for the other, every other
-setting the same (--set applies to both). Each run records the configurations it examined
+setting the same (--set applies to both; --data-set to the data arm alone, after them, e.g.
+`--data-set asha.fidelity=data_finish --data-set asha.max_epochs=18`). Each run records the configurations it examined
 (trials that trained at least one epoch), its tally, its winner's value, and the planner's
 estimate from the sweep's header; the summary says, per seed, whether the data arm examined
 >= --target configurations and whether its winner beat the epochs arm's.
@@ -11,6 +12,9 @@ estimate from the sweep's header; the summary says, per seed, whether the data a
     .venv/bin/python bench/fidelity_budget.py --data /tmp/syn47 --seeds 0 1 2 3 4 \\
         --set asha.grace_period=1 --set asha.strict=true --out bench/results/issue47/fidelity_15m.json
     .venv/bin/python bench/fidelity_budget.py --summary-of A.json [B.json ...]   # runs of several sessions
+
+A later file's run of an arm and seed replaces an earlier one's in the summary: a new data arm
+against saved epochs-alone runs is `--arms data --out NEW.json`, then `--summary-of OLD.json NEW.json`.
 
 The data set is the issue's shape: `nextsweep data synth --out /tmp/syn47 --users 30 --days 480
 --locations 400 --seed 0 --window-days 14` (made here when --data does not exist).
@@ -119,6 +123,8 @@ def main() -> None:
                     help="record a sweep run by hand with the same settings (its log and study) into --out")
     ap.add_argument("--minutes", type=float, default=15.0, help="each sweep's --time-budget (default 15)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for both arms; repeatable")
+    ap.add_argument("--data-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="for the data arm alone, after --set (e.g. asha.fidelity=data_finish); repeatable")
     ap.add_argument("--target", type=int, default=50, help="configurations the data arm should examine")
     ap.add_argument("--summary-of", nargs="+", metavar="JSON", help="merge saved runs and print, training nothing")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "fidelity_budget.json")
@@ -140,7 +146,7 @@ def main() -> None:
         space = space_at(a.data, Path(tmp))
         for seed in a.seeds:
             for arm in a.arms:
-                runs.append(run_one(space, arm, seed, a.minutes, a.set, logs))
+                runs.append(run_one(space, arm, seed, a.minutes, a.set + (a.data_set if arm == "data" else []), logs))
                 r = runs[-1]
                 print(f"seed {seed} {arm:<6} examined {r['examined']:>3}  best {r['best']}  plan {r['plan']}",
                       flush=True)
