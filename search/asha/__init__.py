@@ -24,8 +24,8 @@ def data_fractions(max_epochs: int, grace: int, rf: float, brackets: int = 1, fi
     An epoch with k + 1 rungs at or after it trains on rf**-k of them, so passing a rung multiplies
     the data by rf and the last rung's stretch trains on all of it (rungs 1, 3, 9 with rf 3: epoch
     1 on 1/9, epochs 2-3 on 1/3, the rest on all). `finish` (asha.fidelity data_finish): all of it
-    only past the last rung before max_epochs, for the few trials that get there (1/27, 1/9, 1/3,
-    then all from epoch 10). A function of the epoch alone: every trial at a rung trained on the
+    only past the last rung before max_epochs, for the few trials that get there (rungs 1, 3, 9:
+    1/27, 1/9, 1/3, then all from epoch 10). A function of the epoch alone: every trial at a rung trained on the
     same shares."""
     marks = rungs(max_epochs, grace, rf, brackets)
     if finish:
@@ -66,7 +66,8 @@ def make_asha(a, seed: int = 0, metric: str | None = None):
 
 
 def asha_signature(a) -> list:
-    """[max_epochs, grace, reduction], then brackets, "strict", "rank_by epoch", "fidelity data" and "pause"
+    """[max_epochs, grace, reduction], then brackets, "strict", "rank_by epoch", "fidelity data" (or
+    data_finish) and "pause"
     where an option is not its default: studies from before these options resume."""
     extra = ((["strict"] if a.strict else []) + (["rank_by epoch"] if a.rank_by == "epoch" else [])
              + ([f"fidelity {a.fidelity}"] if a.fidelity != "epochs" else []) + (["pause"] if a.pause else []))
