@@ -247,16 +247,18 @@ def _restore(state: dict, runs: list[_Run], tcfg: TrainConfig, dev: torch.device
 
 
 def _is_last(epoch: int, best_epoch: int, cfg: TrainConfig, share: list[float]) -> bool:
-    """Max epochs, or `patience` epochs without improvement. With `fit`'s `fractions`, patience never
-    ends a fit before an epoch on a larger share of the data, and counts from the best epoch or, where
-    later, the last epoch before the share grew: a trial that passes a rung (ASHA decides there, not
-    patience) gets `patience` epochs on its larger share."""
+    """Max epochs, or `patience` epochs without improvement. With `fit`'s `fractions`, patience acts
+    on the largest share alone (all of the data), counting from the best epoch or, where later, the
+    last epoch on a smaller share: on a share ASHA's rungs judge a trial, since a plateau on a share
+    says little of what all of the data would reach (a trial ended there would be a COMPLETE result
+    that never trained on all of it)."""
     if epoch == cfg.epochs:
         return True
-    if share[epoch] > share[epoch - 1]:
+    top = max(share)
+    if share[epoch - 1] < top:
         return False
-    grew = max((e for e in range(2, epoch + 1) if share[e - 1] > share[e - 2]), default=1) - 1
-    return epoch - max(best_epoch, grew) >= cfg.patience
+    before = max((e for e in range(1, epoch + 1) if share[e - 1] < top), default=0)
+    return epoch - max(best_epoch, before) >= cfg.patience
 
 
 def _train_epoch(model, train: SplitArrays, cfg: TrainConfig, opt, sched, loss_fn: LossFn, rng, epoch: int,

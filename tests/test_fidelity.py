@@ -83,9 +83,9 @@ def test_fit_trains_each_epoch_on_its_share(data):
         fit(CONFIG, data, fractions=[0.0, 1.0])
 
 
-def test_patience_restarts_where_the_share_grows(data):
-    """A trial ASHA moved on to more data gets `patience` epochs on it: epochs on a share that did
-    not improve do not count against the larger share's."""
+def test_patience_acts_on_all_of_the_data_alone(data):
+    """Patience never ends a trial on a share (ASHA's rungs judge it there), and a trial that reaches
+    all of the data gets `patience` epochs on it: epochs on a share do not count against them."""
     still = {**CONFIG, "lr": 1e-12, "epochs": 6, "patience": 2}  # nothing improves after epoch 1
     assert len(fit(still, data).history) == 3  # epochs 2 and 3 without improvement
     assert len(fit(still, data, fractions=[1 / 3, 1 / 3, 1.0]).history) == 4  # 2 epochs on all of the data
@@ -93,6 +93,8 @@ def test_patience_restarts_where_the_share_grows(data):
     edge = {**still, "patience": 1}  # patience runs out at epoch 2, the last before the share grows
     assert len(fit(edge, data).history) == 2
     assert len(fit(edge, data, fractions=[1 / 3, 1 / 3, 1.0]).history) == 3  # one epoch on all of the data
+    longer = {**still, "epochs": 8}  # four epochs on 1/9 and 1/3 without improvement: none ends it
+    assert len(fit(longer, data, fractions=[1 / 9, 1 / 3, 1 / 3, 1 / 3, 1.0, 1.0, 1.0, 1.0]).history) == 6
 
 
 def test_the_plan_counts_the_shares():
