@@ -4,7 +4,7 @@ For each seed, one sweep per arm, one after the other on this machine (the arms 
 drift in the host's speed falls on both): `nextsweep sweep SPACE --time-budget M --seed S` with
 `--set asha.fidelity=data` for the data arm and `asha.fidelity=epochs` for the other, every other
 setting the same (--set applies to both; --data-set to the data arm alone, after them, e.g.
-`--data-set asha.fidelity=data_finish --data-set asha.max_epochs=18`). Each run records the configurations it examined
+`--data-set asha.max_epochs=18`). Each run records the configurations it examined
 (trials that trained at least one epoch), its tally, its winner's value, and the planner's
 estimate from the sweep's header; the summary says, per seed, whether the data arm examined
 >= --target configurations and whether its winner beat the epochs arm's.
@@ -124,7 +124,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=15.0, help="each sweep's --time-budget (default 15)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for both arms; repeatable")
     ap.add_argument("--data-set", action="append", default=[], metavar="KEY=VALUE",
-                    help="for the data arm alone, after --set (e.g. asha.fidelity=data_finish); repeatable")
+                    help="for the data arm alone, after --set (e.g. asha.max_epochs=18); repeatable")
     ap.add_argument("--target", type=int, default=50, help="configurations the data arm should examine")
     ap.add_argument("--summary-of", nargs="+", metavar="JSON", help="merge saved runs and print, training nothing")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "fidelity_budget.json")

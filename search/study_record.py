@@ -146,12 +146,10 @@ def sweep_meta(opts, space, fingerprint: str) -> StudyMeta:
 
 
 def fractions_of(asha) -> tuple[float, ...] | None:
-    """The space's ASHA's share of the training samples for each epoch (asha.fidelity data or
-    data_finish), else None."""
-    if asha.fidelity == "epochs":
+    """The space's ASHA's share of the training samples for each epoch (asha.fidelity data), else None."""
+    if asha.fidelity != "data":
         return None
-    return tuple(data_fractions(asha.max_epochs, asha.grace_period, asha.reduction_factor, asha.brackets,
-                                finish=asha.fidelity == "data_finish"))
+    return tuple(data_fractions(asha.max_epochs, asha.grace_period, asha.reduction_factor, asha.brackets))
 
 
 def space_signature(space) -> dict:

@@ -6,7 +6,7 @@ A space file:
     data: {geolife: ../../shared/data/geolife}    # or {path: DIR} or {synthetic: {users: 50}}
     objective: {metric: val_hit5, mode: max, then: [val_acc1, val_mrr], tolerance: 0.002}
     budget: {max_params: 500000, width: d_model}  # width: the int param fitted to the budget
-    asha: {max_epochs: 12, grace_period: 2, reduction_factor: 3}  # and brackets: N, strict: true, rank_by: epoch, fidelity: data | data_finish, pause: true
+    asha: {max_epochs: 12, grace_period: 2, reduction_factor: 3}  # and brackets: N, strict: true, rank_by: epoch, fidelity: data, pause: true
     params:
       family: {type: categorical, choices: [transformer, pointer, gru]}
       d_model: {type: int, low: 32, high: 256, step: 16}
@@ -77,7 +77,7 @@ class ParamSpec:
 
 
 RANK_BY = ("best", "epoch")  # asha.rank_by: a trial's best epoch so far, or the rung epoch's own value
-FIDELITIES = ("epochs", "data", "data_finish")  # asha.fidelity: what grows at each rung (search.asha.data_fractions)
+FIDELITIES = ("epochs", "data")  # asha.fidelity: what grows at each rung (search.asha.data_fractions)
 
 
 @dataclass
@@ -88,8 +88,7 @@ class Asha:
     brackets: int = 1  # Hyperband-style: bracket s has its first rung at grace_period * reduction_factor**s
     strict: bool = False  # the ASHA paper's rule: pass a rung only in the top floor(n / rf) of its n results
     rank_by: str = "best"  # a trial's value at a rung: its best epoch so far, or that epoch's own ("epoch")
-    fidelity: str = "epochs"  # "data": epochs before the later rungs train on a share of the training samples;
-    # "data_finish": all of them only past the last rung
+    fidelity: str = "epochs"  # "data": epochs before the later rungs train on a share of the training samples
     pause: bool = False  # the paper's promotions: a trial not yet in its rung's top waits paused, not stopped
 
 

@@ -10,8 +10,7 @@ import pytest
 from data_io import load_dataset
 from data_io.synthetic import SynthParams, synthesize
 from models import ModelError, fit
-from search.asha import asha_signature, asha_text, cheaper_left_off, data_fractions, rungs
-from search.study_record import fractions_of
+from search.asha import asha_signature, cheaper_left_off, data_fractions, rungs
 from search.planner import Plan, expected_epochs
 from spaces import SpaceError, parse_space
 
@@ -44,23 +43,14 @@ def test_each_rung_passed_multiplies_the_data_by_the_reduction_factor():
     assert data_fractions(12, 1, 3) == pytest.approx([1 / 9, 1 / 3, 1 / 3] + [1.0] * 9)
     assert data_fractions(6, 1, 3) == pytest.approx([1 / 3, 1.0, 1.0, 1.0, 1.0, 1.0])  # rungs 1, 3
     assert data_fractions(4, 4, 2) == [1.0] * 4  # one rung: all of the data
-    # data_finish: all of the data only past the last rung
-    assert data_fractions(18, 1, 3, finish=True) == pytest.approx([1 / 27, 1 / 9, 1 / 9] + [1 / 3] * 6 + [1.0] * 9)
-    assert data_fractions(27, 1, 3, finish=True) == pytest.approx([1 / 27, 1 / 9, 1 / 9] + [1 / 3] * 6 + [1.0] * 18)
-    assert data_fractions(4, 4, 2, finish=True) == [1.0] * 4
 
 
 def test_the_space_declares_it_checked_like_every_key():
     space = parse_space(__import__("yaml").safe_load(SPACE), Path("fid.yaml"))
     assert space.asha.fidelity == "data"
     raw = __import__("yaml").safe_load(SPACE.replace("fidelity: data", "fidelity: samples"))
-    with pytest.raises(SpaceError, match="asha.fidelity.*must be epochs or data or data_finish, got 'samples'"):
+    with pytest.raises(SpaceError, match="asha.fidelity.*must be epochs or data, got 'samples'"):
         parse_space(raw, Path("fid.yaml"))
-    finish = parse_space(__import__("yaml").safe_load(SPACE.replace("fidelity: data", "fidelity: data_finish")),
-                         Path("fid.yaml"))
-    assert fractions_of(finish.asha) == pytest.approx(data_fractions(6, 1, 3, finish=True))
-    assert "fidelity data_finish" in asha_signature(finish.asha)  # a study resumes only with its own shares
-    assert "all of the data only past the last rung" in asha_text(asha_signature(finish.asha))
     # the plan's and the end's warnings offer it only where the space leaves it off; asha.pause likewise
     assert [s for s, _ in cheaper_left_off(asha_signature(space.asha)[3:])] == ["asha.pause: true"]
     assert [s for s, _ in cheaper_left_off([])] == ["asha.fidelity: data", "asha.pause: true"]

@@ -19,18 +19,14 @@ def rungs(max_epochs: int, grace: int, rf: float, brackets: int = 1) -> list[int
     return sorted({int(grace * rf ** (k + s)) for s in range(brackets) for k in range(int(x - s + 1))})
 
 
-def data_fractions(max_epochs: int, grace: int, rf: float, brackets: int = 1, finish: bool = False) -> list[float]:
+def data_fractions(max_epochs: int, grace: int, rf: float, brackets: int = 1) -> list[float]:
     """asha.fidelity data: the share of the training samples each epoch 1..max_epochs trains on.
     An epoch with k + 1 rungs at or after it trains on rf**-k of them, so passing a rung multiplies
     the data by rf and the last rung's stretch trains on all of it (rungs 1, 3, 9 with rf 3: epoch
-    1 on 1/9, epochs 2-3 on 1/3, the rest on all). `finish` (asha.fidelity data_finish): all of it
-    only past the last rung before max_epochs, for the few trials that get there (rungs 1, 3, 9:
-    1/27, 1/9, 1/3, then all from epoch 10). A function of the epoch alone: every trial at a rung trained on the
-    same shares."""
+    1 on 1/9, epochs 2-3 on 1/3, the rest on all). A function of the epoch alone: every trial at a
+    rung trained on the same shares."""
     marks = rungs(max_epochs, grace, rf, brackets)
-    if finish:
-        marks = [r for r in marks if r < max_epochs]
-    return [float(rf) ** -max(0, sum(r >= e for r in marks) - (0 if finish else 1)) for e in range(1, max_epochs + 1)]
+    return [float(rf) ** -max(0, sum(r >= e for r in marks) - 1) for e in range(1, max_epochs + 1)]
 
 
 # The options that cut an average trial's cost: (its asha_signature word, the setting, why), for the
@@ -66,11 +62,10 @@ def make_asha(a, seed: int = 0, metric: str | None = None):
 
 
 def asha_signature(a) -> list:
-    """[max_epochs, grace, reduction], then brackets, "strict", "rank_by epoch", "fidelity data" (or
-    data_finish) and "pause"
+    """[max_epochs, grace, reduction], then brackets, "strict", "rank_by epoch", "fidelity data" and "pause"
     where an option is not its default: studies from before these options resume."""
     extra = ((["strict"] if a.strict else []) + (["rank_by epoch"] if a.rank_by == "epoch" else [])
-             + ([f"fidelity {a.fidelity}"] if a.fidelity != "epochs" else []) + (["pause"] if a.pause else []))
+             + (["fidelity data"] if a.fidelity == "data" else []) + (["pause"] if a.pause else []))
     return [a.max_epochs, a.grace_period, a.reduction_factor] + ([a.brackets] + extra if a.brackets != 1 or extra else [])
 
 
@@ -82,6 +77,4 @@ def asha_text(asha: list) -> str:
             + (", ranked by the rung epoch's own value" if "rank_by epoch" in asha[3:] else "")
             + (", data fidelity (the epochs before the later rungs train on a share of the data)"
                if "fidelity data" in asha[3:] else "")
-            + (", data fidelity to the finish (all of the data only past the last rung)"
-               if "fidelity data_finish" in asha[3:] else "")
             + (", paused promotions (a trial below its rung's top waits, paused, for rivals)" if "pause" in asha[3:] else ""))
