@@ -143,7 +143,7 @@ def time_column(frame: pd.DataFrame, path: Path, name: str, option: str) -> tupl
 
 
 def _start_times(frame, path, cols: Columns, user: np.ndarray):
-    """(day, minute, weekday, start-as-minutes) from either timestamps or day + minute columns."""
+    """(day, minute, weekday, start instants or None) from either timestamps or day + minute columns."""
     if cols.start:
         ts, instant = time_column(frame, path, cols.start, "--start-col")
         midnight = ts.dt.normalize()
