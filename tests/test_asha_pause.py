@@ -192,18 +192,48 @@ def test_a_sweep_with_paused_promotions_loses_nothing_and_ends(tmp_path, capsys)
                                        epoch_seconds=0.05, local_cpus=4))
     finally:
         ray.shutdown()
-    trained = [t for t in study.trials if "config" in t.user_attrs and "rejected" not in t.user_attrs]
-    assert len(trained) == 40 and {t.state for t in trained} == {TrialState.COMPLETE, TrialState.PRUNED}
-    for t in trained:
-        cfg = json.loads(t.user_attrs["config"])
-        curve, steps = simulated_curve(cfg, cfg["epochs"]), sorted(t.intermediate_values)
-        assert steps == list(range(1, len(steps) + 1))
-        assert [t.intermediate_values[s] for s in steps] == pytest.approx(curve[:len(steps)], abs=1e-12)
-        assert (t.state == TrialState.COMPLETE) == (len(steps) == 9)
-        assert len(steps) in (1, 3, 9)  # a trial ends at a rung (waiting, pruned) or at max_epochs
+    _each_trial_whole(study, 40)
+    assert {t.state for t in study.trials if "rejected" not in t.user_attrs} == {TrialState.COMPLETE, TrialState.PRUNED}
     runs = [{json.loads(line)["started_at"] for line in p.read_text().splitlines()}
             for p in tmp_path.glob("**/result.json")]
     assert sum(len(r) > 1 for r in runs) >= 1  # a trial that waited went on in a second worker run
     assert len(runs) == 40  # one Tune trial per study trial: going on is not a new trial
     out = capsys.readouterr().out
     assert "waits at its epoch-1 rung" in out and "goes on from its rung" in out and " waiting, " in out
+
+
+def _each_trial_whole(study, n: int) -> None:
+    """`n` trained trials, each COMPLETE or PRUNED, its values its simulated curve's with no epoch
+    missing or told twice, ended at a rung (waiting, pruned) or at max_epochs."""
+    trained = [t for t in study.trials if "config" in t.user_attrs and "rejected" not in t.user_attrs]
+    assert len(trained) == n and {t.state for t in trained} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    for t in trained:
+        cfg = json.loads(t.user_attrs["config"])
+        curve, steps = simulated_curve(cfg, cfg["epochs"]), sorted(t.intermediate_values)
+        assert steps == list(range(1, len(steps) + 1))
+        assert [t.intermediate_values[s] for s in steps] == pytest.approx(curve[:len(steps)], abs=1e-12)
+        assert (t.state == TrialState.COMPLETE) == (len(steps) == 9)
+        assert len(steps) in (1, 3, 9)
+
+
+@pytest.mark.ray
+def test_a_paused_sweep_resumes(tmp_path):
+    """--resume of a sweep with paused promotions: the first run's trials (those left waiting were
+    PRUNED) stay as they were, and the new ones end whole, COMPLETE or PRUNED, every epoch told once."""
+    import ray
+    from search.sweep import SweepOptions, run_sweep
+    space = tmp_path / "paused.yaml"
+    space.write_text(SPACE)
+    opts = dict(space=str(space), study="p", dir=str(tmp_path), seed=0, storage=f"sqlite:///{tmp_path / 'db.sqlite'}",
+                simulate=True, epoch_seconds=0.05, local_cpus=4)
+    if ray.is_initialized():
+        ray.shutdown()
+    try:
+        first = run_sweep(SweepOptions(samples=12, **opts))
+        _each_trial_whole(first, 12)
+        before = {t.number: (t.state, dict(t.intermediate_values)) for t in first.trials}
+        again = run_sweep(SweepOptions(samples=24, resume=True, **opts))
+    finally:
+        ray.shutdown()
+    _each_trial_whole(again, 24)
+    assert {t.number: (t.state, dict(t.intermediate_values)) for t in again.trials if t.number in before} == before
