@@ -192,8 +192,8 @@ def test_a_sweep_with_paused_promotions_loses_nothing_and_ends(tmp_path, capsys)
                                        epoch_seconds=0.05, local_cpus=4))
     finally:
         ray.shutdown()
-    _each_trial_whole(study, 40)
-    assert {t.state for t in study.trials if "rejected" not in t.user_attrs} == {TrialState.COMPLETE, TrialState.PRUNED}
+    trained = _each_trial_whole(study, 40)
+    assert {t.state for t in trained} == {TrialState.COMPLETE, TrialState.PRUNED}
     runs = [{json.loads(line)["started_at"] for line in p.read_text().splitlines()}
             for p in tmp_path.glob("**/result.json")]
     assert sum(len(r) > 1 for r in runs) >= 1  # a trial that waited went on in a second worker run
@@ -202,9 +202,9 @@ def test_a_sweep_with_paused_promotions_loses_nothing_and_ends(tmp_path, capsys)
     assert "waits at its epoch-1 rung" in out and "goes on from its rung" in out and " waiting, " in out
 
 
-def _each_trial_whole(study, n: int) -> None:
-    """`n` trained trials, each COMPLETE or PRUNED, its values its simulated curve's with no epoch
-    missing or told twice, ended at a rung (waiting, pruned) or at max_epochs."""
+def _each_trial_whole(study, n: int) -> list:
+    """The trained trials, `n` of them, each COMPLETE or PRUNED, its values its simulated curve's
+    with no epoch missing or told twice, ended at a rung (waiting, pruned) or at max_epochs."""
     trained = [t for t in study.trials if "config" in t.user_attrs and "rejected" not in t.user_attrs]
     assert len(trained) == n and {t.state for t in trained} <= {TrialState.COMPLETE, TrialState.PRUNED}
     for t in trained:
@@ -214,6 +214,7 @@ def _each_trial_whole(study, n: int) -> None:
         assert [t.intermediate_values[s] for s in steps] == pytest.approx(curve[:len(steps)], abs=1e-12)
         assert (t.state == TrialState.COMPLETE) == (len(steps) == 9)
         assert len(steps) in (1, 3, 9)
+    return trained
 
 
 @pytest.mark.ray
